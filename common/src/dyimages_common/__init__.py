@@ -1,0 +1,1 @@
+"""Contracts shared by the DY Images services (see docs/architecture.md)."""

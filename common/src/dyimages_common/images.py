@@ -1,0 +1,87 @@
+"""Checking untrusted image bytes: real format, size and pixel limits, complete data.
+
+The downloader checks every download with :func:`inspect_image`; the embedding service opens
+uploaded query images with :func:`open_image`. Both refuse with :class:`ImageRejected`, whose
+``reason`` is a short machine-readable word and whose message a person can read.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from dyimages_common.storage import FORMATS
+
+# Our own pixel cap is checked before decoding; Pillow's is disabled so it never decides first.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # Pillow's name: JPEG, PNG, WEBP, GIF
+    extension: str
+    content_type: str
+    width: int
+    height: int
+
+
+def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    if len(data) > max_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes is over the limit of {max_bytes}")
+    if not data:
+        raise ImageRejected("not_an_image", "empty body")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected("not_an_image", f"cannot identify image data ({exc.__class__.__name__})") from None
+    if image.format not in FORMATS:
+        raise ImageRejected("unsupported_format", f"format {image.format} is not one of {', '.join(FORMATS)}")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageRejected("not_an_image", f"invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageRejected("too_many_pixels", f"{width}x{height} is over the limit of {max_pixels} pixels")
+    return image
+
+
+def _decode_fully(image: Image.Image) -> None:
+    """Decode every byte so truncated or corrupt data is refused, not stored.
+
+    For JPEG, draft mode decodes at a reduced DCT scale: it still reads the whole entropy-coded
+    stream (so truncation is caught) at a fraction of the cost of a full-size decode.
+    """
+    try:
+        if image.format == "JPEG":
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageRejected("corrupt_image", f"image data is truncated or corrupt ({exc})") from None
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """Identify and fully decode ``data``; return its real format and size or raise ImageRejected."""
+    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    info = ImageInfo(image.format, *FORMATS[image.format], image.width, image.height)  # type: ignore[index]
+    _decode_fully(image)
+    return info
+
+
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Open untrusted bytes as an RGB image within the limits, or raise ImageRejected."""
+    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    try:
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected("corrupt_image", f"image data is truncated or corrupt ({exc})") from None

@@ -1,0 +1,96 @@
+"""The Qdrant client and the `images` collection schema.
+
+One point per distinct image (id from :func:`dyimages_common.points.point_id`), cosine distance,
+vector size from the model. The collection records the model that made its vectors in its
+metadata; a collection made by another model, or with another size, is never mixed with new
+vectors: :func:`ensure_collection` raises :class:`CollectionMismatchError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from qdrant_client import QdrantClient, models
+
+from dyimages_common.settings import QdrantSettings
+
+log = logging.getLogger(__name__)
+
+# Payload fields the UI filters on get an index (a no-op in embedded mode, which is brute force).
+PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
+    "sha256": models.PayloadSchemaType.KEYWORD,
+    "domains": models.PayloadSchemaType.KEYWORD,
+    "content_type": models.PayloadSchemaType.KEYWORD,
+    "width": models.PayloadSchemaType.INTEGER,
+    "height": models.PayloadSchemaType.INTEGER,
+    "model": models.PayloadSchemaType.KEYWORD,
+}
+
+REINDEX_HINT = (
+    "To reindex with the new model: `dyimages drop --yes` (deletes the collection), restart the "
+    "indexer, then `dyimages reindex` (republishes every stored image); or set QDRANT_COLLECTION "
+    "to a new name."
+)
+
+
+class CollectionMismatchError(RuntimeError):
+    """The collection exists but was made by another model or with another vector size."""
+
+
+def connect_qdrant(settings: QdrantSettings) -> QdrantClient:
+    """A client for the embedded folder (QDRANT_PATH) or the Qdrant server."""
+    if settings.qdrant_path is not None:
+        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        return QdrantClient(path=str(settings.qdrant_path))
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    return QdrantClient(
+        host=settings.qdrant_host,
+        port=settings.qdrant_port,
+        api_key=api_key,
+        https=False if api_key is None else None,
+        timeout=30,
+    )
+
+
+def collection_model(client: QdrantClient, name: str) -> tuple[str | None, int | None]:
+    """The (model, vector size) an existing collection was made with, or (None, None)."""
+    if not client.collection_exists(name):
+        return None, None
+    config = client.get_collection(name).config
+    vectors = config.params.vectors
+    size = vectors.size if isinstance(vectors, models.VectorParams) else None
+    model = (config.metadata or {}).get("model")
+    return (str(model) if model is not None else None), size
+
+
+def ensure_collection(client: QdrantClient, name: str, *, dim: int, model: str) -> bool:
+    """Create the collection for ``model`` if absent; refuse one made by another model.
+
+    Returns True when it was created. Safe to call from several processes at once: a
+    concurrent create by another replica is detected and checked like an existing one.
+    """
+    existing_model, existing_dim = collection_model(client, name)
+    if existing_dim is None:
+        try:
+            client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                metadata={"model": model, "dim": dim},
+            )
+        except Exception:
+            if not client.collection_exists(name):
+                raise
+            return ensure_collection(client, name, dim=dim, model=model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # embedded mode: indexes are no-ops
+            for field, schema in PAYLOAD_INDEXES.items():
+                client.create_payload_index(name, field, field_schema=schema)
+        log.info("created collection %s (model %s, dim %d)", name, model, dim)
+        return True
+    if existing_dim != dim or (existing_model is not None and existing_model != model):
+        raise CollectionMismatchError(
+            f"collection {name!r} holds vectors of model {existing_model!r} (dim {existing_dim}), "
+            f"but the embedding service runs {model!r} (dim {dim}). {REINDEX_HINT}"
+        )
+    return False

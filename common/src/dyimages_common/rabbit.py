@@ -1,0 +1,84 @@
+"""RabbitMQ topology shared by the downloader (publisher) and the indexer (consumer).
+
+* ``RABBITMQ_QUEUE`` (default ``images.downloaded``): a durable quorum queue. A message returned
+  to it more than :data:`DELIVERY_LIMIT` times (crash loops) is dead-lettered by RabbitMQ itself.
+* ``<queue>.dlx``: a direct exchange; ``<queue>.dead``: the dead-letter queue bound to it. The
+  indexer publishes a message it can never process there itself, with the reason in the
+  :data:`REASON_HEADER` header, then acknowledges the original.
+
+Every declaration uses the same arguments everywhere: RabbitMQ refuses a redeclaration with
+different ones, so they live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+
+from dyimages_common.settings import RabbitSettings
+
+DELIVERY_LIMIT = 20
+REASON_HEADER = "x-dyimages-reason"
+
+
+@dataclass(frozen=True)
+class Topology:
+    queue: str
+    dead_letter_exchange: str
+    dead_letter_queue: str
+
+    @classmethod
+    def for_queue(cls, queue: str) -> Topology:
+        return cls(queue=queue, dead_letter_exchange=f"{queue}.dlx", dead_letter_queue=f"{queue}.dead")
+
+
+@dataclass(frozen=True)
+class DeclaredTopology:
+    queue: AbstractQueue
+    dead_letter_exchange: AbstractExchange
+    dead_letter_queue: AbstractQueue
+
+
+def amqp_url(settings: RabbitSettings) -> str:
+    user = quote(settings.rabbitmq_user, safe="")
+    password = quote(settings.rabbitmq_password.get_secret_value(), safe="")
+    vhost = quote(settings.rabbitmq_vhost, safe="")
+    return f"amqp://{user}:{password}@{settings.rabbitmq_host}:{settings.rabbitmq_port}/{vhost}"
+
+
+async def connect(settings: RabbitSettings, name: str) -> AbstractRobustConnection:
+    """A robust connection: it reconnects and redeclares by itself after the broker comes back."""
+    return await aio_pika.connect_robust(amqp_url(settings), client_properties={"connection_name": name})
+
+
+async def declare_topology(channel: AbstractChannel, queue_name: str) -> DeclaredTopology:
+    topology = Topology.for_queue(queue_name)
+    dlx = await channel.declare_exchange(topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    dead = await channel.declare_queue(topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    await dead.bind(dlx, routing_key=topology.dead_letter_queue)
+    queue = await channel.declare_queue(
+        topology.queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": topology.dead_letter_exchange,
+            "x-dead-letter-routing-key": topology.dead_letter_queue,
+        },
+    )
+    return DeclaredTopology(queue=queue, dead_letter_exchange=dlx, dead_letter_queue=dead)
+
+
+async def queue_depths(settings: RabbitSettings) -> dict[str, int]:
+    """Ready messages in the work queue and the dead-letter queue (for status pages and tests)."""
+    connection = await aio_pika.connect(amqp_url(settings), client_properties={"connection_name": "depths"})
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, settings.rabbitmq_queue)
+        return {
+            "queued": declared.queue.declaration_result.message_count or 0,
+            "dead_lettered": declared.dead_letter_queue.declaration_result.message_count or 0,
+        }

@@ -1,0 +1,99 @@
+"""The downloader's per-URL state (SQLite, STATE_DB), and read-only views of it for people.
+
+The downloader is the only writer. The app's status page and the `dyimages` CLI read it to show
+counts and recent failures with their reasons. The database uses the rollback journal (not WAL)
+so a reader on a read-only mount can open it.
+
+Statuses: ``pending`` (seen, not yet fetched), ``retrying`` (a transient failure, will be tried
+again), ``done`` (stored; ``sha256``/``path`` set; ``published`` once the broker confirmed the
+message), ``failed`` (a permanent failure; ``last_error`` says why).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    url         TEXT PRIMARY KEY,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'retrying', 'done', 'failed')),
+    sha256      TEXT,
+    path        TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    published   INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS urls_status ON urls (status, updated_at);
+CREATE INDEX IF NOT EXISTS urls_sha256 ON urls (sha256);
+"""
+
+STATUSES = ("pending", "retrying", "done", "failed")
+
+
+@dataclass(frozen=True)
+class UrlFailure:
+    url: str
+    reason: str
+    attempts: int
+    updated_at: str
+
+
+def open_state(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the state database for writing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=DELETE")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    connection.executescript(SCHEMA)
+    return connection
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection | None:
+    if not path.exists():
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+def status_counts(path: Path) -> dict[str, int]:
+    """URLs per status (every status present, zero where none); all zero if there is no state yet."""
+    counts = dict.fromkeys(STATUSES, 0)
+    connection = _open_read_only(path)
+    if connection is None:
+        return counts
+    with connection:
+        for status, count in connection.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
+            counts[status] = count
+    connection.close()
+    return counts
+
+
+def recent_failures(path: Path, limit: int = 50) -> list[UrlFailure]:
+    """Permanent failures, newest first."""
+    connection = _open_read_only(path)
+    if connection is None:
+        return []
+    rows = connection.execute(
+        "SELECT url, COALESCE(last_error, ''), attempts, updated_at FROM urls "
+        "WHERE status = 'failed' ORDER BY updated_at DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    connection.close()
+    return [UrlFailure(*row) for row in rows]
+
+
+def urls_for(path: Path, sha256: str) -> list[str]:
+    """Every URL whose bytes are this image (for reindexing with all sources)."""
+    connection = _open_read_only(path)
+    if connection is None:
+        return []
+    rows = connection.execute(
+        "SELECT url FROM urls WHERE sha256 = ? AND status = 'done' ORDER BY url", (sha256,)
+    ).fetchall()
+    connection.close()
+    return [row[0] for row in rows]

@@ -1,0 +1,52 @@
+"""Isolation on the shared RabbitMQ: every test gets its own queue names, deleted afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+import aio_pika
+
+from dyimages_common.rabbit import Topology
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def require_rabbitmq() -> None:
+    """Fail (never skip) when the broker is not there: these tests need the real one."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:
+        raise RuntimeError(
+            "RabbitMQ is not running on 127.0.0.1:5672; start it with `rabbitmq-server -detached`"
+        ) from exc
+
+
+def unique_queue_name(prefix: str = "test") -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:12]}.images"
+
+
+def rabbit_env(queue: str) -> dict[str, str]:
+    return {
+        "RABBITMQ_HOST": "127.0.0.1",
+        "RABBITMQ_PORT": "5672",
+        "RABBITMQ_USER": "guest",
+        "RABBITMQ_PASSWORD": "guest",
+        "RABBITMQ_VHOST": "/",
+        "RABBITMQ_QUEUE": queue,
+    }
+
+
+async def _delete(queue: str) -> None:
+    topology = Topology.for_queue(queue)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in (topology.queue, topology.dead_letter_queue):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(topology.dead_letter_exchange)
+
+
+def delete_topology(queue: str) -> None:
+    asyncio.run(_delete(queue))
