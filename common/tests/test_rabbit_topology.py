@@ -1,0 +1,51 @@
+import asyncio
+
+import aio_pika
+import pytest
+
+from dyimages_common.rabbit import DELIVERY_LIMIT, REASON_HEADER, Topology, connect, declare_topology, queue_depths
+from dyimages_common.settings import RabbitSettings, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_topology_routes_dead_letters_and_counts_depths(rabbit_environment: dict[str, str]) -> None:
+    settings = load_settings(RabbitSettings)
+    topology = Topology.for_queue(settings.rabbitmq_queue)
+    connection = await connect(settings, "test")
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, settings.rabbitmq_queue)
+        # A second declaration with the same arguments is accepted (every service declares it).
+        await declare_topology(await connection.channel(), settings.rabbitmq_queue)
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=topology.queue
+        )
+        await declared.dead_letter_exchange.publish(
+            aio_pika.Message(b"bad", headers={REASON_HEADER: "invalid_json"}),
+            routing_key=topology.dead_letter_queue,
+        )
+    assert await queue_depths(settings) == {"queued": 1, "dead_lettered": 1}
+
+
+async def test_rejected_messages_are_dead_lettered_by_the_broker(rabbit_environment: dict[str, str]) -> None:
+    """A message returned more than DELIVERY_LIMIT times goes to the dead-letter queue, not back forever."""
+    settings = load_settings(RabbitSettings)
+    connection = await connect(settings, "test")
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, settings.rabbitmq_queue)
+        await channel.default_exchange.publish(aio_pika.Message(b"poison"), routing_key=settings.rabbitmq_queue)
+        for _ in range(DELIVERY_LIMIT + 1):
+            message = await declared.queue.get(timeout=5)
+            await message.nack(requeue=True)
+        dead = None
+        for _ in range(50):  # dead-lettering happens asynchronously inside the broker
+            dead = await declared.dead_letter_queue.get(timeout=5, fail=False)
+            if dead is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert dead is not None
+        assert dead.body == b"poison"
+        assert await declared.queue.get(timeout=5, fail=False) is None
+        await dead.ack()
