@@ -130,3 +130,15 @@ def test_gpu_override_reserves_an_nvidia_gpu_for_embedding() -> None:
     assert device["driver"] == "nvidia"
     assert "gpu" in device["capabilities"]
     assert override["environment"]["DEVICE"] == "cuda"
+
+
+def test_the_lock_file_pins_the_torch_the_tests_run_on() -> None:
+    import tomllib
+
+    pins = set((REPO_ROOT / "constraints.txt").read_text().split())
+    root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert set(root["tool"]["uv"]["constraint-dependencies"]) == pins
+    locked = {p["name"]: p["version"] for p in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
+    for pin in pins:
+        name, version = pin.split("==")
+        assert locked[name] == version, f"uv.lock has {name} {locked[name]}, tests run {version}"
