@@ -1,0 +1,48 @@
+"""``python -m indexer``: consume image messages and index them until stopped (or drained)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import typer
+
+from dyimages_common.logs import configure_logging
+from dyimages_common.metrics import serve_metrics
+from dyimages_common.qdrant import CollectionMismatchError
+from dyimages_common.settings import settings_or_exit
+from indexer.config import IndexerSettings
+from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer
+
+log = logging.getLogger("indexer")
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    exit_when_idle: bool = typer.Option(
+        False, "--exit-when-idle", help="Drain the queue, flush the last batch, exit 0 once nothing is left."
+    ),
+) -> None:
+    """Index every image message on RABBITMQ_QUEUE into the Qdrant collection (settings: INDEXER_*, see README)."""
+    settings = settings_or_exit(IndexerSettings)
+    configure_logging("indexer", settings.log_level, settings.log_format)
+    serve_metrics(settings.metrics_port)
+    try:
+        status = asyncio.run(Indexer(settings, exit_when_idle=exit_when_idle).run())
+    except CollectionMismatchError as exc:
+        log.error("%s", exc)
+        sys.stderr.write(f"indexer: {exc}\n")
+        raise SystemExit(EXIT_MODEL_MISMATCH) from None
+    except RuntimeError as exc:
+        # For example QDRANT_PATH held by another process: say so in one line, no traceback.
+        log.error("cannot start: %s", exc)
+        sys.stderr.write(f"indexer: cannot start: {exc}\n")
+        raise SystemExit(1) from None
+    raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,100 @@
+"""Writing points with qdrant-client's embedded mode (the real client and its real local engine).
+
+The race tests make a second writer (another indexer replica) write the same point between this
+writer's read and its write, by letting it in just before the first conditional upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from dyimages_common.messages import ImageDownloaded
+from dyimages_common.points import point_id
+from dyimages_common.qdrant import ensure_collection
+from indexer.store import ImageVector, write_images
+from testkit.images import jpeg
+from testkit.messages import message_for
+
+pytestmark = pytest.mark.unit
+
+DIM = 8
+MODEL = "dy-tiny/none"
+
+
+class InterleavingClient(QdrantClient):
+    """A real embedded client that runs ``before_first_write`` once, just before its first upsert."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.before_first_write: Callable[[QdrantClient], None] | None = None
+
+    def upsert(self, *args: Any, **kwargs: Any) -> Any:
+        hook, self.before_first_write = self.before_first_write, None
+        if hook is not None:
+            hook(self)
+        return super().upsert(*args, **kwargs)
+
+
+@pytest.fixture
+def client() -> Iterator[InterleavingClient]:
+    client = InterleavingClient()
+    ensure_collection(client, "images", dim=DIM, model=MODEL)
+    yield client
+    client.close()
+
+
+def _image(*events: ImageDownloaded, seed: int = 0) -> ImageVector:
+    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return ImageVector(events[0].sha256, vector / np.linalg.norm(vector), list(events))
+
+
+def _urls(client: QdrantClient, sha: str) -> list[str]:
+    (record,) = client.retrieve("images", [point_id(sha)])
+    return record.payload["urls"]
+
+
+def test_a_batch_becomes_one_point_per_image(client: InterleavingClient) -> None:
+    events = [message_for(jpeg(seed), f"https://a.example/{seed}.jpg") for seed in range(5)]
+    assert write_images(client, "images", [_image(event, seed=i) for i, event in enumerate(events)], model=MODEL) == 1
+    assert client.count("images").count == 5
+    hit = client.query_points("images", query=_image(events[3], seed=3).vector.tolist(), limit=1).points[0]
+    assert hit.id == point_id(events[3].sha256)
+    assert hit.payload["model"] == MODEL
+
+
+def test_writing_again_overwrites_and_adds_the_new_url(client: InterleavingClient) -> None:
+    data = jpeg(1)
+    first, second = message_for(data, "https://a.example/1.jpg"), message_for(data, "https://b.example/1.jpg")
+    write_images(client, "images", [_image(first)], model=MODEL)
+    write_images(client, "images", [_image(first)], model=MODEL)  # a redelivery
+    write_images(client, "images", [_image(second)], model=MODEL)
+    assert client.count("images").count == 1
+    assert _urls(client, first.sha256) == ["https://a.example/1.jpg", "https://b.example/1.jpg"]
+
+
+def test_a_replica_inserting_the_same_new_image_meanwhile_loses_no_url(client: InterleavingClient) -> None:
+    data = jpeg(2)
+    mine, theirs = message_for(data, "https://mine.example/2.jpg"), message_for(data, "https://theirs.example/2.jpg")
+    client.before_first_write = lambda other: write_images(other, "images", [_image(theirs)], model=MODEL)
+    assert write_images(client, "images", [_image(mine)], model=MODEL) == 2
+    assert client.count("images").count == 1
+    assert _urls(client, mine.sha256) == ["https://theirs.example/2.jpg", "https://mine.example/2.jpg"]
+
+
+def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: InterleavingClient) -> None:
+    data = jpeg(3)
+    first = message_for(data, "https://first.example/3.jpg")
+    mine, theirs = message_for(data, "https://mine.example/3.jpg"), message_for(data, "https://theirs.example/3.jpg")
+    write_images(client, "images", [_image(first)], model=MODEL)
+    client.before_first_write = lambda other: write_images(other, "images", [_image(theirs)], model=MODEL)
+    assert write_images(client, "images", [_image(mine)], model=MODEL) == 2
+    assert _urls(client, first.sha256) == [
+        "https://first.example/3.jpg",
+        "https://theirs.example/3.jpg",
+        "https://mine.example/3.jpg",
+    ]
