@@ -7,6 +7,10 @@ so a reader on a read-only mount can open it.
 Statuses: ``pending`` (seen, not yet fetched), ``retrying`` (a transient failure, will be tried
 again), ``done`` (stored; ``sha256``/``path`` set; ``published`` once the broker confirmed the
 message), ``failed`` (a permanent failure; ``last_error`` says why).
+
+The same bytes reached by several URLs are one image: every such URL is ``done`` with the same
+``sha256``, and only the first one's row carries the ``message`` (the JSON body published for
+the image); ``published`` is set on all of them once the broker confirmed that one message.
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ CREATE TABLE IF NOT EXISTS urls (
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     published   INTEGER NOT NULL DEFAULT 0,
-    updated_at  TEXT NOT NULL
+    updated_at  TEXT NOT NULL,
+    message     TEXT
 );
 CREATE INDEX IF NOT EXISTS urls_status ON urls (status, updated_at);
 CREATE INDEX IF NOT EXISTS urls_sha256 ON urls (sha256);
 """
 
 STATUSES = ("pending", "retrying", "done", "failed")
+
+# Columns added after the first schema: (name, declaration), added to older databases on open.
+_ADDED_COLUMNS = (("message", "TEXT"),)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ def open_state(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA busy_timeout=5000")
     connection.executescript(SCHEMA)
+    present = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
+    for name, declaration in _ADDED_COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE urls ADD COLUMN {name} {declaration}")
     return connection
 
 

@@ -1,0 +1,59 @@
+"""``python -m downloader [--once]``: fetch the URLs in URLS_FILE, store images, publish messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from downloader.service import Downloader, UrlFileMissing, install_signal_handlers
+from downloader.settings import DownloaderSettings
+from dyimages_common.logs import configure_logging
+from dyimages_common.metrics import serve_metrics
+from dyimages_common.settings import settings_or_exit
+
+log = logging.getLogger("downloader")
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+async def _run(settings: DownloaderSettings, once: bool) -> int:
+    downloader = Downloader(settings)
+    install_signal_handlers(downloader)
+    try:
+        await downloader.run(once=once)
+    except UrlFileMissing as exc:
+        log.error("%s", exc)
+        return 1
+    if once and downloader.internal_errors:
+        log.error("%d download(s) failed inside the downloader (see above)", downloader.internal_errors)
+        return 1
+    return 0
+
+
+@app.command()
+def main(
+    once: bool = typer.Option(
+        False, "--once", help="Handle every URL in the file (retries included), publish, then exit instead of watching."
+    ),
+) -> None:
+    """Download the images listed in URLS_FILE (one URL per line), store each once under IMAGES_DIR,
+    and publish one message per new image to RABBITMQ_QUEUE. Without --once, keep watching the file
+    and pick up new lines. Configured by environment variables (DOWNLOADER_*, RABBITMQ_*, IMAGES_DIR,
+    MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, STATE_DB, METRICS_PORT, LOG_LEVEL, LOG_FORMAT)."""
+    settings = settings_or_exit(DownloaderSettings)
+    configure_logging("downloader", settings.log_level, settings.log_format)
+    serve_metrics(settings.metrics_port)
+    log.info(
+        "downloader starting: %s, images in %s, state in %s%s",
+        settings.urls_file,
+        settings.images_dir,
+        settings.state_db_path,
+        " (once)" if once else " (watching)",
+    )
+    raise typer.Exit(asyncio.run(_run(settings, once)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,150 @@
+"""Fetching one URL: redirects followed by hand (each hop through the guarded connector), the
+body streamed under a byte cap, one deadline for the whole download.
+
+Every failure becomes a :class:`FetchFailed` with a short machine-readable ``reason`` (the
+metric label and the first word of ``last_error``), a detail a person can read, and whether it
+is ``transient`` (worth another try later) or permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+from yarl import URL
+
+from downloader.guard import refused_in
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Statuses worth another try: the server is overloaded, restarting, or asks us to slow down.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
+CHUNK = 64 * 1024
+
+
+class FetchFailed(Exception):
+    def __init__(self, reason: str, detail: str, *, transient: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    final_url: str
+    redirects: int
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Fetcher:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        max_bytes: int,
+        max_redirects: int,
+        timeout_s: float,
+    ) -> None:
+        self._session = session
+        self._max_bytes = max_bytes
+        self._max_redirects = max_redirects
+        self._timeout_s = timeout_s
+
+    async def fetch(self, url: str) -> Fetched:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._follow(url)
+        except TimeoutError:
+            raise FetchFailed("timeout", f"no complete answer within {self._timeout_s:g} s", transient=True) from None
+        except FetchFailed:
+            raise
+        except aiohttp.ClientError as exc:
+            raise _classify(exc, time.monotonic() - started) from None
+
+    async def _follow(self, url: str) -> Fetched:
+        current = URL(url)
+        seen = {str(current)}
+        for hop in range(self._max_redirects + 1):
+            async with self._session.get(current, allow_redirects=False) as response:
+                if response.status in REDIRECT_STATUSES:
+                    current = _next_hop(current, response)
+                    if str(current) in seen:
+                        raise FetchFailed("redirect_loop", f"redirected back to {current}")
+                    seen.add(str(current))
+                    continue
+                _check_status(response)
+                return Fetched(await self._read_capped(response), str(current), hop)
+        raise FetchFailed("too_many_redirects", f"more than {self._max_redirects} redirects (last: {current})")
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_bytes:
+            raise FetchFailed("too_large", f"Content-Length {declared} is over the limit of {self._max_bytes} bytes")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(CHUNK):
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise FetchFailed("too_large", f"body is over the limit of {self._max_bytes} bytes")
+        return bytes(body)
+
+
+def _next_hop(current: URL, response: aiohttp.ClientResponse) -> URL:
+    location = response.headers.get("Location")
+    if not location:
+        raise FetchFailed("bad_redirect", f"{response.status} without a Location header")
+    try:
+        target = current.join(URL(location)).with_fragment(None)
+    except ValueError as exc:
+        raise FetchFailed("bad_redirect", f"unusable Location {location[:200]!r} ({exc})") from None
+    if target.scheme not in {"http", "https"} or not target.host:
+        raise FetchFailed("bad_redirect", f"redirect to a non-http(s) URL {str(target)[:200]!r}")
+    return target
+
+
+def _check_status(response: aiohttp.ClientResponse) -> None:
+    if response.status == 200:
+        return
+    detail = f"{response.status} {response.reason or ''}".strip()
+    if response.status in TRANSIENT_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise FetchFailed(f"http_{response.status}", detail, transient=True, retry_after=retry_after)
+    raise FetchFailed(f"http_{response.status}", detail)
+
+
+def _classify(exc: aiohttp.ClientError, elapsed: float) -> FetchFailed:
+    refused = refused_in(exc)
+    if refused is not None:
+        return FetchFailed("refused_address", refused.detail)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchFailed("bad_url", str(exc))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FetchFailed("dns_error", str(exc), transient=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FetchFailed("connection_error", str(exc), transient=True)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return FetchFailed("connection_error", f"{exc.__class__.__name__}: {exc}", transient=True)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return FetchFailed("timeout", f"{exc} after {elapsed:.1f} s", transient=True)
+    return FetchFailed("http_error", f"{exc.__class__.__name__}: {exc}", transient=True)

@@ -1,0 +1,148 @@
+"""The SSRF guard: no connection to a loopback, private, link-local, multicast, reserved or
+unspecified address unless DOWNLOADER_ALLOWED_NETWORKS opens its range.
+
+The check sits where the address is used, not where the URL is read, so every redirect hop is
+checked and a name that resolves differently the second time (DNS rebinding) gains nothing:
+
+* :class:`GuardedResolver` drops refused addresses from every DNS answer and fails the lookup
+  with :class:`AddressRefused` when none is left. aiohttp connects only to what it returns.
+* aiohttp skips the resolver for literal-IP hosts (``http://127.0.0.2/``, ``http://[::1]/``), so
+  :func:`guarded_socket_factory` checks the address of every socket aiohttp is about to connect,
+  whatever the host was. It is the last word; the resolver just makes the common refusal clear.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressRefused(OSError):
+    """A connection to an address the guard does not allow."""
+
+    def __init__(self, host: str, detail: str) -> None:
+        super().__init__(f"refused to connect to {host}: {detail}")
+        self.host = host
+        self.detail = detail
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, Teredo client), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def why_refused(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public unicast address (None when it is one)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and (inner := why_refused(embedded)):
+            return f"carries {embedded}, which {inner}"
+    for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private", "is_reserved"):
+        if getattr(address, attribute):
+            return f"is {attribute.removeprefix('is_').replace('_', '-')}"
+    if not address.is_global:
+        return "is not a global address"
+    return None
+
+
+class AddressPolicy:
+    """Public addresses pass; others only inside one of the allowed networks."""
+
+    def __init__(self, allowed: Iterable[Network] = ()) -> None:
+        self.allowed = tuple(allowed)
+
+    def _is_allowed(self, address: IPAddress) -> bool:
+        candidates: list[IPAddress] = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        return any(candidate in network for candidate in candidates for network in self.allowed)
+
+    def refusal(self, host: str) -> str | None:
+        """The reason a connection to the literal address ``host`` is refused, or None."""
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{host!r} is not an IP address"
+        if self._is_allowed(address):
+            return None
+        reason = why_refused(address)
+        return None if reason is None else f"{address} {reason}"
+
+    def check(self, host: str) -> None:
+        reason = self.refusal(host)
+        if reason is not None:
+            raise AddressRefused(host, reason)
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's default resolver, minus the addresses the policy refuses."""
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        kept = [answer for answer in answers if self._policy.refusal(answer["host"]) is None]
+        if not kept:
+            reasons = "; ".join(sorted({self._policy.refusal(answer["host"]) or "" for answer in answers}))
+            raise AddressRefused(host, reasons or "no address")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_socket_factory(policy: AddressPolicy) -> Any:
+    """A socket factory for aiohttp's connector that refuses to connect to refused addresses."""
+
+    def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _canonname, sockaddr = addr_info
+        policy.check(str(sockaddr[0]))
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        return sock
+
+    return factory
+
+
+def guarded_connector(policy: AddressPolicy, *, limit: int, limit_per_host: int) -> aiohttp.TCPConnector:
+    """A connector whose every connection, on every hop, passes the policy."""
+    return aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy),
+        socket_factory=guarded_socket_factory(policy),
+        limit=limit,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=60,
+    )
+
+
+def refused_in(exc: BaseException) -> AddressRefused | None:
+    """The AddressRefused behind an aiohttp connection error, if that is what it was."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AddressRefused):
+            return current
+        seen.add(id(current))
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, AddressRefused):
+            return os_error
+        current = current.__cause__ or current.__context__
+    return None

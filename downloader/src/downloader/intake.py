@@ -1,0 +1,38 @@
+"""Turning fetched bytes into a stored image: check, hash, and write (blocking; run in threads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from dyimages_common.images import ImageInfo, inspect_image
+from dyimages_common.messages import ImageDownloaded
+from dyimages_common.storage import sha256_hex, stored_path
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    sha256: str
+    path: str  # relative to IMAGES_DIR
+    info: ImageInfo
+    size: int
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """Decode ``data`` fully (raises ImageRejected) and name it by its content."""
+    info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    sha256 = sha256_hex(data)
+    return CheckedImage(sha256, stored_path(sha256, info.extension), info, len(data))
+
+
+def message_for(image: CheckedImage, url: str, downloaded_at: datetime) -> ImageDownloaded:
+    return ImageDownloaded(
+        sha256=image.sha256,
+        path=image.path,
+        url=url,
+        content_type=image.info.content_type,
+        width=image.info.width,
+        height=image.info.height,
+        bytes=image.size,
+        downloaded_at=downloaded_at,
+    )
