@@ -1,0 +1,122 @@
+"""The LitServe API: decode a request into model inputs, embed a batch of requests, answer JSON.
+
+LitServe batches *requests*; a request carries up to MAX_ITEMS_PER_REQUEST items. ``predict``
+flattens the items of every request in the batch, runs the model in chunks of at most
+``EMBEDDING_MAX_BATCH_SIZE`` items per kind, and splits the vectors back per request.
+"""
+
+# No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import litserve as ls
+import numpy as np
+import torch
+from starlette.responses import Response
+
+from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ModelInfo
+from dyimages_common.logs import configure_logging
+from embedding import metrics
+from embedding.items import ImageLimits, prepare_image
+from embedding.model import LoadedModel
+from embedding.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["text", "image"]
+
+
+@dataclass
+class Job:
+    """One request's items, ready for the model: a tensor per good item, an error string per bad one."""
+
+    kind: Kind
+    inputs: list[torch.Tensor | str]
+
+
+@dataclass
+class Result:
+    vectors: list[np.ndarray | None]
+    errors: list[str | None]
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class EmbeddingAPI(ls.LitAPI):
+    def __init__(self, settings: EmbeddingSettings, info: ModelInfo) -> None:
+        super().__init__(max_batch_size=settings.embedding_max_batch_size, batch_timeout=0.0, api_path=EMBED_PATH)
+        self.settings = settings
+        self.info = info
+
+    # -- worker start-up ---------------------------------------------------------------------
+
+    def setup(self, device: str) -> None:
+        settings = self.settings
+        configure_logging("embedding", settings.log_level, settings.log_format)
+        if settings.embedding_torch_threads:
+            torch.set_num_threads(settings.embedding_torch_threads)
+        self.loaded = LoadedModel.load(settings, device)
+        self.limits = ImageLimits(settings.images_dir, settings.max_image_bytes, settings.max_image_pixels)
+        self.decode_pool = ThreadPoolExecutor(
+            max_workers=settings.embedding_decode_threads or _cpu_count(), thread_name_prefix="decode"
+        )
+
+    # -- per request -----------------------------------------------------------------------------
+
+    def decode_request(self, request: EmbedRequest) -> Job:
+        if request.texts is not None:
+            tokens = self.loaded.tokenizer(request.texts)
+            return Job("text", list(tokens))
+        assert request.images is not None
+        preprocess = self.loaded.preprocess
+        inputs = list(self.decode_pool.map(lambda ref: prepare_image(ref, self.limits, preprocess), request.images))
+        return Job("image", inputs)
+
+    def batch(self, inputs: list[Job]) -> list[Job]:
+        return inputs
+
+    def predict(self, jobs: list[Job]) -> list[Result]:
+        results = [Result([None] * len(job.inputs), [None] * len(job.inputs)) for job in jobs]
+        for kind in ("image", "text"):
+            slots: list[tuple[int, int]] = []
+            tensors: list[torch.Tensor] = []
+            for j, job in enumerate(jobs):
+                if job.kind != kind:
+                    continue
+                for i, item in enumerate(job.inputs):
+                    if isinstance(item, str):
+                        results[j].errors[i] = item
+                    else:
+                        slots.append((j, i))
+                        tensors.append(item)
+            step = self.settings.embedding_max_batch_size
+            for start in range(0, len(tensors), step):
+                chunk = torch.stack(tensors[start : start + step])
+                metrics.BATCH_SIZE.observe(len(chunk))
+                encode = self.loaded.encode_images if kind == "image" else self.loaded.encode_texts
+                vectors = encode(chunk).numpy()
+                for (j, i), vector in zip(slots[start : start + step], vectors, strict=True):
+                    results[j].vectors[i] = vector
+            if tensors:
+                metrics.ITEMS.labels(kind=kind).inc(len(tensors))
+        return results
+
+    def unbatch(self, output: list[Result]) -> list[Result]:
+        return output
+
+    def encode_response(self, output: Result) -> Response:
+        body = {
+            "model": self.info.model,
+            "dim": self.info.dim,
+            "vectors": [None if v is None else v.tolist() for v in output.vectors],
+            "errors": output.errors,
+        }
+        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

@@ -1,0 +1,78 @@
+"""Turning request items into model inputs: images (stored path or uploaded bytes) and texts.
+
+Each image is checked on its own: a path must name a stored image inside IMAGES_DIR, the bytes
+must be a real image within the size and pixel limits. A bad image becomes an error string for
+that item only; its neighbours in the request are embedded as usual.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from dyimages_common.embedding_api import ImageRef
+from dyimages_common.images import ImageRejected, open_image
+from dyimages_common.storage import UnsafePathError, resolve_stored_path
+
+
+class ItemError(ValueError):
+    """One item cannot be embedded; the message (``reason: detail``) goes back in ``errors``."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    images_dir: Path
+    max_bytes: int
+    max_pixels: int
+
+
+def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
+    if ref.data is not None:
+        try:
+            return base64.b64decode(ref.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ItemError("bad_base64: `data` is not valid base64") from None
+    assert ref.path is not None
+    try:
+        file = resolve_stored_path(limits.images_dir, ref.path)
+    except UnsafePathError as exc:
+        raise ItemError(f"unsafe_path: {exc}") from None
+    try:
+        size = file.stat().st_size
+        if size > limits.max_bytes:
+            raise ItemError(f"too_large: {size} bytes is over the limit of {limits.max_bytes}")
+        return file.read_bytes()
+    except FileNotFoundError:
+        raise ItemError(f"not_found: no stored image at {ref.path!r}") from None
+    except IsADirectoryError:
+        raise ItemError(f"not_found: {ref.path!r} is not a file") from None
+    except OSError as exc:
+        raise ItemError(f"unreadable: {ref.path!r}: {exc.strerror or exc}") from None
+
+
+def load_image(ref: ImageRef, limits: ImageLimits) -> Image.Image:
+    data = read_image_bytes(ref, limits)
+    try:
+        return open_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+    except ImageRejected as exc:
+        raise ItemError(str(exc)) from None
+
+
+def prepare_image(
+    ref: ImageRef, limits: ImageLimits, preprocess: Callable[[Image.Image], torch.Tensor]
+) -> torch.Tensor | str:
+    """The preprocessed pixel tensor of one image, or the reason it cannot be embedded."""
+    try:
+        image = load_image(ref, limits)
+    except ItemError as exc:
+        return str(exc)
+    try:
+        return preprocess(image)
+    except (OSError, ValueError) as exc:
+        return f"corrupt_image: cannot preprocess ({exc})"

@@ -1,0 +1,124 @@
+"""Assembling and running the LitServe server, with a lifecycle that leaves no process behind.
+
+LitServe 0.2.x answers HTTP in forked uvicorn processes and runs the model in spawned worker
+processes. Its main process only handles Ctrl+C (KeyboardInterrupt) gracefully; SIGTERM, which
+``docker compose stop`` sends, would kill the main process alone and orphan the rest. So SIGTERM
+is turned into the same KeyboardInterrupt, and whatever child is still alive at the end is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from types import FrameType
+
+import litserve as ls
+import litserve.server
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dyimages_common.embedding_api import INFO_PATH, ModelInfo
+from embedding import metrics
+from embedding.api import EmbeddingAPI
+from embedding.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+METRICS_PATH = "/metrics"
+# LitServe's own /info (its server config) moves aside: /info is the API's ModelInfo.
+LITSERVE_INFO_PATH = "/litserve/info"
+
+
+def build_server(settings: EmbeddingSettings, info: ModelInfo) -> ls.LitServer:
+    api = EmbeddingAPI(settings, info)
+    server = ls.LitServer(
+        api,
+        accelerator="cuda" if info.device == "cuda" else "cpu",
+        devices="auto",
+        workers_per_device=settings.embedding_workers,
+        # A burst of image requests may wait longer than LitServe's default 30 s in the queue; the
+        # client's own timeout decides instead of a 504 from the server.
+        timeout=False,
+        info_path=LITSERVE_INFO_PATH,
+        middlewares=[metrics.EmbedMetricsMiddleware],
+    )
+
+    async def model_info(request: Request) -> JSONResponse:
+        return JSONResponse(info.model_dump())
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    server.app.add_route(INFO_PATH, model_info, methods=["GET"])
+    server.app.add_route(METRICS_PATH, prometheus, methods=["GET"])
+    return server
+
+
+def _keep_our_log_handlers(*args: object, **kwargs: object) -> None:
+    """Stand-in for LitServe's logging set-up: its records go to our handlers (text or JSON)."""
+    logger = logging.getLogger("litserve")
+    logger.handlers.clear()
+    logger.propagate = True
+
+
+def _sigterm_as_interrupt() -> None:
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != main_pid:  # a forked child that kept this handler: plain SIGTERM
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.info("SIGTERM received: stopping every worker")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_children(grace_s: float = 10.0) -> None:
+    """Terminate, then kill, every child process still alive (LitServe's shutdown can be cut short)."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.is_alive():
+            log.warning("worker %s (pid %s) ignored SIGTERM: killing it", child.name, child.pid)
+            child.kill()
+            child.join(grace_s)
+
+
+def serve(settings: EmbeddingSettings, info: ModelInfo) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean stop, 1 if the server failed."""
+    _sigterm_as_interrupt()
+    litserve.server.configure_logging = _keep_our_log_handlers
+    server = build_server(settings, info)
+    log.info(
+        "serving %s (%s) on %s:%d, device %s",
+        info.model,
+        info.pretrained,
+        settings.embedding_host,
+        settings.embedding_port,
+        info.device,
+    )
+    try:
+        server.run(
+            host=settings.embedding_host,
+            port=settings.embedding_port,
+            num_api_servers=settings.embedding_api_servers,
+            log_level=settings.log_level.lower(),
+            generate_client_file=False,
+            log_config=None,
+        )
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    except Exception:
+        log.exception("the embedding server failed")
+        return 1
+    finally:
+        _stop_children()
+    log.info("stopped")
+    return 0
