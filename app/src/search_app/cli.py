@@ -1,0 +1,303 @@
+"""`dyimages`: the operator's command line (stats, search, failures, reindex, drop).
+
+Exit codes: 0 done; 1 the request cannot be done (bad query, unknown image, refused); 2 a setting is
+wrong (one line names the variable); 3 a service (Qdrant, the embedding service, RabbitMQ) is not
+answering. With ``--json`` the result is one JSON object on stdout; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dyimages_common.embedding_api import EmbeddingRequestError, EmbeddingUnavailable
+from dyimages_common.logs import configure_logging
+from dyimages_common.settings import settings_or_exit
+from dyimages_common.storage import FORMATS
+from search_app.clients import Clients, open_clients
+from search_app.reindex import ReindexResult, messages_for, publish_all
+from search_app.search import CollectionMissing, Filters, QdrantUnavailable, Query, QueryError, ServiceEmbedder, search
+from search_app.settings import AppSettings
+from search_app.status import RABBIT_ERRORS, collect_failures, collect_status
+
+JSON_SCHEMA_VERSION = 1
+
+app = typer.Typer(
+    name="dyimages",
+    help="Operate DY Images: index statistics, searches, failures, reindexing. Settings come from the "
+    "same environment variables as the services (QDRANT_*, EMBEDDING_SERVICE_URL, RABBITMQ_*, IMAGES_DIR, "
+    "STATE_DB, APP_*). Exit codes: 0 done, 1 refused, 2 bad setting, 3 a service is not answering.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+# Accepted --format names: the content types' short names (jpeg, png, webp, gif).
+FORMAT_NAMES = {mime.split("/")[1]: mime for _, mime in FORMATS.values()}
+
+
+def _settings() -> AppSettings:
+    settings = settings_or_exit(AppSettings)
+    configure_logging("dyimages", settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _clients(settings: AppSettings) -> Iterator[Clients]:
+    """Clients for one command; service errors become one plain line and exit code 3."""
+    try:
+        clients = open_clients(settings)
+    except QdrantUnavailable as exc:
+        _fail(str(exc), 3)
+    try:
+        yield clients
+    except QdrantUnavailable as exc:
+        _fail(str(exc), 3)
+    except EmbeddingUnavailable as exc:
+        _fail(f"the embedding service at {settings.embedding_service_url} is not answering: {exc}", 3)
+    finally:
+        clients.close()
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **data}, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+) -> None:
+    """Index size, model, queue depths and URL counts.
+
+    --json prints {"schema_version": 1,
+    "index": {"collection", "exists", "points", "model", "dim", "error"},
+    "embedding": {"url", "healthy", "model", "pretrained", "dim", "device", "error"},
+    "queue": {"queue", "queued", "dead_lettered", "error"},
+    "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
+    A part that could not be read has null values and its "error" says why; the exit code is then 3.
+    """
+    settings = _settings()
+    with _clients(settings) as clients:
+        status = collect_status(clients.qdrant, clients.embedding, settings)
+    if as_json:
+        _print_json(status.to_json())
+    else:
+        table = Table(show_header=False, box=None)
+        index = status.index
+        table.add_row("collection", index.collection)
+        table.add_row("points", "no collection yet" if not index.exists else str(index.points))
+        table.add_row("model / dim", f"{index.model or '-'} / {index.dim or '-'}")
+        emb = status.embedding
+        table.add_row(
+            "embedding service",
+            f"{emb.model} ({emb.pretrained}), dim {emb.dim}, {emb.device}" if emb.error is None else "unreachable",
+        )
+        table.add_row("queued", "-" if status.queue.queued is None else str(status.queue.queued))
+        table.add_row("dead-lettered", "-" if status.queue.dead_lettered is None else str(status.queue.dead_lettered))
+        table.add_row("urls", ", ".join(f"{k} {v}" for k, v in status.urls.counts.items()) or "-")
+        out.print(table)
+        for part in (status.index, status.embedding, status.queue, status.urls):
+            if part.error:
+                err.print(f"[yellow]warning:[/yellow] {part.error}", highlight=False, soft_wrap=True)
+    if any(part.error for part in (status.index, status.embedding, status.queue, status.urls)):
+        raise typer.Exit(3)
+
+
+def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int) -> Filters:
+    unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
+    if unknown:
+        _fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", 1)
+    return Filters(
+        domains=tuple(d.lower().removeprefix("www.") for d in domain),
+        content_types=tuple(FORMAT_NAMES[name.lower()] for name in fmt),
+        min_width=min_width,
+        min_height=min_height,
+    )
+
+
+def _read_query_image(path: Path, settings: AppSettings) -> bytes:
+    try:
+        if path.stat().st_size > settings.max_image_bytes:
+            _fail(f"{path} is larger than MAX_IMAGE_BYTES ({settings.max_image_bytes})", 1)
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}", 1)
+
+
+@app.command("search")
+def search_command(
+    text: Annotated[str, typer.Argument(help='What to find; "-word" or -"a phrase" excludes.')] = "",
+    image: Annotated[Path | None, typer.Option("--image", help="A query image file (alone or with TEXT).")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Results (default APP_TOP_K).")] = None,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many results (paging).")] = 0,
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="Only this source domain (repeatable).")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="Only jpeg, png, webp or gif (repeatable).")] = None,
+    min_width: Annotated[int, typer.Option("--min-width", min=0)] = 0,
+    min_height: Annotated[int, typer.Option("--min-height", min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+) -> None:
+    """Search by text, image, or both (best first).
+
+    --json prints {"schema_version": 1, "collection": str,
+    "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
+    "filters": {"domains", "content_types", "min_width", "min_height"}},
+    "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
+    "width", "height", "bytes", "downloaded_at", "indexed_at", "model"}]}.
+    "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [].
+    """
+    settings = _settings()
+    limit = top_k or settings.app_top_k
+    filters = _filters(domain or [], fmt or [], min_width, min_height)
+    query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
+    if query.is_empty():
+        _fail("nothing to search for: give a TEXT or --image", 1)
+    with _clients(settings) as clients:
+        try:
+            hits = search(
+                clients.qdrant,
+                settings.qdrant_collection,
+                ServiceEmbedder(clients.embedding),
+                query,
+                limit=limit,
+                offset=offset,
+                negative_weight=settings.app_negative_weight,
+            )
+        except CollectionMissing:
+            hits = []
+            err.print("the index is empty: add image URLs to the downloader's list and let the indexer run")
+        except (QueryError, EmbeddingRequestError) as exc:
+            _fail(str(exc), 1)
+    if as_json:
+        parsed = query.parsed
+        _print_json(
+            {
+                "collection": settings.qdrant_collection,
+                "query": {
+                    "text": text,
+                    "positive": parsed.positive,
+                    "negatives": list(parsed.negatives),
+                    "image": str(image) if image else None,
+                    "top_k": limit,
+                    "offset": offset,
+                    "filters": {
+                        "domains": list(filters.domains),
+                        "content_types": list(filters.content_types),
+                        "min_width": filters.min_width,
+                        "min_height": filters.min_height,
+                    },
+                },
+                "results": [hit.to_json() for hit in hits],
+            }
+        )
+        return
+    if not hits:
+        out.print("no results")
+        return
+    table = Table("#", "score", "size", "format", "url", "path")
+    for hit in hits:
+        table.add_row(
+            str(hit.rank), f"{hit.score:.3f}", f"{hit.width}x{hit.height}", hit.content_type, hit.url, hit.path
+        )
+    out.print(table)
+
+
+@app.command()
+def failures(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many of each kind.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+) -> None:
+    """Downloads that failed for good, and messages the indexer dead-lettered, with reasons.
+
+    Dead-lettered messages are only looked at: they stay in the dead-letter queue.
+    --json prints {"schema_version": 1,
+    "downloads": [{"url", "reason", "attempts", "updated_at"}],
+    "dead_letters": [{"reason", "sha256", "url", "path", "dead_lettered_at", "body"}],
+    "downloads_error": str|null, "dead_letters_error": str|null} (newest downloads first, oldest dead letters first).
+    """
+    settings = _settings()
+    found = collect_failures(settings, limit=limit)
+    if as_json:
+        _print_json(found.to_json())
+    else:
+        downloads = Table("url", "reason", "attempts", "when", title=f"Failed downloads ({len(found.downloads)})")
+        for failure in found.downloads:
+            downloads.add_row(failure.url, failure.reason, str(failure.attempts), failure.updated_at)
+        out.print(downloads)
+        dead = Table("reason", "sha256", "url", "when", title=f"Dead-lettered messages ({len(found.dead_letters)})")
+        for letter in found.dead_letters:
+            what = letter.url or letter.body[:60]
+            dead.add_row(letter.reason, (letter.sha256 or "")[:12], what, letter.dead_lettered_at or "")
+        out.print(dead)
+    for error in (found.downloads_error, found.dead_letters_error):
+        if error:
+            err.print(f"[yellow]warning:[/yellow] {error}", highlight=False, soft_wrap=True)
+    if found.downloads_error or found.dead_letters_error:
+        raise typer.Exit(3)
+
+
+@app.command()
+def reindex() -> None:
+    """Republish every stored image in IMAGES_DIR to the indexer's queue (for example after a model change).
+
+    Run `dyimages drop --yes` first when the model changed, then restart the indexer. Images whose source
+    URL is unknown are skipped and listed. Each message is confirmed by RabbitMQ before it is counted.
+    """
+    settings = _settings()
+    result = ReindexResult()
+    with _clients(settings) as clients:
+        messages = messages_for(settings, clients.qdrant, result)
+    progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+    try:
+        with progress:
+            task = progress.add_task("publish", total=len(messages))
+            result.published = publish_all(settings, messages, lambda n: progress.advance(task, n))
+    except RABBIT_ERRORS as exc:
+        _fail(f"RabbitMQ at {settings.rabbitmq_host}:{settings.rabbitmq_port} is not answering: {exc!r}", 3)
+    for path, reason in result.skipped:
+        err.print(f"skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    out.print(
+        f"republished {result.images} of {result.found} stored images ({result.published} messages, one per "
+        f"source URL) to {settings.rabbitmq_queue}" + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+    )
+
+
+@app.command()
+def drop(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: delete the collection and every vector in it.")] = False,
+) -> None:
+    """Delete the collection (every vector; images on disk stay). Needs --yes."""
+    settings = _settings()
+    if not yes:
+        _fail(f"this deletes collection {settings.qdrant_collection!r}; run again with --yes to confirm", 1)
+    with _clients(settings) as clients:
+        existed = clients.qdrant.delete_collection(settings.qdrant_collection)
+    out.print(
+        f"deleted collection {settings.qdrant_collection}"
+        if existed
+        else f"collection {settings.qdrant_collection} did not exist"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Per-process resources of the Streamlit app: settings, clients, and the caches of query vectors and thumbnails.
+
+Clients are made once per process (``st.cache_resource``, closed when the cache is cleared); query
+embeddings and thumbnails are cached with ``st.cache_data`` bounded by APP_QUERY_CACHE_SIZE and
+APP_THUMBNAIL_CACHE_SIZE. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.settings import SettingsError, load_settings
+from search_app.clients import Clients, open_clients
+from search_app.search import CachedEmbedder
+from search_app.settings import AppSettings
+from search_app.thumbnails import thumbnail
+
+
+def settings() -> AppSettings:
+    """The settings, or a plain error on the page (naming the variable) and a stopped script."""
+    try:
+        return load_settings(AppSettings)
+    except SettingsError as exc:
+        st.error(f"The app is misconfigured:\n\n```\n{exc}\n```")
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def _settings_key(settings: AppSettings) -> str:
+    return settings.model_dump_json()
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda clients: clients.close())
+def _clients(_settings: AppSettings, key: str) -> Clients:
+    return open_clients(_settings)
+
+
+def clients(settings: AppSettings) -> Clients:
+    """The process's clients for these settings (raises QdrantUnavailable while Qdrant cannot be opened)."""
+    return _clients(settings, _settings_key(settings))
+
+
+@dataclass(frozen=True)
+class Caches:
+    text: Callable[[EmbeddingClient, str, str], np.ndarray]
+    image: Callable[[EmbeddingClient, str, bytes], np.ndarray]
+    thumbnail: Callable[[str, str, int, int, int], bytes]
+
+
+@st.cache_resource(show_spinner=False)
+def _caches(query_entries: int, thumbnail_entries: int) -> Caches:
+    # Leading underscore: the client is not part of the key; the service URL is.
+    @st.cache_data(max_entries=query_entries, show_spinner=False)
+    def text_vector(_client: EmbeddingClient, service_url: str, text: str) -> np.ndarray:
+        return _client.embed_texts([text])[0]
+
+    @st.cache_data(max_entries=query_entries, show_spinner=False)
+    def image_vector(_client: EmbeddingClient, service_url: str, data: bytes) -> np.ndarray:
+        return _client.embed_image_bytes(data)
+
+    @st.cache_data(max_entries=thumbnail_entries, show_spinner=False)
+    def thumbnail_bytes(images_dir: str, path: str, size: int, max_bytes: int, max_pixels: int) -> bytes:
+        return thumbnail(Path(images_dir), path, size, max_bytes=max_bytes, max_pixels=max_pixels)
+
+    return Caches(text=text_vector, image=image_vector, thumbnail=thumbnail_bytes)
+
+
+def caches(settings: AppSettings) -> Caches:
+    return _caches(settings.app_query_cache_size, settings.app_thumbnail_cache_size)
+
+
+def embedder(settings: AppSettings, client: EmbeddingClient) -> CachedEmbedder:
+    """An embedder whose text and image vectors come from the per-process cache."""
+    cached = caches(settings)
+    url = settings.embedding_service_url
+    return CachedEmbedder(
+        text_fn=lambda text: cached.text(client, url, text),
+        image_fn=lambda data: cached.image(client, url, data),
+    )
+
+
+def thumbnail_of(settings: AppSettings, path: str, size: int) -> bytes:
+    """A cached JPEG thumbnail (raises ThumbnailError for a missing or refused file)."""
+    return caches(settings).thumbnail(
+        str(settings.images_dir), path, size, settings.max_image_bytes, settings.max_image_pixels
+    )

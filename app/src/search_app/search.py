@@ -1,0 +1,292 @@
+"""Searching the index: query parsing, vector arithmetic, payload filters and paging.
+
+Plain functions over a Qdrant client and an embedder, shared by the Streamlit UI, the CLI and the
+query benchmark. A query is any mix of a text, an uploaded image and "more like this" on an
+indexed image, minus negative texts (``beach -people -"parked cars"``). The query vector is
+
+    normalise(mean(positive vectors) - w * mean(negative vectors))
+
+over L2-normalised embeddings (cosine distance), which keeps the result a direction in the same
+space the images live in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.points import point_id
+
+# A negative term: `-word` or `-"a phrase"`, at the start or after whitespace.
+_NEGATIVE = re.compile(r'(?:^|(?<=\s))-(?:"([^"]+)"|(\S+))')
+
+# What the Qdrant client raises when the server is unreachable or answers with an error.
+QDRANT_ERRORS: tuple[type[BaseException], ...] = (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError)
+
+
+class QueryError(ValueError):
+    """The query itself cannot be searched (nothing to search for, unknown image): say so to the person."""
+
+
+class QdrantUnavailable(RuntimeError):
+    """Qdrant cannot answer now: the server is down or the embedded folder is held by another process."""
+
+
+class CollectionMissing(RuntimeError):
+    """No collection yet: nothing has been indexed."""
+
+
+@dataclass(frozen=True)
+class ParsedText:
+    positive: str
+    negatives: tuple[str, ...]
+
+
+def parse_text(text: str) -> ParsedText:
+    """Split ``beach -people -"parked cars"`` into the text to find and the texts to avoid."""
+    negatives = tuple((quoted or word).strip() for quoted, word in _NEGATIVE.findall(text))
+    positive = " ".join(_NEGATIVE.sub(" ", text).split())
+    return ParsedText(positive=positive, negatives=tuple(n for n in negatives if n))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Conditions on payload fields; empty means no condition."""
+
+    domains: tuple[str, ...] = ()
+    content_types: tuple[str, ...] = ()
+    min_width: int = 0
+    min_height: int = 0
+
+    def to_qdrant(self, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
+        must: list[models.Condition] = []
+        if self.domains:
+            must.append(models.FieldCondition(key="domains", match=models.MatchAny(any=list(self.domains))))
+        if self.content_types:
+            must.append(models.FieldCondition(key="content_type", match=models.MatchAny(any=list(self.content_types))))
+        if self.min_width > 0:
+            must.append(models.FieldCondition(key="width", range=models.Range(gte=self.min_width)))
+        if self.min_height > 0:
+            must.append(models.FieldCondition(key="height", range=models.Range(gte=self.min_height)))
+        must_not: list[models.Condition] = [models.HasIdCondition(has_id=list(exclude_ids))] if exclude_ids else []
+        if not must and not must_not:
+            return None
+        return models.Filter(must=must or None, must_not=must_not or None)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a person asked for. ``like`` is the sha256 of an indexed image ("more like this")."""
+
+    text: str = ""
+    image: bytes | None = None
+    like: str | None = None
+    filters: Filters = field(default_factory=Filters)
+
+    @property
+    def parsed(self) -> ParsedText:
+        return parse_text(self.text)
+
+    def is_empty(self) -> bool:
+        return not self.parsed.positive and self.image is None and self.like is None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: its score and the point's payload, converted in one place (:meth:`from_point`)."""
+
+    rank: int
+    score: float
+    id: str
+    sha256: str
+    path: str
+    url: str
+    urls: list[str]
+    domains: list[str]
+    content_type: str
+    width: int
+    height: int
+    bytes: int | None
+    downloaded_at: str | None
+    indexed_at: str | None
+    model: str | None
+
+    @classmethod
+    def from_point(cls, point: models.ScoredPoint, rank: int) -> Hit:
+        payload: dict[str, Any] = point.payload or {}
+        url = str(payload.get("url", ""))
+        return cls(
+            rank=rank,
+            score=float(point.score),
+            id=str(point.id),
+            sha256=str(payload.get("sha256", "")),
+            path=str(payload.get("path", "")),
+            url=url,
+            urls=[str(u) for u in payload.get("urls") or ([url] if url else [])],
+            domains=[str(d) for d in payload.get("domains") or []],
+            content_type=str(payload.get("content_type", "")),
+            width=int(payload.get("width") or 0),
+            height=int(payload.get("height") or 0),
+            bytes=payload.get("bytes"),
+            downloaded_at=payload.get("downloaded_at"),
+            indexed_at=payload.get("indexed_at"),
+            model=payload.get("model"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Embedder(Protocol):
+    """Turns query parts into L2-normalised vectors. The UI wraps these in its caches."""
+
+    def text(self, text: str) -> np.ndarray: ...
+
+    def image(self, data: bytes) -> np.ndarray: ...
+
+
+class ServiceEmbedder:
+    """The embedding service over HTTP, without caching (CLI, benchmark)."""
+
+    def __init__(self, client: EmbeddingClient) -> None:
+        self._client = client
+
+    def text(self, text: str) -> np.ndarray:
+        return self._client.embed_texts([text])[0]
+
+    def image(self, data: bytes) -> np.ndarray:
+        return self._client.embed_image_bytes(data)
+
+
+@dataclass(frozen=True)
+class CachedEmbedder:
+    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers."""
+
+    text_fn: Callable[[str], np.ndarray]
+    image_fn: Callable[[bytes], np.ndarray]
+
+    def text(self, text: str) -> np.ndarray:
+        return self.text_fn(text)
+
+    def image(self, data: bytes) -> np.ndarray:
+        return self.image_fn(data)
+
+
+def normalise(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not np.isfinite(norm):
+        raise QueryError("the query cancels itself out; remove a negative term")
+    return (vector / norm).astype(np.float32)
+
+
+def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], negative_weight: float) -> np.ndarray:
+    """normalise(mean(positives) - w * mean(negatives)); every input is normalised first."""
+    if not positives:
+        raise QueryError("nothing to search for: type a text, upload an image or pick an image")
+    vector = np.mean([normalise(v) for v in positives], axis=0)
+    if negatives and negative_weight:
+        vector = vector - negative_weight * np.mean([normalise(v) for v in negatives], axis=0)
+    return normalise(vector)
+
+
+def stored_vector(client: QdrantClient, collection: str, sha256: str) -> np.ndarray:
+    """The indexed vector of an image, for "more like this" (no embedding call needed)."""
+    points = _qdrant(lambda: client.retrieve(collection, ids=[point_id(sha256)], with_vectors=True))
+    if not points or points[0].vector is None:
+        raise QueryError(f"image {sha256[:12]}… is not in the index")
+    return np.asarray(points[0].vector, dtype=np.float32)
+
+
+def query_vector(
+    query: Query, embedder: Embedder, client: QdrantClient, collection: str, negative_weight: float
+) -> np.ndarray:
+    """The combined, normalised vector of every part of the query."""
+    parsed = query.parsed
+    positives: list[np.ndarray] = []
+    if parsed.positive:
+        positives.append(embedder.text(parsed.positive))
+    if query.image is not None:
+        positives.append(embedder.image(query.image))
+    if query.like is not None:
+        positives.append(stored_vector(client, collection, query.like))
+    negatives = [embedder.text(text) for text in parsed.negatives]
+    return combine(positives, negatives, negative_weight)
+
+
+def _qdrant(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except QDRANT_ERRORS as exc:
+        raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc
+
+
+def search_vector(
+    client: QdrantClient,
+    collection: str,
+    vector: np.ndarray,
+    *,
+    filters: Filters = Filters(),
+    limit: int = 10,
+    offset: int = 0,
+    exclude_ids: Sequence[str] = (),
+) -> list[Hit]:
+    """The best ``limit`` points after ``offset`` for ``vector``, best first."""
+    if not _qdrant(lambda: client.collection_exists(collection)):
+        raise CollectionMissing(f"collection {collection!r} does not exist yet")
+    response = _qdrant(
+        lambda: client.query_points(
+            collection,
+            query=vector.tolist(),
+            query_filter=filters.to_qdrant(exclude_ids),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+        )
+    )
+    return [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
+
+
+def search(
+    client: QdrantClient,
+    collection: str,
+    embedder: Embedder,
+    query: Query,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    negative_weight: float = 0.5,
+) -> list[Hit]:
+    """Run a query: embed its parts, combine them, search with its filters.
+
+    "More like this" leaves the image itself out of its own results.
+    """
+    if query.is_empty():
+        raise QueryError("nothing to search for: type a text, upload an image or pick an image")
+    vector = query_vector(query, embedder, client, collection, negative_weight)
+    exclude = [point_id(query.like)] if query.like else []
+    return search_vector(
+        client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude
+    )
+
+
+def index_size(client: QdrantClient, collection: str) -> int | None:
+    """Points in the collection, or None when there is no collection."""
+    if not _qdrant(lambda: client.collection_exists(collection)):
+        return None
+    return int(_qdrant(lambda: client.count(collection, exact=True)).count)
+
+
+def facet_values(client: QdrantClient, collection: str, key: str, limit: int = 50) -> list[str]:
+    """Distinct values of a keyword payload field (for the filter pickers), most frequent first."""
+    if not _qdrant(lambda: client.collection_exists(collection)):
+        return []
+    response = _qdrant(lambda: client.facet(collection, key=key, limit=limit, exact=False))
+    return [str(hit.value) for hit in response.hits]

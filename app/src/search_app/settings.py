@@ -1,0 +1,29 @@
+"""The app's and the CLI's settings: the shared groups plus the APP_* knobs of the UI."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings, StateDbSettings
+
+
+class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings):
+    app_top_k: int = Field(12, ge=1, le=200, description="Results a new query shows (UI and CLI default).")
+    app_max_top_k: int = Field(100, ge=1, le=1000, description="Upper bound of the UI's top-k control.")
+    app_page_size: int = Field(12, ge=1, le=200, description="Results each 'Load more' adds.")
+    app_max_results: int = Field(500, ge=1, le=10_000, description="Load more stops after this many results.")
+    app_thumbnail_px: int = Field(256, ge=32, le=1024, description="Longest side of grid thumbnails.")
+    app_preview_px: int = Field(1024, ge=128, le=4096, description="Longest side of the detail view's image.")
+    app_query_cache_size: int = Field(512, ge=1, le=100_000, description="Query embeddings kept per process.")
+    app_thumbnail_cache_size: int = Field(2000, ge=1, le=100_000, description="Thumbnails kept per process.")
+    app_negative_weight: float = Field(
+        0.5, ge=0.0, le=2.0, description="Weight of negative terms ('-people') subtracted from the query vector."
+    )
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> AppSettings:
+        if self.app_top_k > self.app_max_top_k:
+            raise ValueError(f"APP_TOP_K ({self.app_top_k}) is above APP_MAX_TOP_K ({self.app_max_top_k})")
+        if self.app_max_top_k > self.app_max_results:
+            raise ValueError(f"APP_MAX_TOP_K ({self.app_max_top_k}) is above APP_MAX_RESULTS ({self.app_max_results})")
+        return self

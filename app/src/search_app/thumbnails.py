@@ -1,0 +1,51 @@
+"""Thumbnails made on the server from the stored file, so the browser gets small JPEGs, not originals.
+
+A payload path is untrusted input: it is only turned into a file by
+:func:`dyimages_common.storage.resolve_stored_path`, which refuses anything outside IMAGES_DIR.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dyimages_common.storage import UnsafePathError, resolve_stored_path
+
+
+class ThumbnailError(Exception):
+    """The stored image cannot be shown (missing, refused path, over the limits, unreadable)."""
+
+
+def thumbnail(
+    images_dir: Path,
+    path: str,
+    size: int,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    quality: int = 85,
+) -> bytes:
+    """A JPEG of the stored image at ``path`` whose longest side is at most ``size`` pixels."""
+    try:
+        file = resolve_stored_path(images_dir, path)
+    except UnsafePathError as exc:
+        raise ThumbnailError(str(exc)) from None
+    try:
+        if file.stat().st_size > max_bytes:
+            raise ThumbnailError(f"{path} is larger than {max_bytes} bytes")
+        with Image.open(file) as image:
+            if image.width * image.height > max_pixels:
+                raise ThumbnailError(f"{path} has more than {max_pixels} pixels")
+            # JPEG: decode at a reduced DCT scale close to the target size (much faster than full size).
+            image.draft("RGB", (size, size))
+            small = ImageOps.exif_transpose(image).convert("RGB")
+    except FileNotFoundError:
+        raise ThumbnailError(f"{path} is missing from the images directory") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ThumbnailError(f"{path} cannot be read: {exc}") from None
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()

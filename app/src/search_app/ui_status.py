@@ -1,0 +1,73 @@
+"""The status page: images indexed, queue depth, model and device, recent failures with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import streamlit as st
+
+from dyimages_common.embedding_api import EmbeddingClient
+from search_app import resources
+from search_app.search import QdrantUnavailable
+from search_app.status import collect_failures, collect_status
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def render() -> None:
+    settings = resources.settings()
+    st.title("Status")
+    st.button("Refresh", icon=":material/refresh:", key="refresh")
+    with st.spinner("Asking the services…"):
+        try:
+            clients = resources.clients(settings)
+            status = collect_status(clients.qdrant, clients.embedding, settings)
+        except QdrantUnavailable as exc:  # the other parts can still be read
+            with EmbeddingClient(settings.embedding_service_url, timeout=settings.embedding_timeout_s) as embedding:
+                status = collect_status(None, embedding, settings, qdrant_error=str(exc))
+        failures = collect_failures(settings, limit=50)
+
+    index, emb, queue, urls = status.index, status.embedding, status.queue, status.urls
+    cols = st.columns(4)
+    cols[0].metric("Images indexed", _number(index.points) if index.exists else "0")
+    cols[1].metric("Waiting in queue", _number(queue.queued))
+    cols[2].metric("Dead-lettered", _number(queue.dead_lettered))
+    cols[3].metric("URLs failed", _number(urls.counts.get("failed")))
+
+    st.subheader("Model")
+    if emb.error:
+        st.error(f"The embedding service at {emb.url} is not answering.", icon=":material/cloud_off:")
+    else:
+        st.markdown(f"**{emb.model}** ({emb.pretrained}) · dim {emb.dim} · device **{emb.device}**")
+    if index.exists and index.model and emb.model and index.model != emb.model:
+        st.warning(
+            f"The index was built with {index.model}, the service runs {emb.model}: reindex "
+            "(`dyimages drop --yes`, restart the indexer, `dyimages reindex`)."
+        )
+    st.caption(f"Collection `{index.collection}`: model {index.model or '-'}, dim {index.dim or '-'}")
+
+    st.subheader("Downloader")
+    st.markdown(" · ".join(f"{name} **{count:,}**" for name, count in urls.counts.items()) or "-")
+
+    for part in (index.error, queue.error, urls.error):
+        if part:
+            st.error(part, icon=":material/error:")
+
+    st.subheader("Recent failures")
+    if failures.downloads:
+        st.dataframe([asdict(f) for f in failures.downloads], hide_index=True, key="download_failures")
+    else:
+        st.caption("No failed downloads.")
+    if failures.dead_letters:
+        st.dataframe(
+            [{k: v for k, v in d.to_json().items() if k != "body"} for d in failures.dead_letters],
+            hide_index=True,
+            key="dead_letters",
+        )
+    else:
+        st.caption("No dead-lettered messages.")
+    for error in (failures.downloads_error, failures.dead_letters_error):
+        if error:
+            st.error(error, icon=":material/error:")

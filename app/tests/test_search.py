@@ -1,0 +1,231 @@
+"""The plain search functions against a real embedded Qdrant, with vectors chosen by the test.
+
+The embedder here is a lookup table of fixed vectors: these tests are about query parsing, vector
+arithmetic, filters and paging, not about the model (the AppTest and CLI tests use the real one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from dyimages_common.points import point_id, url_domain
+from dyimages_common.qdrant import ensure_collection
+from dyimages_common.settings import SettingsError, load_settings
+from search_app.search import (
+    CollectionMissing,
+    Filters,
+    Query,
+    QueryError,
+    combine,
+    facet_values,
+    index_size,
+    parse_text,
+    search,
+)
+from search_app.settings import AppSettings
+
+pytestmark = pytest.mark.unit
+
+DIM = 8
+COLLECTION = "images"
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+class TableEmbedder:
+    """Fixed vectors per text; counts calls so caching and negative terms can be checked."""
+
+    def __init__(self, texts: dict[str, np.ndarray]) -> None:
+        self.texts = texts
+        self.calls: list[str] = []
+
+    def text(self, text: str) -> np.ndarray:
+        self.calls.append(text)
+        return self.texts[text]
+
+    def image(self, data: bytes) -> np.ndarray:
+        return unit(*[float(b) for b in data[:DIM]])
+
+
+def sha(n: int) -> str:
+    return f"{n:064x}"
+
+
+def add_point(client: QdrantClient, n: int, vector: np.ndarray, url: str, content_type: str, size: tuple[int, int]):
+    client.upsert(
+        COLLECTION,
+        [
+            models.PointStruct(
+                id=point_id(sha(n)),
+                vector=vector.tolist(),
+                payload={
+                    "sha256": sha(n),
+                    "path": f"{sha(n)[:2]}/{sha(n)[2:4]}/{sha(n)}.jpg",
+                    "url": url,
+                    "urls": [url],
+                    "domains": [url_domain(url)],
+                    "content_type": content_type,
+                    "width": size[0],
+                    "height": size[1],
+                    "model": "test",
+                },
+            )
+        ],
+    )
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[QdrantClient]:
+    qdrant = QdrantClient(path=str(tmp_path / "qdrant"))
+    ensure_collection(qdrant, COLLECTION, dim=DIM, model="test")
+    # 1: beach with people, 2: empty beach, 3: city (PNG, large), 4: forest (from another site)
+    add_point(qdrant, 1, unit(1, 1, 0), "https://www.photos.example/beach-people.jpg", "image/jpeg", (640, 480))
+    add_point(qdrant, 2, unit(1, 0, 0), "https://photos.example/beach.jpg", "image/jpeg", (640, 480))
+    add_point(qdrant, 3, unit(0, 0, 1), "https://photos.example/city.png", "image/png", (2000, 1500))
+    add_point(qdrant, 4, unit(0.2, 0, 0, 1), "https://other.example/forest.jpg", "image/jpeg", (100, 80))
+    yield qdrant
+    qdrant.close()
+
+
+EMBEDDER_TEXTS = {"beach": unit(1, 0.6, 0), "people": unit(0, 1, 0), "city": unit(0, 0, 1), "red car": unit(0.1, 1, 1)}
+
+
+def shas(hits) -> list[str]:
+    return [hit.sha256 for hit in hits]
+
+
+@pytest.mark.parametrize(
+    ("text", "positive", "negatives"),
+    [
+        ("beach", "beach", ()),
+        ("beach -people", "beach", ("people",)),
+        ('beach -"parked cars" -dogs', "beach", ("parked cars", "dogs")),
+        ("well-lit room", "well-lit room", ()),
+        ("-people", "", ("people",)),
+        ("  spaced   out  ", "spaced out", ()),
+    ],
+)
+def test_parse_text_splits_negative_terms(text: str, positive: str, negatives: tuple[str, ...]) -> None:
+    parsed = parse_text(text)
+    assert parsed.positive == positive
+    assert parsed.negatives == negatives
+
+
+def test_combine_is_normalised_mean_minus_weighted_negatives() -> None:
+    a, b, n = unit(1, 0), unit(0, 1), unit(1, 1)
+    got = combine([a, b], [n], negative_weight=0.5)
+    expected = (a + b) / 2 - 0.5 * n
+    np.testing.assert_allclose(got, expected / np.linalg.norm(expected), rtol=1e-6)
+    assert np.linalg.norm(got) == pytest.approx(1.0)
+
+
+def test_combine_refuses_nothing_to_search_and_a_cancelled_query() -> None:
+    with pytest.raises(QueryError, match="nothing to search for"):
+        combine([], [unit(1)], 0.5)
+    with pytest.raises(QueryError, match="cancels itself out"):
+        combine([unit(1)], [unit(1)], 1.0)
+
+
+def test_text_search_ranks_by_cosine(client: QdrantClient) -> None:
+    hits = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach"), limit=4)
+    assert shas(hits)[:2] == [sha(1), sha(2)]
+    assert [hit.rank for hit in hits] == [1, 2, 3, 4]
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    assert hits[0].url == "https://www.photos.example/beach-people.jpg"
+    assert hits[0].domains == ["photos.example"]
+
+
+def test_negative_text_pushes_matching_images_down(client: QdrantClient) -> None:
+    embedder = TableEmbedder(EMBEDDER_TEXTS)
+    hits = search(client, COLLECTION, embedder, Query(text="beach -people"), limit=2)
+    assert shas(hits) == [sha(2), sha(1)]  # the empty beach now wins
+    assert embedder.calls == ["beach", "people"]
+
+
+def test_image_and_text_combine(client: QdrantClient) -> None:
+    # The image alone points at the city; with "beach" the mean lies between, the city stays first
+    # and the beach-with-people (closest to the mean) comes second.
+    image = bytes([0, 0, 1, 0, 0, 0, 0, 0])
+    alone = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(image=image), limit=1)
+    assert shas(alone) == [sha(3)]
+    both = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach", image=image), limit=2)
+    assert shas(both) == [sha(3), sha(1)]
+
+
+def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: QdrantClient) -> None:
+    embedder = TableEmbedder(EMBEDDER_TEXTS)
+    hits = search(client, COLLECTION, embedder, Query(like=sha(2)), limit=3)
+    assert sha(2) not in shas(hits)
+    assert shas(hits)[0] == sha(1)
+    assert embedder.calls == []  # no embedding call for "more like this"
+
+
+def test_more_like_an_unknown_image_is_a_query_error(client: QdrantClient) -> None:
+    with pytest.raises(QueryError, match="not in the index"):
+        search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(99)))
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (Filters(domains=("other.example",)), {sha(4)}),
+        (Filters(content_types=("image/png",)), {sha(3)}),
+        (Filters(min_width=1000), {sha(3)}),
+        (Filters(min_height=400, content_types=("image/jpeg",)), {sha(1), sha(2)}),
+        (Filters(domains=("photos.example",), min_width=1000), {sha(3)}),
+        (Filters(domains=("nowhere.example",)), set()),
+    ],
+)
+def test_filters_restrict_results(client: QdrantClient, filters: Filters, expected: set[str]) -> None:
+    hits = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="city", filters=filters), limit=10)
+    assert set(shas(hits)) == expected
+
+
+def test_paging_continues_where_the_last_page_stopped(client: QdrantClient) -> None:
+    embedder = TableEmbedder(EMBEDDER_TEXTS)
+    everything = search(client, COLLECTION, embedder, Query(text="red car"), limit=4)
+    first = search(client, COLLECTION, embedder, Query(text="red car"), limit=2)
+    second = search(client, COLLECTION, embedder, Query(text="red car"), limit=2, offset=2)
+    assert shas(first) + shas(second) == shas(everything)
+    assert [hit.rank for hit in second] == [3, 4]
+
+
+def test_empty_query_and_missing_collection(tmp_path: Path) -> None:
+    qdrant = QdrantClient(path=str(tmp_path / "empty"))
+    try:
+        with pytest.raises(QueryError):
+            search(qdrant, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="-people"))
+        with pytest.raises(CollectionMissing):
+            search(qdrant, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="city"))
+        assert index_size(qdrant, COLLECTION) is None
+        assert facet_values(qdrant, COLLECTION, "domains") == []
+    finally:
+        qdrant.close()
+
+
+def test_index_size_and_domain_facets(client: QdrantClient) -> None:
+    assert index_size(client, COLLECTION) == 4
+    assert facet_values(client, COLLECTION, "domains") == ["photos.example", "other.example"]
+
+
+def test_settings_fail_clearly_on_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_TOP_K", "zero")
+    with pytest.raises(SettingsError, match="APP_TOP_K='zero'"):
+        load_settings(AppSettings)
+    monkeypatch.setenv("APP_TOP_K", "50")
+    monkeypatch.setenv("APP_MAX_TOP_K", "20")
+    with pytest.raises(SettingsError, match=r"APP_TOP_K \(50\) is above APP_MAX_TOP_K \(20\)"):
+        load_settings(AppSettings)
+    monkeypatch.setenv("APP_MAX_TOP_K", "100")
+    monkeypatch.setenv("APP_THUMBNAIL_PX", "5")
+    with pytest.raises(SettingsError, match="APP_THUMBNAIL_PX"):
+        load_settings(AppSettings)
