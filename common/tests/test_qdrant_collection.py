@@ -31,3 +31,15 @@ def test_another_model_or_size_is_refused_with_a_reindex_hint(qdrant_path: Path,
             ensure_collection(client, "images", dim=dim, model=model)
     finally:
         client.close()
+
+
+def test_the_same_model_with_other_weights_is_refused(qdrant_path: Path) -> None:
+    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    try:
+        assert ensure_collection(client, "images", dim=8, model="m1", pretrained="none") is True
+        assert ensure_collection(client, "images", dim=8, model="m1", pretrained="none") is False
+        assert ensure_collection(client, "images", dim=8, model="m1") is False  # callers that do not check weights
+        with pytest.raises(CollectionMismatchError, match="weights 'laion2b'"):
+            ensure_collection(client, "images", dim=8, model="m1", pretrained="laion2b")
+    finally:
+        client.close()

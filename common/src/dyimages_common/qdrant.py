@@ -64,24 +64,37 @@ def collection_model(client: QdrantClient, name: str) -> tuple[str | None, int |
     return (str(model) if model is not None else None), size
 
 
-def ensure_collection(client: QdrantClient, name: str, *, dim: int, model: str) -> bool:
+def collection_weights(client: QdrantClient, name: str) -> str | None:
+    """The pretrained tag recorded by :func:`ensure_collection` (None if absent or not recorded)."""
+    if not client.collection_exists(name):
+        return None
+    weights = (client.get_collection(name).config.metadata or {}).get("pretrained")
+    return str(weights) if weights is not None else None
+
+
+def ensure_collection(client: QdrantClient, name: str, *, dim: int, model: str, pretrained: str | None = None) -> bool:
     """Create the collection for ``model`` if absent; refuse one made by another model.
 
+    ``pretrained`` (the weights' tag), when given, is recorded too and checked against an
+    existing collection's: one architecture with other weights gives incompatible vectors.
     Returns True when it was created. Safe to call from several processes at once: a
     concurrent create by another replica is detected and checked like an existing one.
     """
     existing_model, existing_dim = collection_model(client, name)
     if existing_dim is None:
+        metadata: dict[str, object] = {"model": model, "dim": dim}
+        if pretrained is not None:
+            metadata["pretrained"] = pretrained
         try:
             client.create_collection(
                 name,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                metadata={"model": model, "dim": dim},
+                metadata=metadata,
             )
         except Exception:
             if not client.collection_exists(name):
                 raise
-            return ensure_collection(client, name, dim=dim, model=model)
+            return ensure_collection(client, name, dim=dim, model=model, pretrained=pretrained)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # embedded mode: indexes are no-ops
             for field, schema in PAYLOAD_INDEXES.items():
@@ -92,5 +105,11 @@ def ensure_collection(client: QdrantClient, name: str, *, dim: int, model: str) 
         raise CollectionMismatchError(
             f"collection {name!r} holds vectors of model {existing_model!r} (dim {existing_dim}), "
             f"but the embedding service runs {model!r} (dim {dim}). {REINDEX_HINT}"
+        )
+    existing_weights = collection_weights(client, name) if pretrained is not None else None
+    if existing_weights is not None and existing_weights != pretrained:
+        raise CollectionMismatchError(
+            f"collection {name!r} holds vectors of model {existing_model!r} with weights {existing_weights!r}, "
+            f"but the embedding service runs it with weights {pretrained!r}. {REINDEX_HINT}"
         )
     return False
