@@ -43,7 +43,6 @@ from dyimages_common.embedding_api import (
     AsyncEmbeddingClient,
     EmbeddingRequestError,
     EmbeddingUnavailable,
-    ModelInfo,
 )
 from dyimages_common.rabbit import REASON_HEADER, Topology, connect, declare_topology
 from dyimages_common.retry import async_retrying
@@ -63,14 +62,6 @@ EXIT_MODEL_MISMATCH = 3
 
 class ModelChanged(RuntimeError):
     """The embedding service now answers with another model than the collection's: stop."""
-
-
-def model_tag(info: ModelInfo) -> str:
-    """The identity recorded with the vectors: the architecture and its weights.
-
-    Two weight sets of one architecture give incompatible vectors, so both are part of it.
-    """
-    return f"{info.model}/{info.pretrained}"
 
 
 class Progress:
@@ -117,6 +108,7 @@ class Indexer:
         self.progress = Progress()
         self.model = ""
         self.dim = 0
+        self.pretrained = ""
         self.exit_status = EXIT_OK
         self._stopping = asyncio.Event()
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -146,10 +138,12 @@ class Indexer:
     async def _start(self) -> bool:
         """Learn the model from the embedding service and make sure the collection is its own."""
         info = await self._retry("embedding", (EmbeddingUnavailable,), self._embedder.info)
-        self.model, self.dim = model_tag(info), info.dim
-        log.info("embedding service runs %s (dim %d, %s)", self.model, self.dim, info.device)
+        self.model, self.dim, self.pretrained = info.model, info.dim, info.pretrained
+        log.info("embedding service runs %s (%s, dim %d, %s)", self.model, self.pretrained, self.dim, info.device)
         created = await self._retry(
-            "qdrant", (StoreUnavailable,), lambda: self._store.open(dim=self.dim, model=self.model)
+            "qdrant",
+            (StoreUnavailable,),
+            lambda: self._store.open(dim=self.dim, model=self.model, pretrained=self.pretrained),
         )
         log.info("%s collection %s", "created" if created else "using existing", self.settings.qdrant_collection)
         return True

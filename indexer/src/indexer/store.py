@@ -142,14 +142,21 @@ class Store:
             raise RuntimeError("the store is not open")
         return self._client
 
-    async def open(self, *, dim: int, model: str) -> bool:
+    async def open(self, *, dim: int, model: str, pretrained: str) -> bool:
         """Connect and make sure the collection is this model's; True when it was created.
 
         Raises CollectionMismatchError when the collection belongs to another model or size.
         """
         if self._client is None:
             self._client = await self._call(connect_qdrant, self._settings)
-        return await self._call(ensure_collection, self.client, self._settings.qdrant_collection, dim=dim, model=model)
+        return await self._call(
+            ensure_collection,
+            self.client,
+            self._settings.qdrant_collection,
+            dim=dim,
+            model=model,
+            pretrained=pretrained,
+        )
 
     async def write(self, images: Sequence[ImageVector], *, model: str) -> int:
         return await self._call(write_images, self.client, self._settings.qdrant_collection, images, model=model)
