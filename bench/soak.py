@@ -1,0 +1,449 @@
+"""Chaos soak of the whole pipeline: ``python -m bench soak [--quick] [options]``.
+
+Real processes of every service on this machine: the downloader, the indexer and the embedding
+service (LitServe, the tiny random-weight model) against the real RabbitMQ (a queue of the soak's
+own) and an embedded Qdrant folder, fed by a local HTTP server with good images, duplicates and
+every kind of bad URL (``bench/soak_catalog.py``).
+
+Two runs in one invocation, each with fresh queues, images, state and Qdrant folder:
+
+1. calm: nothing is attacked; gives ``calm_images_per_s``.
+2. chaos: at random moments (``bench/soak_chaos.py``) the indexer and the embedding service are
+   SIGKILLed and restarted, the downloader is stopped (SIGTERM) and started again, the broker
+   closes the soak's connections, and poison messages are published; gives
+   ``chaos_images_per_s`` and every other figure.
+
+Then, with every service stopped, it checks: each good image indexed exactly once (``indexed`` ==
+``expected_good``, ``lost`` 0, ``duplicates`` 0), each bad URL recorded as failed with a reason
+(``unrecorded_bad`` 0), the work queue empty (``queue_left`` 0) and the dead-letter queue holding
+exactly the poison messages, each with a reason. A failed invariant raises :class:`SoakFailed`
+after the figures are printed. Throughput is good images / (last ``indexed_at`` - downloader
+start); the source is paced (``--latency``, ``--per-host``) so the attacks land mid-flow.
+
+Full run (a few thousand URLs, more kills): ``python -m bench soak``; CI runs ``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.soak_catalog import DOWNLOAD_TIMEOUT_S, INVALID_LINES, MAX_IMAGE_BYTES, Catalog, build_catalog
+from bench.soak_chaos import (
+    CLOSE_CONNECTIONS,
+    KILL_EMBEDDING,
+    KILL_INDEXER,
+    POISON,
+    RESTART_DOWNLOADER,
+    ChaosEvent,
+    chaos_plan,
+    close_connections,
+    publish_poison,
+)
+from bench.soak_checks import read_points, read_queues, read_url_state, ready_messages
+from bench.soak_services import (
+    RunDirs,
+    Service,
+    downloader_env,
+    embedding_service,
+    free_port,
+    indexer_env,
+    metric_total,
+    scrape,
+    wait_for_metrics,
+)
+from dyimages_common.logs import configure_logging
+from dyimages_common.url_state import status_counts
+from testkit.http_server import ImageServer
+from testkit.rabbit import delete_topology, require_rabbitmq, unique_queue_name
+
+log = logging.getLogger("soak")
+
+FIGURES = (
+    "expected_good",
+    "indexed",
+    "lost",
+    "duplicates",
+    "bad_expected",
+    "unrecorded_bad",
+    "queue_left",
+    "dead_lettered",
+    "kills",
+    "calm_images_per_s",
+    "chaos_images_per_s",
+)
+
+
+class SoakFailed(AssertionError):
+    """An invariant of the pipeline did not hold; the message lists which."""
+
+
+@dataclass
+class RunResult:
+    name: str
+    expected_good: int
+    indexed: int
+    lost: int
+    duplicates: int
+    unexpected: int  # points for content no good URL had (poison indexed, ...)
+    wrong_ids: int
+    urls_not_merged: int  # good URLs missing from their image's payload `urls`
+    bad_expected: int
+    unrecorded_bad: int
+    good_not_done: int
+    invalid_stored: int
+    queue_left: int
+    dead_letter_reasons: Counter[str]
+    poison: int
+    kills: int
+    images_per_s: float
+    seconds: float
+    events: list[ChaosEvent] = field(default_factory=list)
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letter_reasons.values())
+
+    def failures(self) -> list[str]:
+        checks = {
+            "indexed != expected_good": self.indexed != self.expected_good,
+            "lost images": self.lost != 0,
+            "duplicate points": self.duplicates != 0,
+            "points for unexpected content": self.unexpected != 0,
+            "point ids not derived from sha256": self.wrong_ids != 0,
+            "bad URLs without a recorded reason": self.unrecorded_bad != 0,
+            "good URLs not done in the URL state": self.good_not_done != 0,
+            "invalid lines fetched": self.invalid_stored != 0,
+            "messages left in the queue": self.queue_left != 0,
+            "dead letters other than the poison": self.dead_lettered != self.poison,
+            "dead letters without a reason": self.dead_letter_reasons.get("(no reason)", 0) != 0,
+        }
+        return [f"{self.name}: {what}" for what, failed in checks.items() if failed]
+
+
+@dataclass(frozen=True)
+class Options:
+    urls: int
+    seed: int
+    latency: float
+    per_host: int
+    indexer_kills: int
+    embedding_kills: int
+    deadline_s: float
+    keep: bool
+    work_dir: Path | None
+
+
+def parse(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI size: 300 URLs, 2+1 kills (about 2-3 minutes)")
+    parser.add_argument("--urls", type=int, help="URLs per run (default 3000, quick 300)")
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--latency", type=float, help="seconds the HTTP server adds to every answer")
+    parser.add_argument("--per-host", type=int, help="DOWNLOADER_PER_HOST (every URL is on one host)")
+    parser.add_argument("--indexer-kills", type=int)
+    parser.add_argument("--embedding-kills", type=int)
+    parser.add_argument("--deadline", type=float, help="most seconds one run may take before it counts as stuck")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, state, Qdrant)")
+    parser.add_argument("--work-dir", type=Path, help="where the runs' folders go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    return Options(
+        urls=args.urls or (300 if quick else 3000),
+        seed=args.seed,
+        latency=args.latency if args.latency is not None else (0.1 if quick else 0.05),
+        per_host=args.per_host or (2 if quick else 4),
+        indexer_kills=args.indexer_kills if args.indexer_kills is not None else (2 if quick else 4),
+        embedding_kills=args.embedding_kills if args.embedding_kills is not None else (1 if quick else 2),
+        deadline_s=args.deadline or (150.0 if quick else 900.0),
+        keep=args.keep,
+        work_dir=args.work_dir,
+    )
+
+
+class IndexedProgress:
+    """Images indexed so far, from the indexer's counter, summed over its incarnations."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.base = 0.0
+        self.current = 0.0
+
+    def incarnation_ended(self) -> None:
+        self.base += self.current
+        self.current = 0.0
+
+    def value(self) -> float:
+        with contextlib.suppress(httpx.HTTPError):  # restarting: keep the last value
+            self.current = metric_total(scrape(self.port, timeout=2.0), "dyimages_indexer_indexed_total")
+        return self.base + self.current
+
+
+class Pipeline:
+    """The three services of one run, their files and their queue."""
+
+    def __init__(self, dirs: RunDirs, queue: str, options: Options) -> None:
+        self.dirs = dirs
+        self.queue = queue
+        self.embedding_port = free_port()
+        self.indexer_metrics = free_port()
+        limits = {"MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}
+        self.embedding = embedding_service(dirs, self.embedding_port, **limits)
+        embedding_url = f"http://127.0.0.1:{self.embedding_port}"
+        self.indexer = Service(
+            "indexer",
+            "indexer",
+            indexer_env(dirs, queue, embedding_url, self.indexer_metrics, INDEXER_SHUTDOWN_GRACE_S="10"),
+            dirs.logs,
+        )
+        self.downloader = Service(
+            "downloader",
+            "downloader",
+            downloader_env(
+                dirs,
+                queue,
+                free_port(),
+                **limits,
+                DOWNLOADER_PER_HOST=str(options.per_host),
+                DOWNLOADER_CONCURRENCY=str(max(16, options.per_host)),
+                DOWNLOADER_TIMEOUT_S=str(DOWNLOAD_TIMEOUT_S),
+                DOWNLOADER_CONNECT_TIMEOUT_S="1",
+                DOWNLOADER_MAX_ATTEMPTS="3",
+                DOWNLOADER_RETRY_INITIAL_S="0.2",
+                DOWNLOADER_RETRY_MAX_S="2",
+                DOWNLOADER_POLL_S="0.5",
+                DOWNLOADER_SUMMARY_S="5",
+            ),
+            dirs.logs,
+        )
+        self.progress = IndexedProgress(self.indexer_metrics)
+
+    def start_indexer(self) -> None:
+        self.indexer.start()
+        wait_for_metrics(self.indexer_metrics, self.indexer)
+
+    def services(self) -> list[Service]:
+        return [self.downloader, self.indexer, self.embedding]
+
+    def stop_all(self) -> None:
+        for service in self.services():
+            service.terminate(timeout=20)
+
+
+def _fire(event: ChaosEvent, pipeline: Pipeline) -> None:
+    if event.action == KILL_INDEXER:
+        pipeline.indexer.kill()
+        pipeline.progress.incarnation_ended()
+        pipeline.start_indexer()
+    elif event.action == KILL_EMBEDDING:
+        pipeline.embedding.kill()
+        pipeline.embedding.start()
+    elif event.action == RESTART_DOWNLOADER:
+        code = pipeline.downloader.terminate(timeout=30)
+        event.detail = f"exit {code}"
+        pipeline.downloader.start()
+    elif event.action == CLOSE_CONNECTIONS:
+        pids = [s.process.pid for s in (pipeline.downloader, pipeline.indexer) if s.process is not None]
+        event.detail = f"{close_connections(pids)} connections closed"
+    elif event.action == POISON:
+        event.detail = f"{publish_poison(pipeline.queue)} messages"
+
+
+def _downloads_settled(dirs: RunDirs, distinct_urls: int) -> bool:
+    counts = status_counts(dirs.state_db)
+    return counts["pending"] == 0 and counts["retrying"] == 0 and counts["done"] + counts["failed"] >= distinct_urls
+
+
+def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: random.Random, deadline: float) -> None:
+    """Run until every URL is settled, every event fired and the queue stays empty, or the deadline."""
+    expected = len(catalog.expected_sha256)
+    pending = list(events)
+    last_value, stable_since = -1.0, time.monotonic()
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        value = pipeline.progress.value()
+        fraction = value / expected if expected else 1.0
+        if pending and fraction >= pending[0].at:
+            event = pending.pop(0)
+            time.sleep(rng.uniform(0, 0.5))  # a random moment, not the poll's
+            event.fired_at = fraction
+            log.info("chaos: %s at %.0f%% indexed", event.action, 100 * fraction)
+            _fire(event, pipeline)
+            continue
+        if value != last_value:
+            last_value, stable_since = value, time.monotonic()
+        if time.monotonic() - last_report > 5:
+            last_report = time.monotonic()
+            counts = status_counts(pipeline.dirs.state_db)
+            log.info("progress: %d of %d good images indexed, URLs %s", value, expected, counts)
+        idle = time.monotonic() - stable_since > 3
+        if idle and _downloads_settled(pipeline.dirs, len(catalog.urls)) and ready_messages(pipeline.queue) == 0:
+            if not pending:
+                return
+            # The pipeline finished before an attack was due: fire the rest now (restarts of an idle system).
+            for event in pending:
+                event.fired_at = fraction
+                log.info("chaos: %s after the work was done", event.action)
+                _fire(event, pipeline)
+            pending.clear()
+            stable_since = time.monotonic()
+        time.sleep(0.5)
+    log.warning("run deadline reached: the pipeline did not settle")
+
+
+def _check(
+    name: str, pipeline: Pipeline, catalog: Catalog, started: float, poison: int, events: list[ChaosEvent]
+) -> RunResult:
+    points = read_points(pipeline.dirs.qdrant)
+    state = read_url_state(pipeline.dirs.state_db)
+    queues = read_queues(pipeline.queue)
+    expected = catalog.expected_sha256
+    indexed = set(points.sha256s)
+    urls_of = {str(p.get("sha256")): set(p.get("urls") or []) for p in points.payloads}
+    bad_urls = {u.url for u in catalog.bad}
+    unrecorded = [u for u in bad_urls if u not in state or state[u].status != "failed" or not state[u].last_error]
+    for url in unrecorded[:10]:
+        log.warning("bad URL without a recorded failure: %s -> %s", url, state.get(url))
+    last = points.last_indexed_at()
+    seconds = (last - started) if last else float("nan")
+    return RunResult(
+        name=name,
+        expected_good=len(expected),
+        indexed=len(indexed & expected),
+        lost=len(expected - indexed),
+        duplicates=points.duplicates,
+        unexpected=len(indexed - expected),
+        wrong_ids=points.wrong_ids,
+        urls_not_merged=sum(1 for u in catalog.good if u.url not in urls_of.get(str(u.sha256), set())),
+        bad_expected=len(bad_urls),
+        unrecorded_bad=len(unrecorded),
+        good_not_done=sum(1 for u in catalog.good if state.get(u.url, None) is None or state[u.url].status != "done"),
+        invalid_stored=sum(1 for line in INVALID_LINES if line in state and state[line].status == "done"),
+        queue_left=queues.ready,
+        dead_letter_reasons=queues.dead_letter_reasons,
+        poison=poison,
+        kills=pipeline.indexer.kills + pipeline.embedding.kills,
+        images_per_s=round(len(expected) / seconds, 2) if last and seconds > 0 else 0.0,
+        seconds=round(seconds, 2),
+        events=events,
+        failure_reasons=Counter(_reason_word(state[u].last_error) for u in bad_urls if u in state),
+    )
+
+
+def _reason_word(error: str) -> str:
+    return error.split(":", 1)[0].strip() or "(empty)"
+
+
+def run_once(
+    name: str, server: ImageServer, options: Options, root: Path, *, chaos: bool, rng: random.Random
+) -> RunResult:
+    catalog = build_catalog(server, options.urls, options.seed + (1 if chaos else 0), prefix=f"/{name}")
+    dirs = RunDirs(root / name)
+    dirs.urls_file.parent.mkdir(parents=True, exist_ok=True)
+    dirs.urls_file.write_text("\n".join(catalog.lines) + "\n")
+    queue = unique_queue_name(f"soak-{name}")
+    pipeline = Pipeline(dirs, queue, options)
+    kills = {"indexer_kills": options.indexer_kills, "embedding_kills": options.embedding_kills}
+    events = chaos_plan(rng, **kills) if chaos else []
+    log.info(
+        "%s run: %d URLs (%d good images, %d bad URLs), queue %s, folder %s",
+        name,
+        len(catalog.urls),
+        len(catalog.expected_sha256),
+        len(catalog.bad),
+        queue,
+        dirs.root,
+    )
+    try:
+        pipeline.embedding.start()
+        pipeline.start_indexer()
+        started = time.time()
+        pipeline.downloader.start()
+        _drive(pipeline, catalog, events, rng, time.monotonic() + options.deadline_s)
+        pipeline.downloader.terminate(timeout=30)
+        pipeline.indexer.terminate(timeout=30)
+        # A last indexer drains whatever a stop returned to the queue, then exits by itself.
+        drain = Service("indexer-drain", "indexer", pipeline.indexer.env, dirs.logs, args=("--exit-when-idle",))
+        drain.start()
+        drain.wait(timeout=120)
+        pipeline.embedding.terminate(timeout=20)
+        poison = sum(int(e.detail.split()[0]) for e in events if e.action == POISON and e.detail)
+        return _check(name, pipeline, catalog, started, poison, events)
+    finally:
+        pipeline.stop_all()
+        delete_topology(queue)
+
+
+def _report(result: RunResult) -> None:
+    log.info(
+        "%s: %d/%d good images indexed in %.1f s (%.1f images/s), %d duplicates, %d lost; "
+        "%d bad URLs, %d without a reason; reasons %s; queue left %d; dead-lettered %d %s; kills %d",
+        result.name,
+        result.indexed,
+        result.expected_good,
+        result.seconds,
+        result.images_per_s,
+        result.duplicates,
+        result.lost,
+        result.bad_expected,
+        result.unrecorded_bad,
+        dict(result.failure_reasons),
+        result.queue_left,
+        result.dead_lettered,
+        dict(result.dead_letter_reasons),
+        result.kills,
+    )
+    if result.urls_not_merged:
+        log.warning("%s: %d good URLs missing from their image's payload `urls`", result.name, result.urls_not_merged)
+    for event in result.events:
+        at = f"{100 * event.fired_at:.0f}%" if event.fired_at is not None else "never"
+        log.info("  chaos %-18s planned at %3.0f%%, fired at %s %s", event.action, 100 * event.at, at, event.detail)
+
+
+def run(argv: list[str]) -> dict[str, object]:
+    configure_logging("soak")
+    options = parse(argv)
+    require_rabbitmq()
+    rng = random.Random(options.seed)
+    root = Path(tempfile.mkdtemp(prefix="dyimages-soak-", dir=options.work_dir))
+    try:
+        with ImageServer(latency=options.latency) as server:
+            calm = run_once("calm", server, options, root, chaos=False, rng=rng)
+            _report(calm)
+            chaos = run_once("chaos", server, options, root, chaos=True, rng=rng)
+            _report(chaos)
+    finally:
+        if options.keep:
+            log.info("work folder kept: %s", root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    figures: dict[str, object] = {
+        "expected_good": chaos.expected_good,
+        "indexed": chaos.indexed,
+        "lost": chaos.lost,
+        "duplicates": chaos.duplicates,
+        "bad_expected": chaos.bad_expected,
+        "unrecorded_bad": chaos.unrecorded_bad,
+        "queue_left": chaos.queue_left,
+        "dead_lettered": chaos.dead_lettered,
+        "kills": chaos.kills,
+        "calm_images_per_s": calm.images_per_s,
+        "chaos_images_per_s": chaos.images_per_s,
+    }
+    failures = calm.failures() + chaos.failures()
+    if failures:
+        print(json.dumps(figures), flush=True)
+        raise SoakFailed("; ".join(failures))
+    return figures
