@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class ImageServer:
         self.latency = latency  # added to every response
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
+        self.hit_times: dict[str, list[float]] = {}  # time.monotonic() of each request, per path
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -48,11 +50,13 @@ class ImageServer:
         return self.url(path)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] += 1
+        self.hit_times.setdefault(path, []).append(time.monotonic())
         route = self.routes.get(path)
         if self.latency:
             await asyncio.sleep(self.latency)

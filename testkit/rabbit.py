@@ -50,3 +50,23 @@ async def _delete(queue: str) -> None:
 
 def delete_topology(queue: str) -> None:
     asyncio.run(_delete(queue))
+
+
+async def take_messages(queue: str, idle_s: float = 5.0) -> list[bytes]:
+    """Take (and acknowledge) every message ready in ``queue``; the queue must exist."""
+    connection = await aio_pika.connect(AMQP_URL)
+    bodies: list[bytes] = []
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.get_queue(queue, ensure=True)
+        while True:
+            message = await declared.get(fail=False, timeout=idle_s)
+            if message is None:
+                return bodies
+            bodies.append(message.body)
+            await message.ack()
+
+
+def read_messages(queue: str, idle_s: float = 5.0) -> list[bytes]:
+    """:func:`take_messages` for blocking code."""
+    return asyncio.run(take_messages(queue, idle_s))

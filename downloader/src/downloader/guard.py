@@ -51,6 +51,8 @@ def why_refused(address: IPAddress) -> str | None:
         embedded = _embedded_ipv4(address)
         if embedded is not None and (inner := why_refused(embedded)):
             return f"carries {embedded}, which {inner}"
+        if address.ipv4_mapped is not None:
+            return None  # a mapped address is the IPv4 address it carries, which is public
     for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private", "is_reserved"):
         if getattr(address, attribute):
             return f"is {attribute.removeprefix('is_').replace('_', '-')}"
