@@ -9,6 +9,8 @@ flattens the items of every request in the batch, runs the model in chunks of at
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from starlette.responses import Response
 
-from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ModelInfo
+from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ImageRef, ModelInfo
 from dyimages_common.logs import configure_logging
 from embedding import metrics
 from embedding.items import ImageLimits, prepare_image
@@ -52,7 +54,14 @@ def _cpu_count() -> int:
 
 class EmbeddingAPI(ls.LitAPI):
     def __init__(self, settings: EmbeddingSettings, info: ModelInfo) -> None:
-        super().__init__(max_batch_size=settings.embedding_max_batch_size, batch_timeout=0.0, api_path=EMBED_PATH)
+        from embedding.loop import PipelinedLoop
+
+        super().__init__(
+            max_batch_size=settings.embedding_max_batch_size,
+            batch_timeout=settings.embedding_batch_timeout_ms / 1000,
+            api_path=EMBED_PATH,
+            loop=PipelinedLoop(),
+        )
         self.settings = settings
         self.info = info
 
@@ -79,6 +88,37 @@ class EmbeddingAPI(ls.LitAPI):
         preprocess = self.loaded.preprocess
         inputs = list(self.decode_pool.map(lambda ref: prepare_image(ref, self.limits, preprocess), request.images))
         return Job("image", inputs)
+
+    def decode_async(self, request: EmbedRequest, deliver: Callable[[Job], None]) -> None:
+        """Like decode_request, but returns at once: ``deliver`` gets the job when every item is ready.
+
+        Each image is decoded and preprocessed in the decode pool, so the images of one request,
+        and of the requests behind it, are prepared in parallel while the model runs.
+        """
+        if request.texts is not None:
+            deliver(self.decode_request(request))
+            return
+        assert request.images is not None
+        refs = request.images
+        inputs: list[torch.Tensor | str] = ["internal_error: not decoded"] * len(refs)
+        remaining = len(refs)
+        lock = threading.Lock()
+
+        def prepare(index: int, ref: ImageRef) -> None:
+            nonlocal remaining
+            try:
+                inputs[index] = prepare_image(ref, self.limits, self.loaded.preprocess)
+            except Exception as exc:  # a bug, not a bad image: fail this item, never the request
+                log.exception("preparing an image failed")
+                inputs[index] = f"internal_error: {exc!r}"
+            with lock:
+                remaining -= 1
+                done = remaining == 0
+            if done:
+                deliver(Job("image", inputs))
+
+        for index, ref in enumerate(refs):
+            self.decode_pool.submit(prepare, index, ref)
 
     def batch(self, inputs: list[Job]) -> list[Job]:
         return inputs
