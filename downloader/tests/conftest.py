@@ -32,6 +32,7 @@ FAST = {
     "downloader_retry_max_s": 2.0,
     "downloader_max_redirects": 3,
     "downloader_poll_s": 0.1,
+    "downloader_broker_retry_max_s": 0.5,
     "downloader_summary_s": 60.0,
     "downloader_shutdown_grace_s": 2.0,
 }

@@ -61,6 +61,10 @@ class _BackoffOrRetryAfter(wait_base):
         return min(self._maximum, max(backoff, hinted))
 
 
+class _NotStarted(Exception):
+    """A download that got its slot after the stop request: left for the next start."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, FetchFailed) and exc.transient
 
@@ -78,13 +82,16 @@ class Downloader:
         self.internal_errors = 0  # bugs or a broken disk, not bad URLs: --once then exits non-zero
         self._backlog_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()  # tasks past their slots: fetching or storing
         self._window = asyncio.Semaphore(max(2048, settings.downloader_concurrency * 32))
         self._global_slots = asyncio.Semaphore(settings.downloader_concurrency)
         self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._image_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._decode_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="decode")
         self._write_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="write")
-        self._publisher = Publisher(settings, self._state.mark_published)
+        self._publisher = Publisher(
+            settings, self._state.mark_published, retry_max_s=settings.downloader_broker_retry_max_s
+        )
         self._fetcher: Fetcher | None = None
         self._downloaded_since_summary = 0
 
@@ -241,24 +248,32 @@ class Downloader:
                         raise
         except (FetchFailed, ImageRejected) as failure:
             await self._record_failed(url, attempts, failure.reason, failure.detail)
+        except _NotStarted:
+            pass  # stopping: the URL stays pending for the next start
         finally:
             self._queued.discard(url)
 
     async def _attempt(self, url: str, attempts: int) -> None:
         assert self._fetcher is not None
-        host_slot = self._host_slot(url)
-        async with host_slot, self._global_slots:
-            started = time.monotonic()
-            fetched = await self._fetcher.fetch(url)
-            metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(
-            self._decode_pool,
-            lambda: check_image(
-                fetched.data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
-            ),
-        )
-        await self._keep(url, attempts, fetched.data, image)
+        current = asyncio.current_task()
+        assert current is not None
+        try:
+            async with self._host_slot(url), self._global_slots:
+                if self.stop_requested.is_set():
+                    raise _NotStarted
+                self._in_flight.add(current)
+                started = time.monotonic()
+                fetched = await self._fetcher.fetch(url)
+                metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
+            image = await asyncio.get_running_loop().run_in_executor(
+                self._decode_pool,
+                lambda: check_image(
+                    fetched.data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+                ),
+            )
+            await self._keep(url, attempts, fetched.data, image)
+        finally:
+            self._in_flight.discard(current)
 
     async def _keep(self, url: str, attempts: int, data: bytes, image: CheckedImage) -> None:
         """Store a new image and queue its message; or record the URL as one more source of it."""
@@ -331,9 +346,11 @@ class Downloader:
         grace = self.settings.downloader_shutdown_grace_s
         feeder = next(task for task in helpers if task.get_name() == "feeder")
         feeder.cancel()
-        if self._tasks:
-            log.info("stopping: waiting up to %.0f s for %d download(s) in flight", grace, len(self._tasks))
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in self._tasks - self._in_flight:
+            task.cancel()  # waiting for a slot or a retry: nothing to finish
+        if self._in_flight:
+            log.info("stopping: waiting up to %.0f s for %d download(s) in flight", grace, len(self._in_flight))
+            await asyncio.wait(set(self._in_flight), timeout=grace)
         for task in set(self._tasks):
             task.cancel()
         if self._tasks:

@@ -28,6 +28,9 @@ class DownloaderSettings(RabbitSettings, StateDbSettings, MetricsSettings):
     downloader_max_attempts: int = Field(5, ge=1, le=100, description="Tries per URL for transient failures.")
     downloader_retry_initial_s: float = Field(1.0, gt=0, description="First backoff; doubles, with jitter.")
     downloader_retry_max_s: float = Field(300.0, gt=0, description="Longest wait between tries (Retry-After too).")
+    downloader_broker_retry_max_s: float = Field(
+        10.0, gt=0, description="Longest wait between tries to reach RabbitMQ or to publish again."
+    )
     downloader_poll_s: float = Field(2.0, gt=0, description="How often watch mode checks URLS_FILE for changes.")
     downloader_summary_s: float = Field(30.0, gt=0, description="How often a progress summary is logged.")
     downloader_shutdown_grace_s: float = Field(
