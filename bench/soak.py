@@ -52,6 +52,7 @@ from bench.soak_chaos import (
     publish_poison,
 )
 from bench.soak_checks import read_points, read_queues, read_url_state, ready_messages
+from bench.soak_logs import read_json_log
 from bench.soak_services import (
     RunDirs,
     Service,
@@ -101,8 +102,10 @@ class RunResult:
     urls_not_merged: int  # good URLs missing from their image's payload `urls`
     bad_expected: int
     unrecorded_bad: int
+    unlogged_bad: int  # bad URLs without a JSON log event naming the URL and a reason
+    unreported_invalid_lines: int  # invalid lines of the URL file without a log event naming the line
+    not_json_lines: dict[str, int]  # per service log: lines that are not one JSON object
     good_not_done: int
-    invalid_stored: int
     queue_left: int
     dead_letter_reasons: Counter[str]
     poison: int
@@ -124,8 +127,9 @@ class RunResult:
             "points for unexpected content": self.unexpected != 0,
             "point ids not derived from sha256": self.wrong_ids != 0,
             "bad URLs without a recorded reason": self.unrecorded_bad != 0,
+            "bad URLs without a log event (url, reason)": self.unlogged_bad != 0,
+            "invalid URL-file lines not reported with their number": self.unreported_invalid_lines != 0,
             "good URLs not done in the URL state": self.good_not_done != 0,
-            "invalid lines fetched": self.invalid_stored != 0,
             "messages left in the queue": self.queue_left != 0,
             "dead letters other than the poison": self.dead_lettered != self.poison,
             "dead letters without a reason": self.dead_letter_reasons.get("(no reason)", 0) != 0,
@@ -199,13 +203,15 @@ class Pipeline:
         self.queue = queue
         self.embedding_port = free_port()
         self.indexer_metrics = free_port()
-        limits = {"MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}
+        limits = {"MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES), "LOG_FORMAT": "json"}
         self.embedding = embedding_service(dirs, self.embedding_port, **limits)
         embedding_url = f"http://127.0.0.1:{self.embedding_port}"
         self.indexer = Service(
             "indexer",
             "indexer",
-            indexer_env(dirs, queue, embedding_url, self.indexer_metrics, INDEXER_SHUTDOWN_GRACE_S="10"),
+            indexer_env(
+                dirs, queue, embedding_url, self.indexer_metrics, LOG_FORMAT="json", INDEXER_SHUTDOWN_GRACE_S="10"
+            ),
             dirs.logs,
         )
         self.downloader = Service(
@@ -269,16 +275,19 @@ def _downloads_settled(dirs: RunDirs, distinct_urls: int) -> bool:
 def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: random.Random, deadline: float) -> None:
     """Run until every URL is settled, every event fired and the queue stays empty, or the deadline."""
     expected = len(catalog.expected_sha256)
+    # Each attack waits for some images indexed since the last one: it must hit a working pipeline.
+    min_gap = max(3.0, 0.03 * expected)
     pending = list(events)
     last_value, stable_since = -1.0, time.monotonic()
-    last_report = 0.0
+    last_report, last_fired = 0.0, -min_gap
     while time.monotonic() < deadline:
         value = pipeline.progress.value()
         fraction = value / expected if expected else 1.0
-        if pending and fraction >= pending[0].at:
+        if pending and fraction >= pending[0].at and value - last_fired >= min_gap:
             event = pending.pop(0)
             time.sleep(rng.uniform(0, 0.5))  # a random moment, not the poll's
             event.fired_at = fraction
+            last_fired = value
             log.info("chaos: %s at %.0f%% indexed", event.action, 100 * fraction)
             _fire(event, pipeline)
             continue
@@ -318,6 +327,13 @@ def _check(
         log.warning("bad URL without a recorded failure: %s -> %s", url, state.get(url))
     last = points.last_indexed_at()
     seconds = (last - started) if last else float("nan")
+    logs = {s: read_json_log(pipeline.dirs.logs / f"{s}.log") for s in ("downloader", "indexer", "embedding")}
+    for service, service_log in logs.items():
+        if service_log.not_json:
+            log.warning(
+                "%s log: %d lines not JSON, e.g. %s", service, service_log.not_json, service_log.samples_not_json
+            )
+    invalid_numbers = {n for n, line in enumerate(catalog.lines, start=1) if line in INVALID_LINES}
     return RunResult(
         name=name,
         expected_good=len(expected),
@@ -329,8 +345,10 @@ def _check(
         urls_not_merged=sum(1 for u in catalog.good if u.url not in urls_of.get(str(u.sha256), set())),
         bad_expected=len(bad_urls),
         unrecorded_bad=len(unrecorded),
+        unlogged_bad=len(bad_urls - logs["downloader"].urls_with_reason()),
+        unreported_invalid_lines=len(invalid_numbers - logs["downloader"].invalid_line_numbers()),
+        not_json_lines={service: service_log.not_json for service, service_log in logs.items()},
         good_not_done=sum(1 for u in catalog.good if state.get(u.url, None) is None or state[u.url].status != "done"),
-        invalid_stored=sum(1 for line in INVALID_LINES if line in state and state[line].status == "done"),
         queue_left=queues.ready,
         dead_letter_reasons=queues.dead_letter_reasons,
         poison=poison,
@@ -414,19 +432,26 @@ def _report(result: RunResult) -> None:
 
 def run(argv: list[str]) -> dict[str, object]:
     configure_logging("soak")
+    # The downloader cutting an over-cap body short is part of the test, not a server error.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     options = parse(argv)
     require_rabbitmq()
     rng = random.Random(options.seed)
     root = Path(tempfile.mkdtemp(prefix="dyimages-soak-", dir=options.work_dir))
+    keep = options.keep
     try:
         with ImageServer(latency=options.latency) as server:
             calm = run_once("calm", server, options, root, chaos=False, rng=rng)
             _report(calm)
             chaos = run_once("chaos", server, options, root, chaos=True, rng=rng)
             _report(chaos)
+        keep = keep or bool(calm.failures() + chaos.failures())
+    except BaseException:
+        keep = True
+        raise
     finally:
-        if options.keep:
-            log.info("work folder kept: %s", root)
+        if keep:
+            log.info("work folder kept (logs, URL state, Qdrant): %s", root)
         else:
             shutil.rmtree(root, ignore_errors=True)
     figures: dict[str, object] = {
