@@ -210,11 +210,11 @@ def search_command(
     if not hits:
         out.print("no results")
         return
-    table = Table("#", "score", "size", "format", "url", "path")
+    table = Table("#", "score", "size", "format", "image")
+    table.add_column("url", overflow="fold")
     for hit in hits:
-        table.add_row(
-            str(hit.rank), f"{hit.score:.3f}", f"{hit.width}x{hit.height}", hit.content_type, hit.url, hit.path
-        )
+        size = f"{hit.width}x{hit.height}"
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", size, hit.content_type, hit.sha256[:12], hit.url)
     out.print(table)
 
 
@@ -236,11 +236,15 @@ def failures(
     if as_json:
         _print_json(found.to_json())
     else:
-        downloads = Table("url", "reason", "attempts", "when", title=f"Failed downloads ({len(found.downloads)})")
+        downloads = Table(title=f"Failed downloads ({len(found.downloads)})")
+        for name in ("url", "reason", "attempts", "when"):
+            downloads.add_column(name, overflow="fold")
         for failure in found.downloads:
             downloads.add_row(failure.url, failure.reason, str(failure.attempts), failure.updated_at)
         out.print(downloads)
-        dead = Table("reason", "sha256", "url", "when", title=f"Dead-lettered messages ({len(found.dead_letters)})")
+        dead = Table(title=f"Dead-lettered messages ({len(found.dead_letters)})")
+        for name in ("reason", "image", "url", "when"):
+            dead.add_column(name, overflow="fold")
         for letter in found.dead_letters:
             what = letter.url or letter.body[:60]
             dead.add_row(letter.reason, (letter.sha256 or "")[:12], what, letter.dead_lettered_at or "")
