@@ -145,7 +145,8 @@ class Indexer:
             (StoreUnavailable,),
             lambda: self._store.open(dim=self.dim, model=self.model, pretrained=self.pretrained),
         )
-        log.info("%s collection %s", "created" if created else "using existing", self.settings.qdrant_collection)
+        if not created:
+            log.info("using the existing collection %s", self.settings.qdrant_collection)
         return True
 
     async def _connect(self) -> AbstractRobustConnection:
@@ -412,7 +413,7 @@ class Indexer:
 
     async def _watch_queue(self, connection: AbstractRobustConnection) -> None:
         """Keep the queue-depth gauge fresh; with --exit-when-idle, stop once all is drained."""
-        interval = 0.25 if self.exit_when_idle else 5.0
+        interval = 0.25 if self.exit_when_idle else min(5.0, self.settings.indexer_progress_interval_s)
         channel: AbstractChannel | None = None
         idle_since: float | None = None
         while True:

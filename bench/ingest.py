@@ -1,0 +1,279 @@
+"""End-to-end ingest beside the in-process reference: ``python -m bench ingest [--quick] [--images N]``.
+
+End to end (the product's path, every hop real): a local HTTP server serves N distinct 640x480
+JPEGs; ``python -m downloader --once`` reads the URL file, fetches, checks and stores every image
+and publishes one message each to the real RabbitMQ (a queue of this run's own); ``python -m
+indexer`` consumes them in batches, asks the real embedding service (LitServe + OpenCLIP
+ViT-B-32, random weights: the compute of the trained model) for vectors over HTTP and writes them
+to an embedded Qdrant folder. The clock starts when the downloader starts and stops when the
+indexer has written (and acknowledged) the N-th image, read from its /metrics; the run then
+checks the folder holds exactly N points.
+
+Reference (one process, no network, no queue): read each file, decode, preprocess (OpenCLIP's own
+transform), run the same model with the same torch thread count and the same batch size, and
+upsert into an embedded Qdrant folder, batch after batch.
+
+Rounds alternate reference and end-to-end so both see the same load on a shared machine; the
+figures are medians, and ``ratio`` is end-to-end over reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.qdrant import connect_qdrant
+from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.storage import sha256_hex
+from testkit.embedding import embedding_env
+from testkit.http_server import ImageServer, Route
+from testkit.images import jpeg
+from testkit.procs import free_port, start_module, stop, wait_http_ok
+from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
+
+MODEL = "ViT-B-32"
+PRETRAINED = "none"
+IMAGE_SIZE = (640, 480)
+INDEXED = re.compile(r"^dyimages_indexer_indexed_total ([0-9.e+]+)$", re.MULTILINE)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the reference: one process --------------------------------------------------------------------
+
+
+def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> None:
+    """Child process: decode + preprocess + model + upsert every file; print its rate as JSON."""
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+    from qdrant_client import QdrantClient, models
+
+    torch.set_num_threads(int(threads))
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=None)
+    model.eval()
+    client = QdrantClient(path=qdrant_path)
+    client.create_collection("images", vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE))
+    files = sorted(Path(files_dir).iterdir())
+    size = int(batch)
+
+    def embed(chunk: list[Path]) -> np.ndarray:
+        pixels = torch.stack([preprocess(Image.open(io.BytesIO(path.read_bytes())).convert("RGB")) for path in chunk])
+        with torch.inference_mode():
+            features = model.encode_image(pixels)
+        return (features / features.norm(dim=-1, keepdim=True)).numpy()
+
+    embed(files[:2])  # warm-up, as the service has answered a request before the clock starts
+    started = time.perf_counter()
+    for start in range(0, len(files), size):
+        chunk = files[start : start + size]
+        vectors = embed(chunk)
+        client.upsert(
+            "images",
+            [
+                models.PointStruct(id=index, vector=vector.tolist(), payload={"path": path.name})
+                for index, (path, vector) in enumerate(zip(chunk, vectors, strict=True), start)
+            ],
+            wait=True,
+        )
+    elapsed = time.perf_counter() - started
+    assert client.count("images").count == len(files)
+    client.close()
+    print(json.dumps({"images_per_s": len(files) / elapsed, "seconds": elapsed}))
+
+
+def _reference_round(files_dir: Path, threads: int, batch: int, workdir: Path) -> float:
+    qdrant_path = Path(tempfile.mkdtemp(dir=workdir, prefix="reference-qdrant-"))
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "reference", str(files_dir), str(threads), str(batch), str(qdrant_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    shutil.rmtree(qdrant_path, ignore_errors=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"the reference failed:\n{result.stderr[-3000:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"])
+
+
+# -- end to end: real processes --------------------------------------------------------------------
+
+
+def _indexed(metrics_url: str) -> float:
+    try:
+        match = INDEXED.search(httpx.get(metrics_url, timeout=5).text)
+    except httpx.TransportError:
+        return 0.0
+    return float(match[1]) if match else 0.0
+
+
+def _wait_for_log(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{path.name}: no {text!r}:\n{path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+
+
+def _e2e_round(
+    urls: list[str], expected: set[str], images_dir: Path, embedding_url: str, batch: int, workdir: Path
+) -> float:
+    """URL file to N searchable points; returns images/s."""
+    run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="e2e-"))
+    shutil.rmtree(images_dir)
+    images_dir.mkdir()
+    queue = unique_queue_name("bench-ingest")
+    metrics_port = free_port()
+    qdrant_path = run_dir / "qdrant"
+    (run_dir / "urls.txt").write_text("\n".join(urls) + "\n")
+    indexer_log = run_dir / "indexer.log"
+    indexer = start_module(
+        "indexer",
+        env={
+            **rabbit_env(queue),
+            "EMBEDDING_SERVICE_URL": embedding_url,
+            "QDRANT_PATH": str(qdrant_path),
+            "METRICS_PORT": str(metrics_port),
+            "INDEXER_BATCH_SIZE": str(batch),
+            "INDEXER_PROGRESS_INTERVAL_S": "10",
+        },
+        log_path=indexer_log,
+    )
+    downloader = None
+    try:
+        _wait_for_log(indexer_log, "consuming", indexer)
+        started = time.monotonic()
+        downloader = start_module(
+            "downloader",
+            "--once",
+            env={
+                **rabbit_env(queue),
+                "URLS_FILE": str(run_dir / "urls.txt"),
+                "IMAGES_DIR": str(images_dir),
+                "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.1/32",
+                "DOWNLOADER_PER_HOST": "64",  # one local server stands in for many hosts
+                "LOG_LEVEL": "WARNING",
+            },
+            log_path=run_dir / "downloader.log",
+        )
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        deadline = started + 3600
+        while _indexed(metrics_url) < len(urls):
+            if indexer.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the indexer stopped short:\n{indexer_log.read_text()[-3000:]}")
+            if downloader.poll() not in (None, 0):
+                raise RuntimeError(f"the downloader failed:\n{(run_dir / 'downloader.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        if downloader.wait(timeout=60) != 0:
+            raise RuntimeError(f"the downloader failed:\n{(run_dir / 'downloader.log').read_text()[-3000:]}")
+    finally:
+        if downloader is not None:
+            stop(downloader)
+        stop(indexer, signal.SIGTERM)
+        delete_topology(queue)
+    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    try:
+        points, _ = client.scroll("images", limit=len(urls) + 10, with_payload=["sha256"])
+    finally:
+        client.close()
+    found = [point.payload["sha256"] for point in points]
+    if len(found) != len(expected) or set(found) != expected:
+        raise RuntimeError(f"{len(found)} points for {len(expected)} images")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return len(urls) / elapsed
+
+
+def _write_images(folder: Path, count: int) -> dict[str, bytes]:
+    folder.mkdir(parents=True)
+    images = {}
+    for index in range(count):
+        data = jpeg(50_000 + index, IMAGE_SIZE, quality=85)
+        (folder / f"{index:05d}.jpg").write_bytes(data)
+        images[f"/{index:05d}.jpg"] = data
+    return images
+
+
+def run(argv: list[str]) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="200 images, one round")
+    parser.add_argument("--images", type=int, help="distinct images (default 1,000)")
+    parser.add_argument("--rounds", type=int, help="rounds of each (default 3; --quick 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--batch", type=int, default=32, help="images per model batch, both sides")
+    args = parser.parse_args(argv)
+    count = args.images or (200 if args.quick else 1_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    require_rabbitmq()
+    e2e_rates: list[float] = []
+    reference_rates: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, ImageServer() as server:
+        workdir = Path(tmp)
+        images = _write_images(workdir / "files", count)
+        for path, data in images.items():
+            server.add(path, Route(body=data))
+        urls = [server.url(path) for path in images]
+        expected = {sha256_hex(data) for data in images.values()}
+        images_dir = workdir / "images"
+        images_dir.mkdir()
+        port = free_port()
+        env = embedding_env(images_dir, port)
+        env.pop("MODEL_CONFIG")
+        env.update(
+            MODEL_NAME=MODEL,
+            MODEL_PRETRAINED=PRETRAINED,
+            EMBEDDING_TORCH_THREADS=str(args.threads),
+            EMBEDDING_MAX_BATCH_SIZE=str(args.batch),
+            LOG_LEVEL="WARNING",
+        )
+        embedding = start_module("embedding", env=env, log_path=workdir / "embedding.log")
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{url}/health", timeout=300, process=embedding)
+            with EmbeddingClient(url) as client:  # warm-up, as the reference does
+                client.embed_image_bytes(images[next(iter(images))])
+            for round_number in range(1, rounds + 1):
+                reference_rates.append(_reference_round(workdir / "files", args.threads, args.batch, workdir))
+                e2e_rates.append(_e2e_round(urls, expected, images_dir, url, args.batch, workdir))
+                _log(
+                    f"round {round_number}: end-to-end {e2e_rates[-1]:.2f} images/s, "
+                    f"reference {reference_rates[-1]:.2f} images/s"
+                )
+        finally:
+            stop(embedding)
+    e2e, ref = statistics.median(e2e_rates), statistics.median(reference_rates)
+    return {
+        "images": count,
+        "e2e_images_per_s": round(e2e, 2),
+        "reference_images_per_s": round(ref, 2),
+        "ratio": round(e2e / ref, 3),
+        "rounds": rounds,
+        "e2e_rounds": [round(rate, 2) for rate in e2e_rates],
+        "reference_rounds": [round(rate, 2) for rate in reference_rates],
+        "model": f"{MODEL}/{PRETRAINED}",
+        "threads": args.threads,
+        "batch": args.batch,
+        "image_size": "x".join(map(str, IMAGE_SIZE)),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "reference":
+    reference(*sys.argv[2:])
