@@ -142,3 +142,53 @@ def test_the_lock_file_pins_the_torch_the_tests_run_on() -> None:
     for pin in pins:
         name, version = pin.split("==")
         assert locked[name] == version, f"uv.lock has {name} {locked[name]}, tests run {version}"
+
+
+SETTINGS_CLASSES = {
+    "downloader": "downloader.settings:DownloaderSettings",
+    "indexer": "indexer.config:IndexerSettings",
+    "embedding": "embedding.settings:EmbeddingSettings",
+    "app": "search_app.settings:AppSettings",
+}
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message} against ``env``."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match[1], match[2], match[3] or ""
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"{name} is required"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", replace, value)
+
+
+@pytest.mark.parametrize("service", sorted(OUR_SERVICES))
+def test_each_service_starts_with_the_settings_compose_gives_it(
+    compose: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every variable compose sets is one the service reads (no typos), and together with the
+    defaults they pass the service's own validation in production mode."""
+    import importlib
+    import os
+
+    from dyimages_common.settings import load_settings
+
+    dotenv = {"RABBITMQ_PASSWORD": "a-real-secret", "QDRANT_API_KEY": "another-secret"}
+    environment = {
+        key: _interpolate(str(value), dotenv) for key, value in compose["services"][service]["environment"].items()
+    }
+    module_name, class_name = SETTINGS_CLASSES[service].split(":")
+    settings_class = getattr(importlib.import_module(module_name), class_name)
+    fields = {name.upper() for name in settings_class.model_fields}
+    assert set(environment) - fields == set(), f"compose sets variables {service} does not read"
+
+    for key in list(os.environ):
+        if key.upper() in fields:
+            monkeypatch.delenv(key)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(settings_class)
+    assert settings.environment == "production"
