@@ -108,3 +108,19 @@ def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
     assert result.stderr.strip().splitlines()[-1].startswith("indexer: collection 'images' holds vectors of model")
     assert rig.depths() == {"queued": 3, "dead_lettered": 0}
     assert rig.points() == []
+
+
+def test_a_qdrant_folder_held_by_another_process_is_refused_in_one_line(rig) -> None:
+    rig.publish(rig.images(4_100, 2))
+    holder = connect_qdrant(load_settings(QdrantSettings, qdrant_path=rig.qdrant_path))
+    try:
+        result = rig.run()
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"indexer: cannot start: cannot open Qdrant (QDRANT_PATH={rig.qdrant_path})")
+    )
+    assert rig.depths() == {"queued": 2, "dead_lettered": 0}

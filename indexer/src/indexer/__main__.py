@@ -13,7 +13,8 @@ from dyimages_common.metrics import serve_metrics
 from dyimages_common.qdrant import CollectionMismatchError
 from dyimages_common.settings import settings_or_exit
 from indexer.config import IndexerSettings
-from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer
+from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer, StartupError
+from indexer.store import StoreOpenError
 
 log = logging.getLogger("indexer")
 
@@ -36,7 +37,7 @@ def main(
         log.error("%s", exc)
         sys.stderr.write(f"indexer: {exc}\n")
         raise SystemExit(EXIT_MODEL_MISMATCH) from None
-    except RuntimeError as exc:
+    except (StartupError, StoreOpenError) as exc:
         # For example QDRANT_PATH held by another process: say so in one line, no traceback.
         log.error("cannot start: %s", exc)
         sys.stderr.write(f"indexer: cannot start: {exc}\n")

@@ -38,6 +38,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from pydantic import ValidationError
 
 from dyimages_common.embedding_api import (
     AsyncEmbeddingClient,
@@ -58,6 +59,10 @@ T = TypeVar("T")
 DETAIL_HEADER = "x-dyimages-detail"
 EXIT_OK = 0
 EXIT_MODEL_MISMATCH = 3
+
+
+class StartupError(RuntimeError):
+    """The indexer cannot start with these settings (the message says which and why)."""
 
 
 class ModelChanged(RuntimeError):
@@ -137,7 +142,13 @@ class Indexer:
 
     async def _start(self) -> bool:
         """Learn the model from the embedding service and make sure the collection is its own."""
-        info = await self._retry("embedding", (EmbeddingUnavailable,), self._embedder.info)
+        try:
+            info = await self._retry("embedding", (EmbeddingUnavailable,), self._embedder.info)
+        except ValidationError as exc:
+            raise StartupError(
+                f"EMBEDDING_SERVICE_URL={self.settings.embedding_service_url!r} answers /info, "
+                "but not like the embedding service"
+            ) from exc
         self.model, self.dim, self.pretrained = info.model, info.dim, info.pretrained
         log.info("embedding service runs %s (%s, dim %d, %s)", self.model, self.pretrained, self.dim, info.device)
         created = await self._retry(
@@ -299,7 +310,8 @@ class Indexer:
             # A message that keeps failing reaches the queue's delivery limit and is dead-lettered.
             log.exception("batch of %d failed; returning its messages to the queue", len(batch))
             for message in batch:
-                await self._settle(message, requeue=True)
+                if message in self._unsettled:
+                    await self._settle(message, requeue=True)
             await asyncio.sleep(1.0)
 
     async def _index(self, batch: list[AbstractIncomingMessage]) -> None:

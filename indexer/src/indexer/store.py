@@ -45,6 +45,10 @@ class StoreUnavailable(RuntimeError):
     """Qdrant cannot take the write now (unreachable, overloaded, disk busy): retry later."""
 
 
+class StoreOpenError(RuntimeError):
+    """The store cannot be opened at all with these settings."""
+
+
 class StoreConflict(RuntimeError):
     """Other writers kept changing the same points for every round: retry the batch later."""
 
@@ -148,7 +152,10 @@ class Store:
         Raises CollectionMismatchError when the collection belongs to another model or size.
         """
         if self._client is None:
-            self._client = await self._call(connect_qdrant, self._settings)
+            try:
+                self._client = await self._call(connect_qdrant, self._settings)
+            except RuntimeError as exc:  # embedded mode: the folder is held by another process
+                raise StoreOpenError(f"cannot open Qdrant (QDRANT_PATH={self._settings.qdrant_path}): {exc}") from exc
         return await self._call(
             ensure_collection,
             self.client,
