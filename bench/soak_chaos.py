@@ -20,6 +20,7 @@ import aio_pika
 import psutil
 
 from dyimages_common.messages import ImageDownloaded
+from dyimages_common.rabbit import declare_topology
 from dyimages_common.storage import stored_path
 from testkit.rabbit import AMQP_URL
 
@@ -111,6 +112,7 @@ async def _publish(queue: str, bodies: list[bytes]) -> None:
     connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": "soak-poison"})
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
+        await declare_topology(channel, queue)  # unroutable otherwise, if nobody declared it yet
         for body in bodies:
             await channel.default_exchange.publish(
                 aio_pika.Message(body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),

@@ -30,6 +30,7 @@ from bench.soak_services import (
     scrape,
     wait_for_metrics,
 )
+from dyimages_common.rabbit import declare_topology
 from testkit import REPO_ROOT
 from testkit.embedding import EmbeddingService
 from testkit.http_server import ImageServer, Route
@@ -149,6 +150,7 @@ async def _publish_poison(queue: str) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
+        await declare_topology(channel, queue)  # the indexer may not have declared it yet
         await channel.default_exchange.publish(
             aio_pika.Message(b"{not json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue
         )
