@@ -17,7 +17,7 @@ import streamlit as st
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
-from search_app.search import CachedEmbedder
+from search_app.search import CachedEmbedder, facet_values
 from search_app.settings import AppSettings
 from search_app.thumbnails import thumbnail
 
@@ -83,6 +83,18 @@ def embedder(settings: AppSettings, client: EmbeddingClient) -> CachedEmbedder:
         text_fn=lambda text: cached.text(client, url, text),
         image_fn=lambda data: cached.image(client, url, data),
     )
+
+
+@st.cache_data(ttl=120, max_entries=16, show_spinner=False)
+def _domains(_clients: Clients, store: str, collection: str) -> list[str]:
+    return facet_values(_clients.qdrant, collection, "domains")
+
+
+def domain_choices(settings: AppSettings, clients: Clients) -> list[str]:
+    """The source domains in the index, most images first; refreshed every two minutes (a facet
+    over every point is a full scan in embedded mode)."""
+    store = str(settings.qdrant_path or f"{settings.qdrant_host}:{settings.qdrant_port}")
+    return _domains(clients, store, settings.qdrant_collection)
 
 
 def thumbnail_of(settings: AppSettings, path: str, size: int) -> bytes:

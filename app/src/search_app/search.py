@@ -239,10 +239,8 @@ def search_vector(
     exclude_ids: Sequence[str] = (),
 ) -> list[Hit]:
     """The best ``limit`` points after ``offset`` for ``vector``, best first."""
-    if not _qdrant(lambda: client.collection_exists(collection)):
-        raise CollectionMissing(f"collection {collection!r} does not exist yet")
-    response = _qdrant(
-        lambda: client.query_points(
+    try:
+        response = client.query_points(
             collection,
             query=vector.tolist(),
             query_filter=filters.to_qdrant(exclude_ids),
@@ -250,7 +248,13 @@ def search_vector(
             offset=offset,
             with_payload=True,
         )
-    )
+    except (*QDRANT_ERRORS, ValueError) as exc:
+        # Ask about the collection only when the search failed: one round trip less per query.
+        if not _qdrant(lambda: client.collection_exists(collection)):
+            raise CollectionMissing(f"collection {collection!r} does not exist yet") from None
+        if isinstance(exc, ValueError):
+            raise
+        raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc
     return [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
 
 

@@ -19,7 +19,6 @@ from search_app.search import (
     QdrantUnavailable,
     Query,
     QueryError,
-    facet_values,
     index_size,
     search,
 )
@@ -81,7 +80,7 @@ def _sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         top_k = st.slider("Results", 1, settings.app_max_top_k, settings.app_top_k, key="top_k")
         st.subheader("Filters")
         try:
-            domains_known = facet_values(clients.qdrant, settings.qdrant_collection, "domains")
+            domains_known = resources.domain_choices(settings, clients)
         except QdrantUnavailable:
             domains_known = []
         domains = st.multiselect("Source domain", domains_known, key="domains", placeholder="any")
