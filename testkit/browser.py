@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,10 +15,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from testkit import REPO_ROOT
-from testkit.procs import free_port, stop, wait_http_ok
+from testkit.procs import free_port, start_module, stop, wait_http_ok
 
-APP_SCRIPT = REPO_ROOT / "app" / "src" / "search_app" / "streamlit_app.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
@@ -39,17 +34,9 @@ QUERY_BOX = 'input[aria-label="Search images"]'
 
 @contextlib.contextmanager
 def streamlit_app(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """``streamlit run`` the app on 127.0.0.1 and a free port; yields its URL; stops it after."""
+    """The app as deployed (``python -m search_app``) on 127.0.0.1 and a free port; yields its URL."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = start_module("search_app", env={**env, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/_stcore/health", timeout=120, process=process)

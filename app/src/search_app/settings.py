@@ -8,6 +8,8 @@ from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, Ra
 
 
 class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings):
+    app_host: str = Field("0.0.0.0", min_length=1, description="Address the UI listens on.")  # noqa: S104
+    app_port: int = Field(8501, ge=1, le=65535, description="Port the UI listens on.")
     app_top_k: int = Field(12, ge=1, le=200, description="Results a new query shows (UI and CLI default).")
     app_max_top_k: int = Field(100, ge=1, le=1000, description="Upper bound of the UI's top-k control.")
     app_page_size: int = Field(12, ge=1, le=200, description="Results each 'Load more' adds.")

@@ -1,0 +1,40 @@
+"""``python -m search_app``: serve the search UI with Streamlit on APP_HOST:APP_PORT.
+
+Settings are checked first (one clear line and exit 2 when one is wrong); then this process
+becomes ``streamlit run`` (exec), so signals reach Streamlit directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from dyimages_common.settings import settings_or_exit
+from search_app.settings import AppSettings
+
+SCRIPT = Path(__file__).resolve().parent / "streamlit_app.py"
+
+
+def streamlit_command(settings: AppSettings) -> list[str]:
+    upload_mb = max(1, settings.max_image_bytes // (1024 * 1024))
+    return [
+        sys.executable, "-m", "streamlit", "run", str(SCRIPT),
+        "--server.address", settings.app_host,
+        "--server.port", str(settings.app_port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--server.maxUploadSize", str(upload_mb),
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+    ]  # fmt: skip
+
+
+def main() -> None:
+    settings = settings_or_exit(AppSettings)
+    command = streamlit_command(settings)
+    os.execv(command[0], command)  # noqa: S606 - a fixed argv, no shell
+
+
+if __name__ == "__main__":
+    main()
