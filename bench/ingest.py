@@ -20,6 +20,7 @@ figures are medians, and ``ratio`` is end-to-end over reference.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.qdrant import connect_qdrant
@@ -132,10 +134,45 @@ def _wait_for_log(path: Path, text: str, process: subprocess.Popen[bytes], timeo
         time.sleep(0.1)
 
 
+class _CpuMeter:
+    """CPU seconds each process (with its children) used since the meter started, sampled by polling."""
+
+    def __init__(self) -> None:
+        self._processes: dict[str, psutil.Process] = {}
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    @staticmethod
+    def _seconds(process: psutil.Process) -> float:
+        total = 0.0
+        for member in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def watch(self, name: str, pid: int) -> None:
+        self._processes[name] = psutil.Process(pid)
+        self._start[name] = self._seconds(self._processes[name])
+        self.used[name] = 0.0
+
+    def sample(self) -> None:
+        for name, process in self._processes.items():
+            with contextlib.suppress(psutil.Error):
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    self.used[name] = max(self.used[name], self._seconds(process) - self._start[name])
+
+
 def _e2e_round(
-    urls: list[str], expected: set[str], images_dir: Path, embedding_url: str, batch: int, workdir: Path
-) -> float:
-    """URL file to N searchable points; returns images/s."""
+    urls: list[str],
+    expected: set[str],
+    images_dir: Path,
+    embedding: subprocess.Popen[bytes],
+    embedding_url: str,
+    batch: int,
+    workdir: Path,
+) -> dict[str, float]:
+    """URL file to N searchable points: images/s, and the CPU seconds of each process."""
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="e2e-"))
     shutil.rmtree(images_dir)
     images_dir.mkdir()
@@ -159,6 +196,9 @@ def _e2e_round(
     downloader = None
     try:
         _wait_for_log(indexer_log, "consuming", indexer)
+        cpu = _CpuMeter()
+        cpu.watch("indexer", indexer.pid)
+        cpu.watch("embedding", embedding.pid)
         started = time.monotonic()
         downloader = start_module(
             "downloader",
@@ -173,6 +213,7 @@ def _e2e_round(
             },
             log_path=run_dir / "downloader.log",
         )
+        cpu.watch("downloader", downloader.pid)
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         deadline = started + 3600
         while _indexed(metrics_url) < len(urls):
@@ -180,8 +221,10 @@ def _e2e_round(
                 raise RuntimeError(f"the indexer stopped short:\n{indexer_log.read_text()[-3000:]}")
             if downloader.poll() not in (None, 0):
                 raise RuntimeError(f"the downloader failed:\n{(run_dir / 'downloader.log').read_text()[-3000:]}")
+            cpu.sample()
             time.sleep(0.2)
         elapsed = time.monotonic() - started
+        cpu.sample()
         if downloader.wait(timeout=60) != 0:
             raise RuntimeError(f"the downloader failed:\n{(run_dir / 'downloader.log').read_text()[-3000:]}")
     finally:
@@ -198,7 +241,7 @@ def _e2e_round(
     if len(found) != len(expected) or set(found) != expected:
         raise RuntimeError(f"{len(found)} points for {len(expected)} images")
     shutil.rmtree(run_dir, ignore_errors=True)
-    return len(urls) / elapsed
+    return {"images_per_s": len(urls) / elapsed, "seconds": elapsed, **{f"cpu_s_{k}": v for k, v in cpu.used.items()}}
 
 
 def _write_images(folder: Path, count: int) -> dict[str, bytes]:
@@ -224,6 +267,7 @@ def run(argv: list[str]) -> dict[str, object]:
     require_rabbitmq()
     e2e_rates: list[float] = []
     reference_rates: list[float] = []
+    cpu_rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, ImageServer() as server:
         workdir = Path(tmp)
         images = _write_images(workdir / "files", count)
@@ -251,10 +295,13 @@ def run(argv: list[str]) -> dict[str, object]:
                 client.embed_image_bytes(images[next(iter(images))])
             for round_number in range(1, rounds + 1):
                 reference_rates.append(_reference_round(workdir / "files", args.threads, args.batch, workdir))
-                e2e_rates.append(_e2e_round(urls, expected, images_dir, url, args.batch, workdir))
+                measured = _e2e_round(urls, expected, images_dir, embedding, url, args.batch, workdir)
+                e2e_rates.append(measured["images_per_s"])
+                cpu_rounds.append(measured)
                 _log(
                     f"round {round_number}: end-to-end {e2e_rates[-1]:.2f} images/s, "
-                    f"reference {reference_rates[-1]:.2f} images/s"
+                    f"reference {reference_rates[-1]:.2f} images/s; CPU seconds during end-to-end: "
+                    + ", ".join(f"{k[6:]} {v:.0f}" for k, v in measured.items() if k.startswith("cpu_s_"))
                 )
         finally:
             stop(embedding)
@@ -267,6 +314,11 @@ def run(argv: list[str]) -> dict[str, object]:
         "rounds": rounds,
         "e2e_rounds": [round(rate, 2) for rate in e2e_rates],
         "reference_rounds": [round(rate, 2) for rate in reference_rates],
+        "e2e_cpu_s": {
+            name[6:]: round(statistics.median(r[name] for r in cpu_rounds), 1)
+            for name in cpu_rounds[0]
+            if name.startswith("cpu_s_")
+        },
         "model": f"{MODEL}/{PRETRAINED}",
         "threads": args.threads,
         "batch": args.batch,
