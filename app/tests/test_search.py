@@ -229,3 +229,17 @@ def test_settings_fail_clearly_on_bad_values(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("APP_THUMBNAIL_PX", "5")
     with pytest.raises(SettingsError, match="APP_THUMBNAIL_PX"):
         load_settings(AppSettings)
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "expected"),
+    [
+        ("photos.example", "https://photos.example/a.jpg", r"[photos\.example](<https://photos.example/a.jpg>)"),
+        ("x", "https://e.example/a (1)>.jpg", r"[x](<https://e.example/a%20(1)%3E.jpg>)"),
+        ("[click](javascript:alert(1))", "javascript:alert(1)", r"\[click\]\(javascript\:alert\(1\)\)"),
+    ],
+)
+def test_result_links_are_safe_markdown(text: str, url: str, expected: str) -> None:
+    from search_app.ui_search import markdown_link
+
+    assert markdown_link(text, url) == expected

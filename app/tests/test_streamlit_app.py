@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embedding_api import EmbeddingClient
-from testkit.indexed_library import Library
+from testkit.indexed_library import Library, dead_letter
 from testkit.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_text_search_shows_the_index_order_with_scores_and_links(library_environ
     assert len(at.image) == 12  # a thumbnail per result
     first = library.by_sha(expected[0])
     assert lines[0].startswith("**#1** · ")
-    assert f"]({first.urls[0]})" in lines[0]
+    assert f"](<{first.urls[0]}>)" in lines[0]
     assert not at.error
     assert not at.warning
 
@@ -146,7 +146,7 @@ def test_details_show_every_url_size_and_format(library_environment: Library) ->
     assert not at.exception, at.exception
     text = "\n".join(m.value for m in at.markdown)
     for url in two_urls.urls:
-        assert f"[{url}]({url})" in text
+        assert f"](<{url}>)" in text
     assert f"**{two_urls.width} × {two_urls.height}** · JPEG" in text
 
 
@@ -220,3 +220,36 @@ def test_status_page_shows_index_model_queue_and_failures(library_environment: L
     assert len(at.dataframe) == 1
     assert list(failures["url"]) == ["https://photos.example/gone.jpg"]
     assert "404" in failures["reason"][0]
+
+
+def test_status_page_with_rabbitmq_down_still_shows_the_index(
+    library_environment: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))
+    at = start()
+    at.switch_page("status_page.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images indexed"] == "12"
+    assert metrics["Waiting in queue"] == "-"
+    assert any("RabbitMQ" in e.value and "is not answering" in e.value for e in at.error)
+
+
+def test_status_page_lists_dead_lettered_messages_with_reasons(own_library: Library) -> None:
+    dead_letter(own_library, b'{"sha256": "' + b"cd" * 32 + b'", "url": "https://x.example/c.jpg"}', "embed_refused")
+    at = start()
+    at.switch_page("status_page.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images indexed"] == "0"
+    assert metrics["Dead-lettered"] == "1"
+    letters = at.dataframe[0].value
+    assert list(letters["reason"]) == ["embed_refused"]
+    assert list(letters["url"]) == ["https://x.example/c.jpg"]
+
+
+def test_a_query_of_only_negative_terms_asks_for_something_to_find(library_environment: Library) -> None:
+    at = search_for(start(), "-people")
+    assert "nothing to search for" in at.warning[0].value
+    at = search_for(at, "beach -people")
+    assert any("without people" in c.value for c in at.caption)

@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.logs import configure_logging
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
 from search_app.search import CachedEmbedder, facet_values
@@ -22,14 +23,22 @@ from search_app.settings import AppSettings
 from search_app.thumbnails import thumbnail
 
 
+@st.cache_resource(show_spinner=False)
+def _configure_logging(level: str, fmt: str) -> bool:
+    configure_logging("app", level, fmt)
+    return True
+
+
 def settings() -> AppSettings:
     """The settings, or a plain error on the page (naming the variable) and a stopped script."""
     try:
-        return load_settings(AppSettings)
+        loaded = load_settings(AppSettings)
     except SettingsError as exc:
         st.error(f"The app is misconfigured:\n\n```\n{exc}\n```")
         st.stop()
         raise  # unreachable: st.stop() raises
+    _configure_logging(loaded.log_level, loaded.log_format)
+    return loaded
 
 
 def _settings_key(settings: AppSettings) -> str:

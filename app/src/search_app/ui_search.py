@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ from search_app.search import (
 from search_app.settings import AppSettings
 from search_app.thumbnails import ThumbnailError
 
+log = logging.getLogger(__name__)
+
+MARKDOWN_SPECIAL = set("\\`*_{}[]<>()#+-.!|~$:")
+MAX_QUERY_CHARS = 1000
 FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
 
 EMPTY_INDEX = (
@@ -47,7 +52,17 @@ class Request:
         return repr((q.text, image, q.like, q.filters, self.top_k))
 
 
+def markdown_link(text: str, url: str) -> str:
+    """A Markdown link to an http(s) URL from a payload, safe whatever characters either holds;
+    anything else is shown as plain, escaped text."""
+    escaped = "".join(f"\\{c}" if c in MARKDOWN_SPECIAL else c for c in text)
+    if not url.lower().startswith(("http://", "https://")):
+        return escaped
+    return f"[{escaped}](<{url.replace('<', '%3C').replace('>', '%3E').replace(' ', '%20')}>)"
+
+
 def _service_down(settings: AppSettings, exc: Exception) -> None:
+    log.warning("search unavailable: %s", exc)
     if isinstance(exc, EmbeddingUnavailable):
         st.error(
             f"The embedding service at {settings.embedding_service_url} is not answering, so queries cannot be "
@@ -104,7 +119,7 @@ def _details(hit: Hit, settings: AppSettings) -> None:
     kind = FORMAT_LABELS.get(hit.content_type, hit.content_type)
     size = f" · {hit.bytes:,} bytes" if hit.bytes else ""
     st.markdown(f"**Score** {hit.score:.4f} · **{hit.width} × {hit.height}** · {kind}{size}")
-    st.markdown("**Sources**\n\n" + "\n".join(f"- [{url}]({url})" for url in hit.urls))
+    st.markdown("**Sources**\n\n" + "\n".join(f"- {markdown_link(url, url)}" for url in hit.urls))
     st.caption(
         f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
         f"model {hit.model or '-'}"
@@ -122,7 +137,7 @@ def _card(hit: Hit, settings: AppSettings) -> None:
     except ThumbnailError:
         st.caption(":material/broken_image: image file missing")
     domain = hit.domains[0] if hit.domains else hit.url
-    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · [{domain}]({hit.url})")
+    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · {markdown_link(domain, hit.url)}")
     left, right = st.columns(2)
     if left.button("Details", key=f"details_{hit.sha256}", width="stretch"):
         _details(hit, settings)
@@ -148,6 +163,7 @@ def _query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:
     text = text_col.text_input(
         "Search images",
         key="query",
+        max_chars=MAX_QUERY_CHARS,
         placeholder='Describe what you look for, e.g. "a red bicycle" or "beach -people"',
         help='Press Enter to search. "-word" or -"a phrase" leaves out images that match it.',
     )
@@ -190,13 +206,14 @@ def render() -> None:
     shown = st.session_state["shown"]
 
     try:
-        if request.query.is_empty():
+        if not text.strip() and request.query.is_empty():
             size = index_size(clients.qdrant, settings.qdrant_collection)
             if not size:
                 st.info(EMPTY_INDEX, icon=":material/info:")
             else:
                 st.caption(f"{size:,} images indexed. Type a description and press Enter.")
             return
+        st.session_state["hits"] = []
         started = time.perf_counter()
         hits = search(
             clients.qdrant,
@@ -226,7 +243,9 @@ def render() -> None:
             icon=":material/search_off:",
         )
         return
-    st.caption(f"{len(hits)} results in {elapsed_ms:.0f} ms", help="Query embedding plus vector search.")
+    negatives = request.query.parsed.negatives
+    without = f" · without {', '.join(negatives)}" if negatives else ""
+    st.caption(f"{len(hits)} results in {elapsed_ms:.0f} ms{without}", help="Query embedding plus vector search.")
     _grid(hits, settings)
     if len(hits) == shown and shown < settings.app_max_results:
         st.button("Load more", key="load_more", on_click=_load_more, args=(settings,), icon=":material/expand_more:")
