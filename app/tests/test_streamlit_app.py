@@ -55,6 +55,13 @@ def search_for(at: AppTest, text: str) -> AppTest:
     return at
 
 
+def open_status_page() -> tuple[AppTest, dict[str, str]]:
+    at = start()
+    at.switch_page("status_page.py").run()
+    assert not at.exception, at.exception
+    return at, {m.label: m.value for m in at.metric}
+
+
 def shown_shas(at: AppTest) -> list[str]:
     return [hit.sha256 for hit in at.session_state["hits"]]
 
@@ -207,10 +214,7 @@ def test_bad_setting_names_the_variable(library_environment: Library, monkeypatc
 
 
 def test_status_page_shows_index_model_queue_and_failures(library_environment: Library) -> None:
-    at = start()
-    at.switch_page("status_page.py").run()
-    assert not at.exception, at.exception
-    metrics = {m.label: m.value for m in at.metric}
+    at, metrics = open_status_page()
     assert metrics["Images indexed"] == "12"
     assert metrics["Waiting in queue"] == "0"
     assert metrics["URLs failed"] == "1"
@@ -226,10 +230,7 @@ def test_status_page_with_rabbitmq_down_still_shows_the_index(
     library_environment: Library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))
-    at = start()
-    at.switch_page("status_page.py").run()
-    assert not at.exception, at.exception
-    metrics = {m.label: m.value for m in at.metric}
+    at, metrics = open_status_page()
     assert metrics["Images indexed"] == "12"
     assert metrics["Waiting in queue"] == "-"
     assert any("RabbitMQ" in e.value and "is not answering" in e.value for e in at.error)
@@ -237,10 +238,7 @@ def test_status_page_with_rabbitmq_down_still_shows_the_index(
 
 def test_status_page_lists_dead_lettered_messages_with_reasons(own_library: Library) -> None:
     dead_letter(own_library, b'{"sha256": "' + b"cd" * 32 + b'", "url": "https://x.example/c.jpg"}', "embed_refused")
-    at = start()
-    at.switch_page("status_page.py").run()
-    assert not at.exception, at.exception
-    metrics = {m.label: m.value for m in at.metric}
+    at, metrics = open_status_page()
     assert metrics["Images indexed"] == "0"
     assert metrics["Dead-lettered"] == "1"
     letters = at.dataframe[0].value
