@@ -254,3 +254,23 @@ def test_drop_needs_yes_then_reindex_restores_every_url(own_library: Library, tm
         assert sorted(by_sha[picture.sha256]["urls"]) == sorted(picture.urls)
         assert by_sha[picture.sha256]["width"] == picture.width
         assert by_sha[picture.sha256]["content_type"] == picture.content_type
+
+
+def test_reindex_without_downloader_state_uses_the_urls_in_the_index(
+    own_library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indexed = index_pictures(
+        own_library,
+        [PictureSpec(7201, ("https://a.example/7201.jpg", "https://c.example/7201.jpg"))],
+        tmp_path / "i.log",
+    )
+    assert len(indexed) == 1
+    assert not own_library.state_db.exists()
+    result = runner.invoke(app, ["reindex"])
+    assert result.exit_code == 0, result.output
+    assert "republished 1 of" in result.stdout
+    assert "(2 messages, one per source URL)" in result.stdout
+    assert dyimages_json("stats")["queue"]["queued"] == 2
+
+    monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))
+    assert "RabbitMQ" in dyimages("reindex", code=3)

@@ -177,7 +177,7 @@ def _query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:
     return text, upload.getvalue() if upload is not None else None
 
 
-def _like_banner(settings: AppSettings, sha256: str) -> None:
+def _like_banner(sha256: str) -> None:
     box = st.container(border=True, horizontal=True, vertical_alignment="center")
     with box:
         st.markdown(f"More like image `{sha256[:12]}…`")
@@ -197,7 +197,7 @@ def render() -> None:
     text, image = _query_inputs(settings)
     like = st.session_state["like"]
     if like:
-        _like_banner(settings, like)
+        _like_banner(like)
     request = Request(Query(text=text, image=image, like=like, filters=filters), top_k)
 
     if st.session_state.get("signature") != request.signature:
