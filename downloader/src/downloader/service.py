@@ -26,7 +26,7 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from downloader import metrics
-from downloader.fetch import Fetcher, FetchFailed
+from downloader.fetch import Fetched, Fetcher, FetchFailed
 from downloader.guard import AddressPolicy, guarded_connector
 from downloader.intake import CheckedImage, check_image, message_for
 from downloader.publisher import Publisher
@@ -85,6 +85,7 @@ class Downloader:
         self._in_flight: set[asyncio.Task[None]] = set()  # tasks past their slots: fetching or storing
         self._window = asyncio.Semaphore(max(2048, settings.downloader_concurrency * 32))
         self._global_slots = asyncio.Semaphore(settings.downloader_concurrency)
+        self._body_slots = asyncio.Semaphore(settings.downloader_concurrency * 4)
         self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._image_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._decode_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -254,17 +255,23 @@ class Downloader:
             self._queued.discard(url)
 
     async def _attempt(self, url: str, attempts: int) -> None:
-        assert self._fetcher is not None
+        """One try. Slots are taken host first, so waiting on a busy host holds nothing else; the
+        body slot is kept until the image is stored, so however much faster the network is than the
+        decoder, at most ``4 x concurrency`` bodies wait in memory."""
         current = asyncio.current_task()
         assert current is not None
+        host_slot = self._host_slot(url)
+        async with host_slot:
+            await self._body_slots.acquire()
+            try:
+                async with self._global_slots:
+                    self._in_flight.add(current)
+                    fetched = await self._fetch(url)
+            except BaseException:
+                self._in_flight.discard(current)
+                self._body_slots.release()
+                raise
         try:
-            async with self._host_slot(url), self._global_slots:
-                if self.stop_requested.is_set():
-                    raise _NotStarted
-                self._in_flight.add(current)
-                started = time.monotonic()
-                fetched = await self._fetcher.fetch(url)
-                metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
             image = await asyncio.get_running_loop().run_in_executor(
                 self._decode_pool,
                 lambda: check_image(
@@ -274,6 +281,16 @@ class Downloader:
             await self._keep(url, attempts, fetched.data, image)
         finally:
             self._in_flight.discard(current)
+            self._body_slots.release()
+
+    async def _fetch(self, url: str) -> Fetched:
+        assert self._fetcher is not None
+        if self.stop_requested.is_set():
+            raise _NotStarted
+        started = time.monotonic()
+        fetched = await self._fetcher.fetch(url)
+        metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
+        return fetched
 
     async def _keep(self, url: str, attempts: int, data: bytes, image: CheckedImage) -> None:
         """Store a new image and queue its message; or record the URL as one more source of it."""
