@@ -105,6 +105,7 @@ class RunResult:
     unlogged_bad: int  # bad URLs without a JSON log event naming the URL and a reason
     unreported_invalid_lines: int  # invalid lines of the URL file without a log event naming the line
     not_json_lines: dict[str, int]  # per service log: lines that are not one JSON object
+    unclean_exits: list[str]  # graceful stops (SIGTERM, --exit-when-idle) that did not exit 0
     good_not_done: int
     queue_left: int
     dead_letter_reasons: Counter[str]
@@ -129,6 +130,7 @@ class RunResult:
             "bad URLs without a recorded reason": self.unrecorded_bad != 0,
             "bad URLs without a log event (url, reason)": self.unlogged_bad != 0,
             "invalid URL-file lines not reported with their number": self.unreported_invalid_lines != 0,
+            f"services not exiting cleanly {self.unclean_exits}": bool(self.unclean_exits),
             "good URLs not done in the URL state": self.good_not_done != 0,
             "messages left in the queue": self.queue_left != 0,
             "dead letters other than the poison": self.dead_lettered != self.poison,
@@ -249,13 +251,14 @@ class Pipeline:
 
 
 def _fire(event: ChaosEvent, pipeline: Pipeline) -> None:
+    """One attack. Restarts do not wait for readiness: the others must cope while it comes back."""
     if event.action == KILL_INDEXER:
         pipeline.indexer.kill()
         pipeline.progress.incarnation_ended()
-        pipeline.start_indexer()
+        pipeline.indexer.start(wait=False)
     elif event.action == KILL_EMBEDDING:
         pipeline.embedding.kill()
-        pipeline.embedding.start()
+        pipeline.embedding.start(wait=False)
     elif event.action == RESTART_DOWNLOADER:
         code = pipeline.downloader.terminate(timeout=30)
         event.detail = f"exit {code}"
@@ -272,30 +275,41 @@ def _downloads_settled(dirs: RunDirs, distinct_urls: int) -> bool:
     return counts["pending"] == 0 and counts["retrying"] == 0 and counts["done"] + counts["failed"] >= distinct_urls
 
 
+def _due(event: ChaosEvent, fractions: dict[str, float], indexed_since_last: float, min_gap: float) -> bool:
+    # An attack on the indexing side waits for some images indexed since the last one, so that
+    # it hits a working pipeline, not one still recovering.
+    gap_ok = event.measure != "indexed" or indexed_since_last >= min_gap
+    return fractions[event.measure] >= event.at and gap_ok
+
+
 def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: random.Random, deadline: float) -> None:
     """Run until every URL is settled, every event fired and the queue stays empty, or the deadline."""
     expected = len(catalog.expected_sha256)
-    # Each attack waits for some images indexed since the last one: it must hit a working pipeline.
     min_gap = max(3.0, 0.03 * expected)
     pending = list(events)
     last_value, stable_since = -1.0, time.monotonic()
     last_report, last_fired = 0.0, -min_gap
     while time.monotonic() < deadline:
         value = pipeline.progress.value()
-        fraction = value / expected if expected else 1.0
-        if pending and fraction >= pending[0].at and value - last_fired >= min_gap:
-            event = pending.pop(0)
+        counts = status_counts(pipeline.dirs.state_db)
+        fractions = {
+            "indexed": value / expected if expected else 1.0,
+            "settled": (counts["done"] + counts["failed"]) / len(catalog.urls),
+        }
+        due = next((e for e in pending if _due(e, fractions, value - last_fired, min_gap)), None)
+        if due is not None:
+            pending.remove(due)
             time.sleep(rng.uniform(0, 0.5))  # a random moment, not the poll's
-            event.fired_at = fraction
-            last_fired = value
-            log.info("chaos: %s at %.0f%% indexed", event.action, 100 * fraction)
-            _fire(event, pipeline)
+            due.fired_at = fractions[due.measure]
+            if due.measure == "indexed":
+                last_fired = value
+            log.info("chaos: %s at %.0f%% %s", due.action, 100 * due.fired_at, due.measure)
+            _fire(due, pipeline)
             continue
         if value != last_value:
             last_value, stable_since = value, time.monotonic()
         if time.monotonic() - last_report > 5:
             last_report = time.monotonic()
-            counts = status_counts(pipeline.dirs.state_db)
             log.info("progress: %d of %d good images indexed, URLs %s", value, expected, counts)
         idle = time.monotonic() - stable_since > 3
         if idle and _downloads_settled(pipeline.dirs, len(catalog.urls)) and ready_messages(pipeline.queue) == 0:
@@ -303,7 +317,7 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
                 return
             # The pipeline finished before an attack was due: fire the rest now (restarts of an idle system).
             for event in pending:
-                event.fired_at = fraction
+                event.fired_at = fractions[event.measure]
                 log.info("chaos: %s after the work was done", event.action)
                 _fire(event, pipeline)
             pending.clear()
@@ -313,7 +327,13 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
 
 
 def _check(
-    name: str, pipeline: Pipeline, catalog: Catalog, started: float, poison: int, events: list[ChaosEvent]
+    name: str,
+    pipeline: Pipeline,
+    catalog: Catalog,
+    started: float,
+    poison: int,
+    events: list[ChaosEvent],
+    services: list[Service],
 ) -> RunResult:
     points = read_points(pipeline.dirs.qdrant)
     state = read_url_state(pipeline.dirs.state_db)
@@ -348,6 +368,9 @@ def _check(
         unlogged_bad=len(bad_urls - logs["downloader"].urls_with_reason()),
         unreported_invalid_lines=len(invalid_numbers - logs["downloader"].invalid_line_numbers()),
         not_json_lines={service: service_log.not_json for service, service_log in logs.items()},
+        unclean_exits=[
+            f"{service.name} exit {code}" for service in services for code in service.exit_codes if code != 0
+        ],
         good_not_done=sum(1 for u in catalog.good if state.get(u.url, None) is None or state[u.url].status != "done"),
         queue_left=queues.ready,
         dead_letter_reasons=queues.dead_letter_reasons,
@@ -398,7 +421,7 @@ def run_once(
         drain.wait(timeout=120)
         pipeline.embedding.terminate(timeout=20)
         poison = sum(int(e.detail.split()[0]) for e in events if e.action == POISON and e.detail)
-        return _check(name, pipeline, catalog, started, poison, events)
+        return _check(name, pipeline, catalog, started, poison, events, [*pipeline.services(), drain])
     finally:
         pipeline.stop_all()
         delete_topology(queue)
@@ -427,7 +450,14 @@ def _report(result: RunResult) -> None:
         log.warning("%s: %d good URLs missing from their image's payload `urls`", result.name, result.urls_not_merged)
     for event in result.events:
         at = f"{100 * event.fired_at:.0f}%" if event.fired_at is not None else "never"
-        log.info("  chaos %-18s planned at %3.0f%%, fired at %s %s", event.action, 100 * event.at, at, event.detail)
+        log.info(
+            "  chaos %-18s planned at %3.0f%% %s, fired at %s %s",
+            event.action,
+            100 * event.at,
+            event.measure,
+            at,
+            event.detail,
+        )
 
 
 def run(argv: list[str]) -> dict[str, object]:

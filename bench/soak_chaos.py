@@ -1,9 +1,10 @@
 """The soak's attacks: a seeded plan of SIGKILLs and restarts, broker connection drops, poison.
 
-Events fire in order, each once the pipeline has indexed a (random) fraction of the good images,
-so every attack lands while work is in flight. Connection drops close only the soak's own
-connections (``rabbitmqctl close_connection``), found by the client ports of the soak's processes:
-``close_all_connections`` would also cut the other users of a shared broker.
+Events fire once the pipeline has indexed a (random) fraction of the good images (the downloader
+restart: once a fraction of the URLs is settled), so every attack lands while work is in flight.
+Connection drops close only the soak's own connections (``rabbitmqctl close_connection``), found by
+the client ports of the soak's processes: ``close_all_connections`` would also cut the other users
+of a shared broker.
 """
 
 from __future__ import annotations
@@ -35,17 +36,19 @@ POISON = "poison"
 @dataclass
 class ChaosEvent:
     action: str
-    at: float  # fraction of the good images indexed when it fires
+    at: float  # fraction of its measure reached when it fires
+    measure: str = "indexed"  # "indexed": good images indexed; "settled": URLs downloaded or failed
     fired_at: float | None = None  # the fraction really reached when it fired
     detail: str = ""
 
 
 def chaos_plan(rng: random.Random, *, indexer_kills: int, embedding_kills: int) -> list[ChaosEvent]:
-    actions = [KILL_INDEXER] * indexer_kills + [KILL_EMBEDDING] * embedding_kills
-    actions += [RESTART_DOWNLOADER, CLOSE_CONNECTIONS, POISON]
+    """Attacks in random order at random moments; the downloader restart while URLs are being fetched."""
+    actions = [KILL_INDEXER] * indexer_kills + [KILL_EMBEDDING] * embedding_kills + [CLOSE_CONNECTIONS, POISON]
     moments = sorted(rng.uniform(0.05, 0.85) for _ in actions)
     rng.shuffle(actions)
-    return [ChaosEvent(action, at) for action, at in zip(actions, moments, strict=True)]
+    plan = [ChaosEvent(action, at) for action, at in zip(actions, moments, strict=True)]
+    return [*plan, ChaosEvent(RESTART_DOWNLOADER, rng.uniform(0.2, 0.6), measure="settled")]
 
 
 def _client_ports(pids: list[int]) -> set[int]:

@@ -90,7 +90,7 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
-    exit_codes: list[int] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)  # of graceful stops and own exits, not SIGKILLs
 
     def start(self, *, wait: bool = True, timeout: float = 180.0) -> Service:
         env = dict(self.env)
@@ -117,7 +117,7 @@ class Service:
         """SIGKILL the whole process group, as a crash or the OOM killer would."""
         if self.process is not None:
             self.kills += 1
-            self.exit_codes.append(stop(self.process, sig=signal.SIGKILL, timeout=10))
+            stop(self.process, sig=signal.SIGKILL, timeout=10)
             self.process = None
 
     def terminate(self, timeout: float = 60.0) -> int | None:
@@ -135,11 +135,13 @@ class Service:
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            code = stop(self.process, sig=signal.SIGTERM, timeout=10)
+            self.terminate(timeout=10)
             raise TimeoutError(f"{self.name} did not exit within {timeout} s (see {self.log_dir})") from None
-        finally:
-            self.exit_codes.append(self.process.returncode if self.process.returncode is not None else -1)
-            self.process = None
+        except BaseException:  # interrupted: leave no process behind
+            self.terminate(timeout=10)
+            raise
+        self.exit_codes.append(code)
+        self.process = None
         return code
 
 
