@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
@@ -296,3 +297,18 @@ def test_no_temporary_or_partial_files_remain(run: Run) -> None:
     assert leftovers == []
     # 4 good, 1 for the same bytes at two URLs, flaky, busy and the redirected one.
     assert len(_stored_files(run.images_dir)) == 4 + 1 + 3
+
+
+def test_metrics_count_downloads_failures_and_messages(run: Run) -> None:
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    # Process-wide counters: other tests in this process may add to them, never take away.
+    assert value("dyimages_downloader_downloaded_total") >= 9
+    assert value("dyimages_downloader_published_total") >= 8
+    assert value("dyimages_downloader_failed_total", reason="http_404") >= 1
+    assert value("dyimages_downloader_failed_total", reason="refused_address") >= 2
+    assert value("dyimages_downloader_download_seconds_count") >= 9
+    assert value("dyimages_downloader_urls", status="done") == 9
+    assert value("dyimages_downloader_urls", status="failed") == 13
+    assert value("dyimages_downloader_urls", status="pending") == 0

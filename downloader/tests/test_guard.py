@@ -137,3 +137,16 @@ async def test_every_redirect_hop_is_checked(
     assert failure.value.reason == "refused_address"
     assert allowed.hits["/to-other"] == 1
     assert other.hits["/image.jpg"] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("host", ["2130706434", "127.2", "0x7f.0.0.2"])
+async def test_legacy_numeric_forms_of_a_refused_address_get_nowhere(
+    loopback_servers: dict[str, ImageServer], fetch_with: Callable[..., object], host: str
+) -> None:
+    other = loopback_servers["other"]  # listens on 127.0.0.2, which all these forms spell
+    with pytest.raises(FetchFailed) as failure:
+        await fetch_with("127.0.0.1/32", f"http://{host}:{other.port}/image.jpg")
+    assert failure.value.reason in {"bad_url", "refused_address"}
+    assert not failure.value.transient
+    assert other.hits["/image.jpg"] == 0

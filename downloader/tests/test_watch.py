@@ -16,7 +16,7 @@ from downloader.settings import DownloaderSettings
 from dyimages_common.messages import ImageDownloaded
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
-from testkit.rabbit import take_messages
+from testkit.rabbit import delete_topology, take_messages
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +63,27 @@ async def test_edits_of_the_url_file_are_picked_up_while_watching(
     assert all(image_server.hits[f"/{name}.jpg"] == 1 for name in "abcd")
     messages = [ImageDownloaded.model_validate_json(body) for body in await take_messages(rabbit_queue, idle_s=1.0)]
     assert sorted(m.url for m in messages) == sorted(urls.values())
+
+
+async def test_a_queue_deleted_while_running_is_declared_again_and_nothing_is_lost(
+    tmp_path: Path,
+    image_server: ImageServer,
+    rabbit_queue: str,
+    rabbit_environment: dict[str, str],
+    settings_for: Callable[..., DownloaderSettings],
+) -> None:
+    first, second = (image_server.add(f"/{n}.jpg", Route(body=jpeg(50 + n))) for n in (1, 2))
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text(f"{first}\n")
+    downloader = Downloader(settings_for(tmp_path, rabbit_environment))
+    running = asyncio.create_task(downloader.run(once=False))
+    await _until(lambda: downloader.counts()["done"] == 1 and downloader._publisher.unconfirmed == 0, "first")
+
+    await asyncio.to_thread(delete_topology, rabbit_queue)  # an operator deletes the queue
+    with url_file.open("a") as handle:
+        handle.write(f"{second}\n")
+    await _until(lambda: downloader.counts()["done"] == 2 and downloader._publisher.unconfirmed == 0, "second")
+    downloader.stop_requested.set()
+    await asyncio.wait_for(running, 10)
+    messages = [ImageDownloaded.model_validate_json(body) for body in await take_messages(rabbit_queue)]
+    assert [m.url for m in messages] == [second]  # the first went with the deleted queue

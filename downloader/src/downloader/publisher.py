@@ -11,6 +11,7 @@ the indexer is idempotent, so that duplicates work, never data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,9 @@ class Publisher:
                     delay,
                 )
                 await asyncio.sleep(delay)
+                # Unroutable means the queue is gone (deleted by hand?): declare it again.
+                with contextlib.suppress(*BROKER_ERRORS):
+                    await declare_topology(channel, self._settings.rabbitmq_queue)
             else:
                 failures = 0
 

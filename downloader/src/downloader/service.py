@@ -102,10 +102,10 @@ class Downloader:
         previous = self._known.get(url)
         if previous is not None:
             self._counts[previous.status] -= 1
-            metrics.URLS.labels(previous.status).dec()
+            metrics.URLS.labels(previous.status).set(self._counts[previous.status])
         self._known[url] = KnownUrl(status, attempts)
         self._counts[status] += 1
-        metrics.URLS.labels(status).inc()
+        metrics.URLS.labels(status).set(self._counts[status])
 
     def counts(self) -> dict[str, int]:
         return {status: self._counts[status] for status in STATUSES}
@@ -118,6 +118,8 @@ class Downloader:
 
     async def run(self, *, once: bool) -> None:
         snapshot = self._state.snapshot()
+        for status in STATUSES:
+            metrics.URLS.labels(status).set(0)
         for url, known in snapshot.urls.items():
             self._set_status(url, known.status, known.attempts)
         self._stored = snapshot.stored

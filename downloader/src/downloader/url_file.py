@@ -64,7 +64,7 @@ def normalise_url(text: str) -> str:
 def parse_lines(text: str) -> UrlList:
     urls: dict[str, None] = {}
     invalid: list[InvalidLine] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):  # numbered as editors number them
         line = _TRAILING_COMMENT.sub("", raw).strip()
         if line.startswith("#"):
             continue
