@@ -1,14 +1,7 @@
-"""Helpers for the embedding service's tests: stored images in an images directory."""
+"""Fixtures of the embedding service's tests."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from testkit.packages import unshadow
 
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
-
-
-def store(images_dir: Path, data: bytes, extension: str = "jpg") -> str:
-    """Store ``data`` the way the downloader does; returns its relative stored path."""
-    path = stored_path(sha256_hex(data), extension)
-    write_atomic(images_dir, path, data)
-    return path
+unshadow("embedding")

@@ -23,8 +23,7 @@ from skimage import data as photos
 
 from dyimages_common.embedding_api import EmbeddingClient
 from testkit.embedding import run_embedding_service
-
-from .conftest import store
+from testkit.storage import store
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,7 @@ import pytest
 from dyimages_common.embedding_api import EmbeddingClient, EmbeddingRequestError
 from testkit.embedding import EmbeddingService
 from testkit.images import jpeg, png
-
-from .conftest import store
+from testkit.storage import store
 
 pytestmark = pytest.mark.integration
 

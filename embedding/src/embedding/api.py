@@ -7,7 +7,6 @@ flattens the items of every request in the batch, runs the model in chunks of at
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Literal
 
 import litserve as ls
 import numpy as np
+import pydantic_core
 import torch
 from starlette.responses import Response
 
@@ -153,10 +153,10 @@ class EmbeddingAPI(ls.LitAPI):
         return output
 
     def encode_response(self, output: Result) -> Response:
-        body = {
-            "model": self.info.model,
-            "dim": self.info.dim,
-            "vectors": [None if v is None else v.tolist() for v in output.vectors],
-            "errors": output.errors,
-        }
-        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+        # pydantic-core's JSON writer (Rust) instead of json.dumps: 4x faster for 256 vectors, and
+        # this runs in the model worker. Floats keep every bit (float32 -> float64 -> shortest text).
+        vectors = [None if vector is None else vector.tolist() for vector in output.vectors]
+        body = pydantic_core.to_json(
+            {"model": self.info.model, "dim": self.info.dim, "vectors": vectors, "errors": output.errors}
+        )
+        return Response(body, media_type="application/json")

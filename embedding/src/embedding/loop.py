@@ -86,6 +86,7 @@ class PipelinedLoop(LitLoop):
         except (EOFError, OSError):  # the server's queue manager went away: the server is stopping
             return
         finally:
+            lit_api.decode_pool.shutdown(wait=True)  # every request taken in gets its answer first
             ready.put(_STOP)
 
     # -- model thread ---------------------------------------------------------------------------

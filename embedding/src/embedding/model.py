@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import open_clip
@@ -62,14 +63,10 @@ def describe_model(settings: EmbeddingSettings) -> ModelInfo:
             f"known: {', '.join(open_clip.list_models()[:8])}, ..."
         )
     pretrained = settings.pretrained
-    if pretrained is not None and not open_clip.get_pretrained_cfg(name, pretrained):
-        from pathlib import Path
-
-        if not Path(pretrained).is_file():
-            tags = ", ".join(tag for _, tag in open_clip.list_pretrained_tags_by_model(name)) or "none"
-            raise ModelConfigError(
-                f"MODEL_PRETRAINED={pretrained!r} is neither a tag of {name} ({tags}) nor a checkpoint file"
-            )
+    known_tag = pretrained is not None and open_clip.get_pretrained_cfg(name, pretrained)
+    if pretrained is not None and not known_tag and not Path(pretrained).is_file():
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise ModelConfigError(f"MODEL_PRETRAINED={pretrained!r} is neither a tag of {name} ({tags}) nor a file")
     return ModelInfo(
         model=name,
         pretrained=settings.model_pretrained,
