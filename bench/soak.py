@@ -9,7 +9,8 @@ Two runs in one invocation, each with fresh queues, images, state and Qdrant fol
 
 1. calm: nothing is attacked; gives ``calm_images_per_s``.
 2. chaos: at random moments (``bench/soak_chaos.py``) the indexer and the embedding service are
-   SIGKILLed and restarted, the downloader is stopped (SIGTERM) and started again, the broker
+   SIGKILLed and restarted, the downloader is stopped (SIGTERM) and started again and also
+   SIGKILLed and started again (``--downloader-kills``), the broker
    closes the soak's connections, and poison messages are published; gives
    ``chaos_images_per_s`` and every other figure.
 
@@ -36,12 +37,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from bench.soak_catalog import DOWNLOAD_TIMEOUT_S, INVALID_LINES, MAX_IMAGE_BYTES, Catalog, build_catalog
 from bench.soak_chaos import (
     CLOSE_CONNECTIONS,
+    KILL_DOWNLOADER,
     KILL_EMBEDDING,
     KILL_INDEXER,
     POISON,
@@ -115,6 +118,7 @@ class RunResult:
     seconds: float
     events: list[ChaosEvent] = field(default_factory=list)
     failure_reasons: Counter[str] = field(default_factory=Counter)
+    refetched: int = 0  # good URLs fetched more than once (downloads in flight at a SIGKILL may be)
 
     @property
     def dead_lettered(self) -> int:
@@ -147,6 +151,7 @@ class Options:
     per_host: int
     indexer_kills: int
     embedding_kills: int
+    downloader_kills: int
     deadline_s: float
     keep: bool
     work_dir: Path | None
@@ -161,6 +166,7 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--per-host", type=int, help="DOWNLOADER_PER_HOST (every URL is on one host)")
     parser.add_argument("--indexer-kills", type=int)
     parser.add_argument("--embedding-kills", type=int)
+    parser.add_argument("--downloader-kills", type=int, help="SIGKILLs of the downloader (default 1)")
     parser.add_argument("--deadline", type=float, help="most seconds one run may take before it counts as stuck")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, state, Qdrant)")
     parser.add_argument("--work-dir", type=Path, help="where the runs' folders go (default: a temporary folder)")
@@ -173,6 +179,7 @@ def parse(argv: list[str]) -> Options:
         per_host=args.per_host or (2 if quick else 4),
         indexer_kills=args.indexer_kills if args.indexer_kills is not None else (2 if quick else 4),
         embedding_kills=args.embedding_kills if args.embedding_kills is not None else (1 if quick else 2),
+        downloader_kills=args.downloader_kills if args.downloader_kills is not None else 1,
         deadline_s=args.deadline or (150.0 if quick else 900.0),
         keep=args.keep,
         work_dir=args.work_dir,
@@ -259,6 +266,9 @@ def _fire(event: ChaosEvent, pipeline: Pipeline) -> None:
     elif event.action == KILL_EMBEDDING:
         pipeline.embedding.kill()
         pipeline.embedding.start(wait=False)
+    elif event.action == KILL_DOWNLOADER:
+        pipeline.downloader.kill()
+        pipeline.downloader.start()
     elif event.action == RESTART_DOWNLOADER:
         code = pipeline.downloader.terminate(timeout=30)
         event.detail = f"exit {code}"
@@ -375,7 +385,7 @@ def _check(
         queue_left=queues.ready,
         dead_letter_reasons=queues.dead_letter_reasons,
         poison=poison,
-        kills=pipeline.indexer.kills + pipeline.embedding.kills,
+        kills=sum(service.kills for service in pipeline.services()),
         images_per_s=round(len(expected) / seconds, 2) if last and seconds > 0 else 0.0,
         seconds=round(seconds, 2),
         events=events,
@@ -396,7 +406,11 @@ def run_once(
     dirs.urls_file.write_text("\n".join(catalog.lines) + "\n")
     queue = unique_queue_name(f"soak-{name}")
     pipeline = Pipeline(dirs, queue, options)
-    kills = {"indexer_kills": options.indexer_kills, "embedding_kills": options.embedding_kills}
+    kills = {
+        "indexer_kills": options.indexer_kills,
+        "embedding_kills": options.embedding_kills,
+        "downloader_kills": options.downloader_kills,
+    }
     events = chaos_plan(rng, **kills) if chaos else []
     log.info(
         "%s run: %d URLs (%d good images, %d bad URLs), queue %s, folder %s",
@@ -421,7 +435,9 @@ def run_once(
         drain.wait(timeout=120)
         pipeline.embedding.terminate(timeout=20)
         poison = sum(int(e.detail.split()[0]) for e in events if e.action == POISON and e.detail)
-        return _check(name, pipeline, catalog, started, poison, events, [*pipeline.services(), drain])
+        result = _check(name, pipeline, catalog, started, poison, events, [*pipeline.services(), drain])
+        result.refetched = sum(1 for u in catalog.good if u.kind != "flaky" and server.hits[urlsplit(u.url).path] > 1)
+        return result
     finally:
         pipeline.stop_all()
         delete_topology(queue)
@@ -446,6 +462,7 @@ def _report(result: RunResult) -> None:
         dict(result.dead_letter_reasons),
         result.kills,
     )
+    log.info("%s: %d good URLs fetched more than once", result.name, result.refetched)
     if result.urls_not_merged:
         log.warning("%s: %d good URLs missing from their image's payload `urls`", result.name, result.urls_not_merged)
     for event in result.events:

@@ -28,6 +28,7 @@ from testkit.rabbit import AMQP_URL
 AMQP_PORT = 5672
 KILL_INDEXER = "kill_indexer"
 KILL_EMBEDDING = "kill_embedding"
+KILL_DOWNLOADER = "kill_downloader"
 RESTART_DOWNLOADER = "restart_downloader"
 CLOSE_CONNECTIONS = "close_connections"
 POISON = "poison"
@@ -42,13 +43,18 @@ class ChaosEvent:
     detail: str = ""
 
 
-def chaos_plan(rng: random.Random, *, indexer_kills: int, embedding_kills: int) -> list[ChaosEvent]:
-    """Attacks in random order at random moments; the downloader restart while URLs are being fetched."""
+def chaos_plan(
+    rng: random.Random, *, indexer_kills: int, embedding_kills: int, downloader_kills: int = 0
+) -> list[ChaosEvent]:
+    """Attacks in random order at random moments; the downloader's while URLs are being fetched."""
     actions = [KILL_INDEXER] * indexer_kills + [KILL_EMBEDDING] * embedding_kills + [CLOSE_CONNECTIONS, POISON]
     moments = sorted(rng.uniform(0.05, 0.85) for _ in actions)
     rng.shuffle(actions)
     plan = [ChaosEvent(action, at) for action, at in zip(actions, moments, strict=True)]
-    return [*plan, ChaosEvent(RESTART_DOWNLOADER, rng.uniform(0.2, 0.6), measure="settled")]
+    downloader = [RESTART_DOWNLOADER] + [KILL_DOWNLOADER] * downloader_kills
+    moments = sorted(rng.uniform(0.15, 0.75) for _ in downloader)
+    rng.shuffle(downloader)
+    return plan + [ChaosEvent(a, at, measure="settled") for a, at in zip(downloader, moments, strict=True)]
 
 
 def _client_ports(pids: list[int]) -> set[int]:
