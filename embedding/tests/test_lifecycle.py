@@ -35,6 +35,22 @@ def test_sigterm_stops_every_worker_process(tmp_path: Path) -> None:
         stop(process)
 
 
+def test_a_model_that_cannot_load_stops_the_service_with_an_error(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "broken.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    port = free_port()
+    env = embedding_env(tmp_path, port, MODEL_PRETRAINED=str(checkpoint))
+    log_path = tmp_path / "embedding.log"
+    process = start_module("embedding", env=env, log_path=log_path)
+    try:
+        assert process.wait(timeout=150) == 1
+        log = log_path.read_text()
+        assert "the model could not be loaded" in log
+        assert "a model worker died" in log
+    finally:
+        stop(process)
+
+
 def _start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "embedding"],
@@ -50,9 +66,7 @@ def _start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[s
     ("variable", "value", "expected"),
     [
         ("EMBEDDING_PORT", "eighty", "EMBEDDING_PORT='eighty'"),
-        ("DEVICE", "tpu", "DEVICE='tpu'"),
         ("MODEL_NAME", "no-such-model", "MODEL_NAME='no-such-model'"),
-        ("MODEL_PRETRAINED", "no-such-tag", "MODEL_PRETRAINED='no-such-tag'"),
         ("MODEL_CONFIG", "/nowhere/model.json", "MODEL_CONFIG='/nowhere/model.json'"),
     ],
 )

@@ -55,6 +55,7 @@ def make_api(images_dir: Path, max_batch_size: int, batch_timeout_ms: float) -> 
     )
     api = EmbeddingAPI(settings, describe_model(settings))
     api.setup("cpu")
+    api.load()
     return api
 
 

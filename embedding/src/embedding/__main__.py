@@ -19,12 +19,9 @@ def main() -> int:
     try:
         from embedding.model import ModelConfigError, describe_model
         from embedding.server import serve
-        from embedding.weights import download
 
         try:
             info = describe_model(settings)
-            # Once, here, before any worker starts: workers then load from the cache.
-            download(settings)
         except ModelConfigError as exc:
             sys.stderr.write(f"configuration error: {exc}\n")
             return 2

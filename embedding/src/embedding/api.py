@@ -8,6 +8,7 @@ flattens the items of every request in the batch, runs the model in chunks of at
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
 
 import logging
+import multiprocessing
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,19 +65,38 @@ class EmbeddingAPI(ls.LitAPI):
         )
         self.settings = settings
         self.info = info
+        # How many model workers have loaded the model: the workers count up, /health (in the HTTP
+        # processes) compares with ``expected_workers``. Shared memory, inherited by both kinds of
+        # process. LitServe starts answering HTTP only after every ``setup`` returned, so ``setup``
+        # returns at once and the model loads in the serving loop: /health is a true 503 meanwhile
+        # (weights may be downloading) instead of a refused connection.
+        self.loaded_workers = multiprocessing.get_context("spawn").Value("i", 0)
+        self.expected_workers = 1
+        self.device_name = "cpu"
 
     # -- worker start-up ---------------------------------------------------------------------
 
     def setup(self, device: str) -> None:
+        configure_logging("embedding", self.settings.log_level, self.settings.log_format)
+        self.device_name = device
+
+    def load(self) -> None:
+        """Load the model in this worker (downloading weights into MODEL_CACHE_DIR if needed), once."""
+        if hasattr(self, "loaded"):
+            return
         settings = self.settings
-        configure_logging("embedding", settings.log_level, settings.log_format)
         if settings.embedding_torch_threads:
             torch.set_num_threads(settings.embedding_torch_threads)
-        self.loaded = LoadedModel.load(settings, device)
+        self.loaded = LoadedModel.load(settings, self.device_name)
         self.limits = ImageLimits(settings.images_dir, settings.max_image_bytes, settings.max_image_pixels)
         self.decode_pool = ThreadPoolExecutor(
             max_workers=settings.embedding_decode_threads or _cpu_count(), thread_name_prefix="decode"
         )
+        with self.loaded_workers.get_lock():
+            self.loaded_workers.value += 1
+
+    def health(self) -> bool:
+        return self.loaded_workers.value >= self.expected_workers
 
     # -- per request -----------------------------------------------------------------------------
 

@@ -59,6 +59,11 @@ class PipelinedLoop(LitLoop):
         workers_setup_status: dict[int, str],
         callback_runner: Any,
     ) -> None:
+        try:
+            lit_api.load()
+        except Exception:
+            log.exception("the model could not be loaded: this worker stops, and the server with it")
+            raise SystemExit(1) from None
         ready: queue.Queue[Ready | object] = queue.Queue()
         intake = threading.Thread(target=self._intake, args=(lit_api, request_queue, ready), daemon=True, name="intake")
         intake.start()

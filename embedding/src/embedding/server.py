@@ -46,6 +46,7 @@ def build_server(settings: EmbeddingSettings, info: ModelInfo) -> ls.LitServer:
         middlewares=[metrics.EmbedMetricsMiddleware],
     )
 
+    api.expected_workers = len(server.devices) * settings.embedding_workers
     # LitServe gzips every response; vectors compress poorly (about 2x) and level-9 gzip costs more
     # CPU than the JSON itself (0.4 s for 256 vectors), so answers go out uncompressed.
     server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not GZipMiddleware]
@@ -120,6 +121,9 @@ def serve(settings: EmbeddingSettings, info: ModelInfo) -> int:
         )
     except KeyboardInterrupt:
         log.info("interrupted")
+    except (EOFError, ConnectionError):  # LitServe closed its queues: a model worker died
+        log.error("the embedding server stopped because a model worker died (its error is above)")
+        return 1
     except Exception:
         log.exception("the embedding server failed")
         return 1
