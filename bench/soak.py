@@ -59,6 +59,7 @@ from bench.soak_logs import read_json_log
 from bench.soak_services import (
     RunDirs,
     Service,
+    dashboard_metric_names,
     downloader_env,
     embedding_service,
     free_port,
@@ -109,6 +110,7 @@ class RunResult:
     unreported_invalid_lines: int  # invalid lines of the URL file without a log event naming the line
     not_json_lines: dict[str, int]  # per service log: lines that are not one JSON object
     unclean_exits: list[str]  # graceful stops (SIGTERM, --exit-when-idle) that did not exit 0
+    metrics_never_seen: list[str]  # dashboard metrics no service exported during the run
     good_not_done: int
     queue_left: int
     dead_letter_reasons: Counter[str]
@@ -135,6 +137,7 @@ class RunResult:
             "bad URLs without a log event (url, reason)": self.unlogged_bad != 0,
             "invalid URL-file lines not reported with their number": self.unreported_invalid_lines != 0,
             f"services not exiting cleanly {self.unclean_exits}": bool(self.unclean_exits),
+            f"dashboard metrics never exported {self.metrics_never_seen}": bool(self.metrics_never_seen),
             "good URLs not done in the URL state": self.good_not_done != 0,
             "messages left in the queue": self.queue_left != 0,
             "dead letters other than the poison": self.dead_lettered != self.poison,
@@ -189,10 +192,11 @@ def parse(argv: list[str]) -> Options:
 class IndexedProgress:
     """Images indexed so far, from the indexer's counter, summed over its incarnations."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, seen: set[str]) -> None:
         self.port = port
         self.base = 0.0
         self.current = 0.0
+        self.seen = seen
 
     def incarnation_ended(self) -> None:
         self.base += self.current
@@ -200,7 +204,9 @@ class IndexedProgress:
 
     def value(self) -> float:
         with contextlib.suppress(httpx.HTTPError):  # restarting: keep the last value
-            self.current = metric_total(scrape(self.port, timeout=2.0), "dyimages_indexer_indexed_total")
+            samples = scrape(self.port, timeout=2.0)
+            self.seen.update(samples)
+            self.current = metric_total(samples, "dyimages_indexer_indexed_total")
         return self.base + self.current
 
 
@@ -212,6 +218,8 @@ class Pipeline:
         self.queue = queue
         self.embedding_port = free_port()
         self.indexer_metrics = free_port()
+        self.downloader_metrics = free_port()
+        self.metrics_seen: set[str] = set()  # every sample name any service exported during the run
         limits = {"MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES), "LOG_FORMAT": "json"}
         self.embedding = embedding_service(dirs, self.embedding_port, **limits)
         embedding_url = f"http://127.0.0.1:{self.embedding_port}"
@@ -229,7 +237,7 @@ class Pipeline:
             downloader_env(
                 dirs,
                 queue,
-                free_port(),
+                self.downloader_metrics,
                 **limits,
                 DOWNLOADER_PER_HOST=str(options.per_host),
                 DOWNLOADER_CONCURRENCY=str(max(16, options.per_host)),
@@ -243,7 +251,13 @@ class Pipeline:
             ),
             dirs.logs,
         )
-        self.progress = IndexedProgress(self.indexer_metrics)
+        self.progress = IndexedProgress(self.indexer_metrics, self.metrics_seen)
+
+    def scrape_others(self) -> None:
+        """Note the sample names the downloader and the embedding service export now."""
+        for port in (self.downloader_metrics, self.embedding_port):
+            with contextlib.suppress(httpx.HTTPError):  # restarting
+                self.metrics_seen.update(scrape(port, timeout=2.0))
 
     def start_indexer(self) -> None:
         self.indexer.start()
@@ -320,10 +334,12 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
             last_value, stable_since = value, time.monotonic()
         if time.monotonic() - last_report > 5:
             last_report = time.monotonic()
+            pipeline.scrape_others()
             log.info("progress: %d of %d good images indexed, URLs %s", value, expected, counts)
         idle = time.monotonic() - stable_since > 3
         if idle and _downloads_settled(pipeline.dirs, len(catalog.urls)) and ready_messages(pipeline.queue) == 0:
             if not pending:
+                pipeline.scrape_others()
                 return
             # The pipeline finished before an attack was due: fire the rest now (restarts of an idle system).
             for event in pending:
@@ -378,6 +394,8 @@ def _check(
         unlogged_bad=len(bad_urls - logs["downloader"].urls_with_reason()),
         unreported_invalid_lines=len(invalid_numbers - logs["downloader"].invalid_line_numbers()),
         not_json_lines={service: service_log.not_json for service, service_log in logs.items()},
+        # A calm run has no retries to count: only the chaos run must show every dashboard metric.
+        metrics_never_seen=sorted(dashboard_metric_names() - pipeline.metrics_seen) if events else [],
         unclean_exits=[
             f"{service.name} exit {code}" for service in services for code in service.exit_codes if code != 0
         ],

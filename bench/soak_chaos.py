@@ -47,11 +47,12 @@ def chaos_plan(
     rng: random.Random, *, indexer_kills: int, embedding_kills: int, downloader_kills: int = 0
 ) -> list[ChaosEvent]:
     """Attacks in random order at random moments; the downloader's while URLs are being fetched."""
-    actions = [KILL_INDEXER] * indexer_kills + [KILL_EMBEDDING] * embedding_kills + [CLOSE_CONNECTIONS, POISON]
+    actions = [KILL_INDEXER] * indexer_kills + [KILL_EMBEDDING] * embedding_kills + [POISON]
     moments = sorted(rng.uniform(0.05, 0.85) for _ in actions)
     rng.shuffle(actions)
     plan = [ChaosEvent(action, at) for action, at in zip(actions, moments, strict=True)]
-    downloader = [RESTART_DOWNLOADER] + [KILL_DOWNLOADER] * downloader_kills
+    # While URLs are fetched the downloader publishes and the indexer consumes: the moment to cut both.
+    downloader = [RESTART_DOWNLOADER, CLOSE_CONNECTIONS] + [KILL_DOWNLOADER] * downloader_kills
     moments = sorted(rng.uniform(0.15, 0.75) for _ in downloader)
     rng.shuffle(downloader)
     return plan + [ChaosEvent(a, at, measure="settled") for a, at in zip(downloader, moments, strict=True)]

@@ -6,6 +6,8 @@ only by environment variables, logging to a file of its own. Nothing here imitat
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 import time
@@ -15,11 +17,25 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit import REPO_ROOT
 from testkit.embedding import embedding_env
 from testkit.procs import free_port, start_module, stop, wait_http_ok
 from testkit.rabbit import rabbit_env
 
 LOOPBACK_ONLY = "127.0.0.1/32"
+DASHBOARD = REPO_ROOT / "monitoring" / "grafana" / "dashboards" / "dyimages.json"
+_METRIC_NAME = re.compile(r"\bdyimages_[a-z0-9_]+\b")
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[str]:
+    """Every PromQL expression of the Grafana dashboard."""
+    board = json.loads(path.read_text())
+    return [target["expr"] for panel in board["panels"] for target in panel.get("targets", [])]
+
+
+def dashboard_metric_names(path: Path = DASHBOARD) -> set[str]:
+    """The sample names the dashboard's queries use (``_bucket``/``_sum``/``_count`` for histograms)."""
+    return {name for expr in dashboard_queries(path) for name in _METRIC_NAME.findall(expr)}
 
 
 @dataclass
@@ -195,6 +211,8 @@ def wait_for_metrics(port: int, process: Service, timeout: float = 120.0) -> Non
 __all__ = [
     "RunDirs",
     "Service",
+    "dashboard_metric_names",
+    "dashboard_queries",
     "downloader_env",
     "embedding_service",
     "exported_families",

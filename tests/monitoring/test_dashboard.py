@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from bench.soak_services import (
     RunDirs,
     Service,
+    dashboard_metric_names,
     downloader_env,
     exported_families,
     free_port,
@@ -38,7 +38,7 @@ from testkit.images import jpeg, png
 from testkit.rabbit import AMQP_URL
 
 MONITORING = REPO_ROOT / "monitoring"
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "dyimages.json"
+DASHBOARD = MONITORING / "grafana" / "dashboards" / "dyimages.json"  # bench.soak_services reads the same
 DATASOURCES = MONITORING / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = MONITORING / "grafana" / "provisioning" / "dashboards" / "dyimages.yml"
 PROMETHEUS = MONITORING / "prometheus.yml"
@@ -65,19 +65,10 @@ CONTRACT = {
 # Counted only when a service is down for a while; a calm run declares it without samples.
 ONLY_UNDER_FAULTS = {"dyimages_indexer_retries_total"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-METRIC_NAME = re.compile(r"\bdyimages_[a-z0-9_]+\b")
 
 
 def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
-
-
-def queries(board: dict) -> list[str]:
-    return [target["expr"] for panel in board["panels"] for target in panel.get("targets", [])]
-
-
-def dashboard_metric_names() -> set[str]:
-    return {name for expr in queries(dashboard()) for name in METRIC_NAME.findall(expr)}
 
 
 def base_name(sample_name: str) -> str:
