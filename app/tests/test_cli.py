@@ -236,7 +236,13 @@ def test_drop_needs_yes_then_reindex_restores_every_url(own_library: Library, tm
 
     # An image on disk that the downloader never recorded cannot be republished: it is listed, not lost.
     stray = make_picture(own_library.images_dir, PictureSpec(7199, ("https://unknown.example/x.jpg",)))
-    result = runner.invoke(app, ["reindex"])
+    # The (restarted) indexer holds the embedded folder: reindex needs only the downloader's state.
+    holder = QdrantClient(path=str(own_library.qdrant_path))
+    try:
+        result = runner.invoke(app, ["reindex"])
+    finally:
+        holder.close()
+    assert "in use by another process" in result.stderr
     assert result.exit_code == 0, result.output
     assert "republished 3 of" in result.stdout
     assert "(4 messages, one per source URL)" in result.stdout

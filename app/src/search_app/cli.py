@@ -23,9 +23,18 @@ from dyimages_common.embedding_api import EmbeddingRequestError, EmbeddingUnavai
 from dyimages_common.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from dyimages_common.storage import FORMATS
-from search_app.clients import Clients, open_clients
+from search_app.clients import Clients, open_clients, open_qdrant
 from search_app.reindex import ReindexResult, messages_for, publish_all
-from search_app.search import CollectionMissing, Filters, QdrantUnavailable, Query, QueryError, ServiceEmbedder, search
+from search_app.search import (
+    QDRANT_ERRORS,
+    CollectionMissing,
+    Filters,
+    QdrantUnavailable,
+    Query,
+    QueryError,
+    ServiceEmbedder,
+    search,
+)
 from search_app.settings import AppSettings
 from search_app.status import RABBIT_ERRORS, collect_failures, collect_status
 
@@ -70,6 +79,8 @@ def _clients(settings: AppSettings) -> Iterator[Clients]:
         yield clients
     except QdrantUnavailable as exc:
         _fail(str(exc), 3)
+    except QDRANT_ERRORS as exc:
+        _fail(f"Qdrant is not answering: {exc}", 3)
     except EmbeddingUnavailable as exc:
         _fail(f"the embedding service at {settings.embedding_service_url} is not answering: {exc}", 3)
     finally:
@@ -265,8 +276,16 @@ def reindex() -> None:
     """
     settings = _settings()
     result = ReindexResult()
-    with _clients(settings) as clients:
-        messages = messages_for(settings, clients.qdrant, result)
+    try:  # only to fall back on the URLs the index holds; the indexer may hold an embedded folder now
+        qdrant = open_qdrant(settings)
+    except QdrantUnavailable as exc:
+        err.print(f"[yellow]warning:[/yellow] {exc}; source URLs come from the downloader state only", soft_wrap=True)
+        qdrant = None
+    try:
+        messages = messages_for(settings, qdrant, result)
+    finally:
+        if qdrant is not None:
+            qdrant.close()
     progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
     try:
         with progress:

@@ -26,6 +26,7 @@ from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import point_id
 from dyimages_common.rabbit import connect, declare_topology
 from dyimages_common.storage import FORMATS, UnsafePathError, check_stored_path
+from search_app.search import QDRANT_ERRORS
 from search_app.settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def stored_files(images_dir: Path) -> Iterator[str]:
 
 
 def _urls_from_index(qdrant: QdrantClient | None, collection: str, sha256: str) -> list[str]:
-    if qdrant is None or not qdrant.collection_exists(collection):
+    if qdrant is None:
         return []
     points = qdrant.retrieve(collection, ids=[point_id(sha256)], with_payload=["urls", "url"])
     if not points or not points[0].payload:
@@ -103,12 +104,18 @@ def build_messages(settings: AppSettings, path: str, qdrant: QdrantClient | None
 def messages_for(settings: AppSettings, qdrant: QdrantClient | None, result: ReindexResult) -> list[ImageDownloaded]:
     """Every stored image's messages, those of one image next to each other (so they tend to share a batch)."""
     messages: list[ImageDownloaded] = []
+    try:
+        if qdrant is not None and not qdrant.collection_exists(settings.qdrant_collection):
+            qdrant = None
+    except QDRANT_ERRORS as exc:
+        log.warning("Qdrant is not answering (%s): source URLs come from the downloader state only", exc)
+        qdrant = None
     for path in stored_files(settings.images_dir):
         result.found += 1
         try:
             messages += build_messages(settings, path, qdrant)
             result.images += 1
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, *QDRANT_ERRORS) as exc:
             result.skipped.append((path, str(exc)))
             log.warning("not republished: %s", exc, extra={"path": path})
     return messages
