@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -76,8 +77,9 @@ def _service_down(settings: AppSettings, exc: Exception) -> None:
         )
 
 
-def _more_like(sha256: str) -> None:
+def _more_like(sha256: str, path: str) -> None:
     st.session_state["like"] = sha256
+    st.session_state["like_path"] = path
     st.session_state["query"] = ""
     st.session_state["uploader_key"] = st.session_state.get("uploader_key", 0) + 1
 
@@ -124,7 +126,7 @@ def _details(hit: Hit, settings: AppSettings) -> None:
         f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
         f"model {hit.model or '-'}"
     )
-    st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=_more_like, args=(hit.sha256,))
+    st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=_more_like, args=(hit.sha256, hit.path))
 
 
 def _card(hit: Hit, settings: AppSettings) -> None:
@@ -145,7 +147,7 @@ def _card(hit: Hit, settings: AppSettings) -> None:
         "Similar",
         key=f"like_{hit.sha256}",
         on_click=_more_like,
-        args=(hit.sha256,),
+        args=(hit.sha256, hit.path),
         width="stretch",
         help="More like this",
     )
@@ -177,9 +179,13 @@ def _query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:
     return text, upload.getvalue() if upload is not None else None
 
 
-def _like_banner(sha256: str) -> None:
+def _like_banner(settings: AppSettings, sha256: str) -> None:
     box = st.container(border=True, horizontal=True, vertical_alignment="center")
     with box:
+        path = st.session_state.get("like_path")
+        if path:
+            with contextlib.suppress(ThumbnailError):
+                st.image(resources.thumbnail_of(settings, path, 64), width=64)
         st.markdown(f"More like image `{sha256[:12]}…`")
         st.button("Clear", key="clear_like", on_click=_clear_like, icon=":material/close:")
 
@@ -197,7 +203,7 @@ def render() -> None:
     text, image = _query_inputs(settings)
     like = st.session_state["like"]
     if like:
-        _like_banner(like)
+        _like_banner(settings, like)
     request = Request(Query(text=text, image=image, like=like, filters=filters), top_k)
 
     if st.session_state.get("signature") != request.signature:
