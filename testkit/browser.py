@@ -30,6 +30,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1100",
 )
 QUERY_BOX = 'input[aria-label="Search images"]'
+IDLE_PAGE = '//*[contains(text(), "images indexed")]'
 
 
 @contextlib.contextmanager
@@ -76,6 +77,8 @@ def search_in_browser(driver: WebDriver, app_url: str, text: str, expected_resul
     """Open a fresh page, type ``text``, press Enter; return seconds from Enter until every one of the
     ``expected_results`` thumbnails is loaded and decoded in the page."""
     driver.get(app_url)
+    # The first run of the page is over once it has counted the index: only then type.
+    WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.XPATH, IDLE_PAGE)))
     box = WebDriverWait(driver, timeout).until(ec.element_to_be_clickable((By.CSS_SELECTOR, QUERY_BOX)))
     box.send_keys(text)
     started = time.perf_counter()
