@@ -101,11 +101,12 @@ class LoadedModel:
         model.eval()
         tokenizer = open_clip.get_tokenizer(settings.model_name)
         log.info(
-            "model %s (%s) loaded on %s in %s",
+            "model %s (%s) loaded on %s in %s, %d torch threads",
             settings.model_name,
             settings.model_pretrained,
             device,
             precision,
+            torch.get_num_threads(),
         )
         return cls(model, preprocess, tokenizer, torch.device(device), _DTYPES[precision])
 
