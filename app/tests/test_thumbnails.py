@@ -68,3 +68,14 @@ def test_missing_and_oversized_files_are_errors_not_crashes(images_dir: Path) ->
         thumbnail(images_dir, path, 256, max_bytes=10_000_000, max_pixels=1000)
     with pytest.raises(ThumbnailError, match="larger than 10 bytes"):
         thumbnail(images_dir, path, 256, max_bytes=10, max_pixels=50_000_000)
+
+
+def test_transparent_parts_become_white_not_black(images_dir: Path) -> None:
+    image = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    image.paste((200, 0, 0, 255), (0, 0, 50, 100))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    path = store(images_dir, buffer.getvalue(), "png")
+    with Image.open(io.BytesIO(thumbnail(images_dir, path, 64, **LIMITS))) as thumb:
+        assert thumb.getpixel((60, 32))[0] > 240  # was transparent: white
+        assert thumb.getpixel((5, 32))[1] < 30  # was opaque red: still red

@@ -18,6 +18,16 @@ class ThumbnailError(Exception):
     """The stored image cannot be shown (missing, refused path, over the limits, unreadable)."""
 
 
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGB for JPEG; transparent parts (PNG, GIF, WebP) become white rather than black."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
 def thumbnail(
     images_dir: Path,
     path: str,
@@ -40,7 +50,7 @@ def thumbnail(
                 raise ThumbnailError(f"{path} has more than {max_pixels} pixels")
             # JPEG: decode at a reduced DCT scale close to the target size (much faster than full size).
             image.draft("RGB", (size, size))
-            small = ImageOps.exif_transpose(image).convert("RGB")
+            small = _on_white(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise ThumbnailError(f"{path} is missing from the images directory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
