@@ -93,6 +93,15 @@ def batch_counts() -> tuple[float, float]:
     )
 
 
+def test_health_waits_for_the_model(images_dir: Path) -> None:
+    api = make_api(images_dir, max_batch_size=4, batch_timeout_ms=0)
+    assert api.health()  # loaded by make_api
+    fresh = EmbeddingAPI(api.settings, api.info)
+    fresh.setup("cpu")
+    assert not fresh.health()  # LitServe's setup is done, the model is not: /health says 503
+    api.decode_pool.shutdown()
+
+
 def test_items_of_several_requests_share_one_forward_pass(api: EmbeddingAPI) -> None:
     texts = [["a dog"], ["a red car", "a blue car"], ["a tree"]]
     count, total = batch_counts()

@@ -1,14 +1,18 @@
 """The LitServe API: decode a request into model inputs, embed a batch of requests, answer JSON.
 
-LitServe batches *requests*; a request carries up to MAX_ITEMS_PER_REQUEST items. ``predict``
+The serving loop (:mod:`embedding.loop`) drives it: ``setup`` and ``load`` once per worker,
+``decode_async`` per request (images go to the decode pool), ``predict`` per batch of requests and
+``encode_response`` per request. A request carries up to MAX_ITEMS_PER_REQUEST items, so ``predict``
 flattens the items of every request in the batch, runs the model in chunks of at most
-``EMBEDDING_MAX_BATCH_SIZE`` items per kind, and splits the vectors back per request.
+``EMBEDDING_MAX_BATCH_SIZE`` items, and splits the vectors back per request; a bad item keeps its
+error string and gets no vector, its neighbours are unaffected.
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,13 +47,13 @@ class Job:
 
 @dataclass
 class Result:
+    """One request's answer: per item, a unit vector or None, and None or the reason."""
+
     vectors: list[np.ndarray | None]
     errors: list[str | None]
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -120,6 +124,9 @@ class EmbeddingAPI(ls.LitAPI):
             return
         assert request.images is not None
         refs = request.images
+        if not refs:
+            deliver(Job("image", []))
+            return
         inputs: list[torch.Tensor | str] = ["internal_error: not decoded"] * len(refs)
         remaining = len(refs)
         lock = threading.Lock()
