@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -127,15 +128,16 @@ def _downloader_run(urls: list[str], workdir: Path) -> dict[str, float]:
         if process.wait() != 0:
             raise RuntimeError(f"the downloader failed: {(run_dir / 'downloader.log').read_text()[-2000:]}")
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        state = run_dir / "images" / ".state" / "downloader.sqlite3"
+        counts = status_counts(state)
+        if counts["done"] != len(urls):
+            raise RuntimeError(f"not every URL was downloaded: {counts}")
+        with sqlite3.connect(state) as connection:
+            (first,) = connection.execute("SELECT MIN(updated_at) FROM urls").fetchone()
     finally:
         stop(process)
         delete_topology(queue)
-    state = run_dir / "images" / ".state" / "downloader.sqlite3"
-    counts = status_counts(state)
-    if counts["done"] != len(urls):
-        raise RuntimeError(f"not every URL was downloaded: {counts}")
-    with sqlite3.connect(state) as connection:
-        (first,) = connection.execute("SELECT MIN(updated_at) FROM urls").fetchone()
+        shutil.rmtree(run_dir, ignore_errors=True)  # thousands of files: do not let runs pile up
     # The pending rows are written right after the URL file is read: the start of the work.
     started = datetime.fromisoformat(first).timestamp()
     cpu_s = sum(getattr(children_after, f) - getattr(children_before, f) for f in ("ru_utime", "ru_stime"))
