@@ -133,11 +133,11 @@ def test_stats_json(library_environment: Library) -> None:
         "collection": COLLECTION,
         "exists": True,
         "points": 12,
-        "model": data["index"]["model"],
+        "model": "dy-tiny",
+        "weights": "none",
         "dim": 512,
         "error": None,
     }
-    assert data["index"]["model"].startswith("dy-tiny")
     assert data["embedding"]["model"] == "dy-tiny"
     assert data["embedding"]["device"] == "cpu"
     assert data["embedding"]["healthy"] is True

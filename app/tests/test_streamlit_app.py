@@ -220,6 +220,8 @@ def test_status_page_shows_index_model_queue_and_failures(library_environment: L
     assert metrics["URLs failed"] == "1"
     text = "\n".join(m.value for m in at.markdown)
     assert "**dy-tiny** (none) · dim 512 · device **cpu**" in text
+    assert any("model dy-tiny (none), dim 512" in c.value for c in at.caption)
+    assert not at.warning  # the index was built by the model the service runs
     failures = at.dataframe[0].value  # download failures (no dead letters in this library)
     assert len(at.dataframe) == 1
     assert list(failures["url"]) == ["https://photos.example/gone.jpg"]

@@ -98,7 +98,7 @@ def stats(
     """Index size, model, queue depths and URL counts.
 
     --json prints {"schema_version": 1,
-    "index": {"collection", "exists", "points", "model", "dim", "error"},
+    "index": {"collection", "exists", "points", "model", "weights", "dim", "error"},
     "embedding": {"url", "healthy", "model", "pretrained", "dim", "device", "error"},
     "queue": {"queue", "queued", "dead_lettered", "error"},
     "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
@@ -114,7 +114,7 @@ def stats(
         index = status.index
         table.add_row("collection", index.collection)
         table.add_row("points", "no collection yet" if not index.exists else str(index.points))
-        table.add_row("model / dim", f"{index.model or '-'} / {index.dim or '-'}")
+        table.add_row("model / weights / dim", f"{index.model or '-'} / {index.weights or '-'} / {index.dim or '-'}")
         emb = status.embedding
         table.add_row(
             "embedding service",

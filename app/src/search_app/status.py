@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
 from dyimages_common.embedding_api import EmbeddingClient, EmbeddingUnavailable
-from dyimages_common.qdrant import collection_model
+from dyimages_common.qdrant import collection_model, collection_weights
 from dyimages_common.rabbit import queue_depths
 from search_app.dead_letters import DeadLetter, peek_dead_letters
 from search_app.search import QDRANT_ERRORS, QdrantUnavailable, index_size
@@ -31,6 +31,7 @@ class IndexStatus:
     exists: bool = False
     points: int | None = None
     model: str | None = None
+    weights: str | None = None
     dim: int | None = None
     error: str | None = None
 
@@ -81,6 +82,7 @@ def index_status(qdrant: QdrantClient | None, settings: AppSettings, error: str 
         status.exists = status.points is not None
         if status.exists:
             status.model, status.dim = collection_model(qdrant, settings.qdrant_collection)
+            status.weights = collection_weights(qdrant, settings.qdrant_collection)
     except (QdrantUnavailable, *QDRANT_ERRORS) as exc:
         status.error = str(exc)
     return status

@@ -41,12 +41,15 @@ def render() -> None:
         st.error(f"The embedding service at {emb.url} is not answering.", icon=":material/cloud_off:")
     else:
         st.markdown(f"**{emb.model}** ({emb.pretrained}) · dim {emb.dim} · device **{emb.device}**")
-    if index.exists and index.model and emb.model and index.model != emb.model:
+    built_with = (index.model, index.weights or emb.pretrained)
+    if index.exists and index.model and emb.model and built_with != (emb.model, emb.pretrained):
         st.warning(
-            f"The index was built with {index.model}, the service runs {emb.model}: reindex "
-            "(`dyimages drop --yes`, restart the indexer, `dyimages reindex`)."
+            f"The index was built with {index.model} ({index.weights or '?'}), the service runs {emb.model} "
+            f"({emb.pretrained}): reindex (`dyimages drop --yes`, restart the indexer, `dyimages reindex`)."
         )
-    st.caption(f"Collection `{index.collection}`: model {index.model or '-'}, dim {index.dim or '-'}")
+    st.caption(
+        f"Collection `{index.collection}`: model {index.model or '-'} ({index.weights or '-'}), dim {index.dim or '-'}"
+    )
 
     st.subheader("Downloader")
     st.markdown(" · ".join(f"{name} **{count:,}**" for name, count in urls.counts.items()) or "-")
