@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embedding_api import EmbeddingClient
-from testkit.indexed_library import Library, dead_letter
+from dyimages_common.qdrant import ensure_collection
+from testkit.indexed_library import COLLECTION, Library, dead_letter
 from testkit.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -253,3 +254,14 @@ def test_a_query_of_only_negative_terms_asks_for_something_to_find(library_envir
     assert "nothing to search for" in at.warning[0].value
     at = search_for(at, "beach -people")
     assert any("without people" in c.value for c in at.caption)
+
+
+def test_status_page_warns_when_the_index_was_built_by_another_model(own_library: Library) -> None:
+    client = QdrantClient(path=str(own_library.qdrant_path))
+    try:
+        ensure_collection(client, COLLECTION, dim=512, model="ViT-L-14", pretrained="openai")
+    finally:
+        client.close()
+    at, _ = open_status_page()
+    assert "built with ViT-L-14 (openai), the service runs dy-tiny (none)" in at.warning[0].value
+    assert "dyimages reindex" in at.warning[0].value
