@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 # Pillow format name -> (extension, MIME type). The only formats we accept.
@@ -23,6 +24,7 @@ FORMATS: dict[str, tuple[str, str]] = {
 EXTENSIONS = frozenset(ext for ext, _ in FORMATS.values())
 CONTENT_TYPES = frozenset(mime for _, mime in FORMATS.values())
 
+_TEMP_PREFIX, _TEMP_SUFFIX = ".tmp-", ".part"  # write_atomic's temporary files
 _STORED_PATH = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})\.([a-z]+)$")
 
 
@@ -73,7 +75,7 @@ def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -85,3 +87,21 @@ def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def remove_stale_temp_files(images_dir: Path, older_than_s: float = 600.0) -> int:
+    """Delete write_atomic's temporary files left by a killed writer; return how many.
+
+    Only files older than ``older_than_s`` go, so a write in progress elsewhere is left alone.
+    They never look like stored images (wrong name), so this only reclaims space.
+    """
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in images_dir.glob(f"[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -34,7 +34,7 @@ from downloader.settings import DownloaderSettings
 from downloader.state import KnownUrl, UrlStateStore
 from downloader.url_file import UrlFileReader
 from dyimages_common.images import ImageRejected
-from dyimages_common.storage import write_atomic
+from dyimages_common.storage import remove_stale_temp_files, write_atomic
 from dyimages_common.url_state import STATUSES
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class Downloader:
         if snapshot.urls:
             log.info("resuming: %s; %d message(s) to publish", _format_counts(self.counts()), len(snapshot.unpublished))
         self._state.start()
+        cleanup = asyncio.get_running_loop().run_in_executor(self._write_pool, self._remove_stale_temp_files)
         policy = AddressPolicy(self.settings.allowed_networks)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.settings.downloader_connect_timeout_s, sock_read=None
@@ -154,10 +155,17 @@ class Downloader:
                 await self._watch(once=once, helpers=helpers)
             finally:
                 await self._shut_down(helpers)
+        await cleanup
         self._decode_pool.shutdown()
         self._write_pool.shutdown()
         await self._state.close()
         self._log_summary(final=True)
+
+    def _remove_stale_temp_files(self) -> None:
+        """A killed downloader may leave half-written temporary files (never a half image)."""
+        removed = remove_stale_temp_files(self.settings.images_dir)
+        if removed:
+            log.info("removed %d temporary file(s) left by an earlier run", removed)
 
     async def _watch(self, *, once: bool, helpers: list[asyncio.Task[Any]]) -> None:
         reader = UrlFileReader(self.settings.urls_file)
