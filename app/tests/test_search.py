@@ -19,6 +19,7 @@ from dyimages_common.settings import SettingsError, load_settings
 from search_app.search import (
     CollectionMissing,
     Filters,
+    IndexMismatch,
     Query,
     QueryError,
     combine,
@@ -243,3 +244,12 @@ def test_result_links_are_safe_markdown(text: str, url: str, expected: str) -> N
     from search_app.ui_search import markdown_link
 
     assert markdown_link(text, url) == expected
+
+
+def test_an_index_of_another_vector_size_asks_for_a_reindex(client: QdrantClient) -> None:
+    class WideEmbedder(TableEmbedder):
+        def text(self, text: str) -> np.ndarray:
+            return np.ones(DIM * 2, dtype=np.float32) / np.sqrt(DIM * 2)
+
+    with pytest.raises(IndexMismatch, match=r"8-dimensional vectors of test, but the embedding service makes 16"):
+        search(client, COLLECTION, WideEmbedder({}), Query(text="city"))

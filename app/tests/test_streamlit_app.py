@@ -265,3 +265,14 @@ def test_status_page_warns_when_the_index_was_built_by_another_model(own_library
     at, _ = open_status_page()
     assert "built with ViT-L-14 (openai), the service runs dy-tiny (none)" in at.warning[0].value
     assert "dyimages reindex" in at.warning[0].value
+
+
+def test_search_in_an_index_of_another_vector_size_says_to_reindex(own_library: Library) -> None:
+    client = QdrantClient(path=str(own_library.qdrant_path))
+    try:
+        ensure_collection(client, COLLECTION, dim=768, model="ViT-L-14")
+    finally:
+        client.close()
+    at = search_for(start(), QUERY)
+    assert "768-dimensional vectors of ViT-L-14" in at.error[0].value
+    assert "dyimages reindex" in at.error[0].value

@@ -29,6 +29,7 @@ from search_app.search import (
     QDRANT_ERRORS,
     CollectionMissing,
     Filters,
+    IndexMismatch,
     QdrantUnavailable,
     Query,
     QueryError,
@@ -193,7 +194,7 @@ def search_command(
         except CollectionMissing:
             hits = []
             err.print("the index is empty: add image URLs to the downloader's list and let the indexer run")
-        except (QueryError, EmbeddingRequestError) as exc:
+        except (QueryError, EmbeddingRequestError, IndexMismatch) as exc:
             _fail(str(exc), 1)
     if as_json:
         parsed = query.parsed

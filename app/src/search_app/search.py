@@ -24,6 +24,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.points import point_id
+from dyimages_common.qdrant import REINDEX_HINT, collection_model
 
 # A negative term: `-word` or `-"a phrase"`, at the start or after whitespace.
 _NEGATIVE = re.compile(r'(?:^|(?<=\s))-(?:"([^"]+)"|(\S+))')
@@ -42,6 +43,10 @@ class QdrantUnavailable(RuntimeError):
 
 class CollectionMissing(RuntimeError):
     """No collection yet: nothing has been indexed."""
+
+
+class IndexMismatch(RuntimeError):
+    """The index was built by another model than the one the embedding service runs: reindex."""
 
 
 @dataclass(frozen=True)
@@ -250,8 +255,14 @@ def search_vector(
         )
     except (*QDRANT_ERRORS, ValueError) as exc:
         # Ask about the collection only when the search failed: one round trip less per query.
-        if not _qdrant(lambda: client.collection_exists(collection)):
+        model, dim = _qdrant(lambda: collection_model(client, collection))
+        if dim is None:
             raise CollectionMissing(f"collection {collection!r} does not exist yet") from None
+        if dim != len(vector):
+            raise IndexMismatch(
+                f"the index holds {dim}-dimensional vectors of {model}, but the embedding service makes "
+                f"{len(vector)}-dimensional ones. {REINDEX_HINT}"
+            ) from None
         if isinstance(exc, ValueError):
             raise
         raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc

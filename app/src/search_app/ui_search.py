@@ -18,6 +18,7 @@ from search_app.search import (
     CollectionMissing,
     Filters,
     Hit,
+    IndexMismatch,
     QdrantUnavailable,
     Query,
     QueryError,
@@ -240,6 +241,9 @@ def render() -> None:
         return
     except (QueryError, EmbeddingRequestError) as exc:
         st.warning(str(exc), icon=":material/warning:")
+        return
+    except IndexMismatch as exc:
+        st.error(f"The index cannot answer this model's queries: {exc}", icon=":material/error:")
         return
 
     st.session_state["hits"] = hits
