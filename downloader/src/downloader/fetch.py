@@ -76,12 +76,12 @@ class Fetcher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._follow(url)
-        except TimeoutError:
-            raise FetchFailed("timeout", f"no complete answer within {self._timeout_s:g} s", transient=True) from None
         except FetchFailed:
             raise
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's timeouts are both
             raise _classify(exc, time.monotonic() - started) from None
+        except TimeoutError:
+            raise FetchFailed("timeout", f"no complete answer within {self._timeout_s:g} s", transient=True) from None
 
     async def _follow(self, url: str) -> Fetched:
         current = URL(url)
@@ -139,12 +139,12 @@ def _classify(exc: aiohttp.ClientError, elapsed: float) -> FetchFailed:
         return FetchFailed("refused_address", refused.detail)
     if isinstance(exc, aiohttp.InvalidURL):
         return FetchFailed("bad_url", str(exc))
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # connect timeout (a ClientConnectorError it is not)
+        return FetchFailed("timeout", f"{exc.__class__.__name__} after {elapsed:.1f} s", transient=True)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return FetchFailed("dns_error", str(exc), transient=True)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return FetchFailed("connection_error", str(exc), transient=True)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         return FetchFailed("connection_error", f"{exc.__class__.__name__}: {exc}", transient=True)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return FetchFailed("timeout", f"{exc} after {elapsed:.1f} s", transient=True)
     return FetchFailed("http_error", f"{exc.__class__.__name__}: {exc}", transient=True)
