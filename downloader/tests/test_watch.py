@@ -56,7 +56,7 @@ async def test_edits_of_the_url_file_are_picked_up_while_watching(
     saved.write_text(f"{urls['c']}\n{urls['a']}\n{urls['d']}\n{urls['b']}\n")
     os.replace(saved, url_file)
     await _until(lambda: done() == 4, "a line saved by rename")
-    await _until(lambda: downloader._publisher.unconfirmed == 0, "messages confirmed")
+    await _until(lambda: downloader.unconfirmed == 0, "messages confirmed")
 
     downloader.stop_requested.set()
     await asyncio.wait_for(running, 10)
@@ -77,12 +77,12 @@ async def test_a_queue_deleted_while_running_is_declared_again_and_nothing_is_lo
     url_file.write_text(f"{first}\n")
     downloader = Downloader(settings_for(tmp_path, rabbit_environment))
     running = asyncio.create_task(downloader.run(once=False))
-    await _until(lambda: downloader.counts()["done"] == 1 and downloader._publisher.unconfirmed == 0, "first")
+    await _until(lambda: downloader.counts()["done"] == 1 and downloader.unconfirmed == 0, "first")
 
     await asyncio.to_thread(delete_topology, rabbit_queue)  # an operator deletes the queue
     with url_file.open("a") as handle:
         handle.write(f"{second}\n")
-    await _until(lambda: downloader.counts()["done"] == 2 and downloader._publisher.unconfirmed == 0, "second")
+    await _until(lambda: downloader.counts()["done"] == 2 and downloader.unconfirmed == 0, "second")
     downloader.stop_requested.set()
     await asyncio.wait_for(running, 10)
     messages = [ImageDownloaded.model_validate_json(body) for body in await take_messages(rabbit_queue)]

@@ -69,6 +69,10 @@ def _open_read_only(path: Path) -> sqlite3.Connection | None:
         return None
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     connection.execute("PRAGMA busy_timeout=5000")
+    # The downloader may have created the file but not yet the table: that is no state yet.
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'urls'").fetchone() is None:
+        connection.close()
+        return None
     return connection
 
 

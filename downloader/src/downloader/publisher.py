@@ -91,9 +91,21 @@ class Publisher:
             await connection.close()
 
     async def _connect(self) -> AbstractRobustConnection:
+        warned = False
         async for attempt in async_retrying(*BROKER_ERRORS, initial=self._retry_initial_s, maximum=self._retry_max_s):
             with attempt:
-                return await connect(self._settings, "dyimages-downloader")
+                try:
+                    return await connect(self._settings, "dyimages-downloader")
+                except BROKER_ERRORS as exc:
+                    if not warned:
+                        log.warning(
+                            "RabbitMQ at %s:%d is not reachable (%s); downloads go on, messages wait, retrying",
+                            self._settings.rabbitmq_host,
+                            self._settings.rabbitmq_port,
+                            exc,
+                        )
+                        warned = True
+                    raise
         raise AssertionError("unreachable: the retry loop retries forever")
 
     async def _publish_forever(self, channel: AbstractChannel) -> None:

@@ -111,6 +111,11 @@ class Downloader:
         return {status: self._counts[status] for status in STATUSES}
 
     @property
+    def unconfirmed(self) -> int:
+        """Messages submitted to the broker and not yet confirmed."""
+        return self._publisher.unconfirmed
+
+    @property
     def busy(self) -> bool:
         return bool(self._backlog or self._tasks or self._publisher.unconfirmed)
 
