@@ -43,6 +43,7 @@ def build_server(settings: EmbeddingSettings, info: ModelInfo) -> ls.LitServer:
         # client's own timeout decides instead of a 504 from the server.
         timeout=False,
         info_path=LITSERVE_INFO_PATH,
+        max_payload_size=settings.embedding_max_request_bytes,
         middlewares=[metrics.EmbedMetricsMiddleware],
     )
 

@@ -42,6 +42,11 @@ class EmbeddingSettings(ImagesDirSettings):
         le=10_000,
         description="How long a ready batch waits for more items before it runs; 0 runs what is ready.",
     )
+    embedding_max_request_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (413 above); room for one base64 upload of MAX_IMAGE_BYTES.",
+    )
     embedding_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto", description="auto: fp16 on CUDA, fp32 on CPU."
     )
