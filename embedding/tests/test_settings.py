@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dyimages_common.settings import SettingsError, load_settings
+from embedding.api import thread_counts
 from embedding.model import ModelConfigError, describe_model, resolve_precision
 from embedding.settings import EmbeddingSettings
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG
@@ -85,3 +86,12 @@ def test_precision_is_fp32_on_cpu_and_half_on_cuda() -> None:
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "cuda:0") == "fp16"
     assert resolve_precision("bf16", "cuda:0") == "bf16"
+
+
+def test_threads_feed_the_model_on_cpu_and_decode_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("embedding.api._cpu_count", lambda: 16)  # the machine's size is an input here
+    settings = load_settings(EmbeddingSettings)
+    assert thread_counts(settings, "cpu") == (16, 4)
+    assert thread_counts(settings, "cuda:0") == (1, 16)
+    fixed = load_settings(EmbeddingSettings, embedding_torch_threads=3, embedding_decode_threads=5)
+    assert thread_counts(fixed, "cpu") == (3, 5)

@@ -101,12 +101,11 @@ class LoadedModel:
         model.eval()
         tokenizer = open_clip.get_tokenizer(settings.model_name)
         log.info(
-            "model %s (%s) loaded on %s in %s, %d torch threads",
+            "model %s (%s) loaded on %s in %s",
             settings.model_name,
             settings.model_pretrained,
             device,
             precision,
-            torch.get_num_threads(),
         )
         return cls(model, preprocess, tokenizer, torch.device(device), _DTYPES[precision])
 

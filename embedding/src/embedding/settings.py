@@ -50,9 +50,11 @@ class EmbeddingSettings(ImagesDirSettings):
     embedding_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto", description="auto: fp16 on CUDA, fp32 on CPU."
     )
-    embedding_torch_threads: int = Field(0, ge=0, le=512, description="torch intra-op threads; 0 = torch's default.")
+    embedding_torch_threads: int = Field(
+        0, ge=0, le=512, description="torch intra-op threads; 0 = one per core on CPU, 1 on a GPU."
+    )
     embedding_decode_threads: int = Field(
-        0, ge=0, le=256, description="Threads decoding and preprocessing images; 0 = one per CPU core."
+        0, ge=0, le=256, description="Threads decoding and preprocessing images; 0 = cores/4 on CPU, cores on a GPU."
     )
 
     @field_validator("model_pretrained")
