@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
+import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,26 +78,28 @@ def _client_ports(pids: list[int]) -> set[int]:
     return ports
 
 
+def _rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl (it needs the broker's Erlang cookie: root, or passwordless sudo)."""
+    command = ["rabbitmqctl", "-q", *args]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        command = ["sudo", "-n", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()[:500]} "
+            "(the soak closes broker connections with rabbitmqctl: run it as root or with passwordless sudo)"
+        )
+    return result.stdout
+
+
 def close_connections(pids: list[int], reason: str = "soak") -> int:
     """Close the broker connections of these processes from the broker's side; returns how many."""
     ports = _client_ports(pids)
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "peer_port"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
     closed = 0
-    for line in listing.stdout.splitlines():
+    for line in _rabbitmqctl("list_connections", "--no-table-headers", "pid", "peer_port").splitlines():
         fields = line.split("\t")
         if len(fields) == 2 and fields[1].strip().isdigit() and int(fields[1]) in ports:
-            subprocess.run(
-                ["rabbitmqctl", "-q", "close_connection", fields[0].strip(), reason],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
+            _rabbitmqctl("close_connection", fields[0].strip(), reason)
             closed += 1
     return closed
 
