@@ -209,7 +209,9 @@ def run(argv: list[str]) -> dict:
                 "p99_ms": percentile(times["query"], 99),
                 "raw_text_p50_ms": round(raw_p50, 1),
                 "ratio": round(p50 / raw_p50, 3),
+                "raw_text_p99_ms": percentile(times["raw"], 99),
                 "qdrant_p50_ms": round(statistics.median(times["qdrant"]), 1),
+                "qdrant_p99_ms": percentile(times["qdrant"], 99),
             }
             print(f"{args.points} points: {result}", flush=True)
 
