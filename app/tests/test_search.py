@@ -253,3 +253,9 @@ def test_an_index_of_another_vector_size_asks_for_a_reindex(client: QdrantClient
 
     with pytest.raises(IndexMismatch, match=r"8-dimensional vectors of test, but the embedding service makes 16"):
         search(client, COLLECTION, WideEmbedder({}), Query(text="city"))
+
+
+def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty(client: QdrantClient) -> None:
+    client.delete_collection(COLLECTION)
+    with pytest.raises(CollectionMissing):
+        search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(2)))

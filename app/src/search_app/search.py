@@ -204,7 +204,13 @@ def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], ne
 
 def stored_vector(client: QdrantClient, collection: str, sha256: str) -> np.ndarray:
     """The indexed vector of an image, for "more like this" (no embedding call needed)."""
-    points = _qdrant(lambda: client.retrieve(collection, ids=[point_id(sha256)], with_vectors=True))
+    try:
+        points = client.retrieve(collection, ids=[point_id(sha256)], with_vectors=True)
+    except (*QDRANT_ERRORS, ValueError) as exc:
+        explained = _explain(client, collection, exc)
+        if explained is exc:
+            raise
+        raise explained from exc
     if not points or points[0].vector is None:
         raise QueryError(f"image {sha256[:12]}… is not in the index")
     return np.asarray(points[0].vector, dtype=np.float32)
@@ -224,6 +230,22 @@ def query_vector(
         positives.append(stored_vector(client, collection, query.like))
     negatives = [embedder.text(text) for text in parsed.negatives]
     return combine(positives, negatives, negative_weight)
+
+
+def _explain(client: QdrantClient, collection: str, exc: Exception, vector_size: int | None = None) -> Exception:
+    """What a failed Qdrant call means, asked only after it failed (one round trip less per query):
+    no collection yet, a collection of another vector size, Qdrant down, or the error itself."""
+    model, dim = _qdrant(lambda: collection_model(client, collection))
+    if dim is None:
+        return CollectionMissing(f"collection {collection!r} does not exist yet")
+    if vector_size is not None and dim != vector_size:
+        return IndexMismatch(
+            f"the index holds {dim}-dimensional vectors of {model}, but the embedding service makes "
+            f"{vector_size}-dimensional ones. {REINDEX_HINT}"
+        )
+    if isinstance(exc, ValueError):
+        return exc
+    return QdrantUnavailable(f"Qdrant is not answering: {exc}")
 
 
 def _qdrant(call: Callable[[], Any]) -> Any:
@@ -254,18 +276,10 @@ def search_vector(
             with_payload=True,
         )
     except (*QDRANT_ERRORS, ValueError) as exc:
-        # Ask about the collection only when the search failed: one round trip less per query.
-        model, dim = _qdrant(lambda: collection_model(client, collection))
-        if dim is None:
-            raise CollectionMissing(f"collection {collection!r} does not exist yet") from None
-        if dim != len(vector):
-            raise IndexMismatch(
-                f"the index holds {dim}-dimensional vectors of {model}, but the embedding service makes "
-                f"{len(vector)}-dimensional ones. {REINDEX_HINT}"
-            ) from None
-        if isinstance(exc, ValueError):
+        explained = _explain(client, collection, exc, vector_size=len(vector))
+        if explained is exc:
             raise
-        raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc
+        raise explained from exc
     return [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
 
 
