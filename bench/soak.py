@@ -187,7 +187,7 @@ def parse(argv: list[str]) -> Options:
         indexer_kills=args.indexer_kills if args.indexer_kills is not None else (2 if quick else 4),
         embedding_kills=args.embedding_kills if args.embedding_kills is not None else (1 if quick else 2),
         downloader_kills=args.downloader_kills if args.downloader_kills is not None else 1,
-        deadline_s=args.deadline or (150.0 if quick else 900.0),
+        deadline_s=args.deadline or (300.0 if quick else 1200.0),
         keep=args.keep,
         work_dir=args.work_dir,
     )
