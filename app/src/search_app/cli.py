@@ -94,7 +94,7 @@ def _print_json(data: dict[str, Any]) -> None:
 
 @app.command()
 def stats(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Index size, model, queue depths and URL counts.
 
@@ -163,7 +163,7 @@ def search_command(
     fmt: Annotated[list[str] | None, typer.Option("--format", help="Only jpeg, png, webp or gif (repeatable).")] = None,
     min_width: Annotated[int, typer.Option("--min-width", min=0)] = 0,
     min_height: Annotated[int, typer.Option("--min-height", min=0)] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Search by text, image, or both (best first).
 
@@ -233,7 +233,7 @@ def search_command(
 @app.command()
 def failures(
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many of each kind.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema below).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Downloads that failed for good, and messages the indexer dead-lettered, with reasons.
 
