@@ -14,17 +14,24 @@ and the same number of torch threads:
 Reference and service alternate in rounds on the same images, so both see the same machine load;
 figures are medians over rounds. Text: single-query latency, alternating the raw text encoder
 (pre-tokenized) and the service (one text per request), p50 of each.
+
+The in-process side runs in a child process that starts its own session, as the service does
+(testkit starts it with ``start_new_session``): with the kernel's autogroup scheduling, CPU time is
+shared between sessions, so on a busy machine a side in the caller's session would get a
+different share than the service and the ratio would measure the scheduler, not the code.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +113,41 @@ class InProcess:
         return len(paths) / (time.perf_counter() - started)
 
     @torch.inference_mode()
-    def text_ms(self, tokens: torch.Tensor) -> float:
+    def text_ms(self, query: str) -> float:
+        """Latency of the raw text encoder for one query (tokenized before the clock starts)."""
+        tokens = self.tokenizer([query])
         started = time.perf_counter()
         features = self.model.encode_text(tokens)
         features / features.norm(dim=-1, keepdim=True)
         return (time.perf_counter() - started) * 1000
+
+
+def _in_process_worker(conn: Connection, threads: int) -> None:
+    os.setsid()  # its own session and scheduling group, like the service (see the module docstring)
+    local = InProcess(threads)
+    while (call := conn.recv()) is not None:
+        name, args = call
+        conn.send(getattr(local, name)(*args))
+
+
+class InProcessWorker:
+    """:class:`InProcess` in a child process; calls are forwarded over a pipe and answered in turn."""
+
+    def __init__(self, threads: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_in_process_worker, args=(child, threads), daemon=True)
+        self._process.start()
+
+    def call(self, name: str, *args: object) -> float:
+        self._conn.send((name, args))
+        return float(self._conn.recv())
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._process.join(30)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 def service_images_per_s(client: EmbeddingClient, paths: list[str], batch: int, clients: int) -> float:
@@ -132,40 +169,45 @@ def service_text_ms(client: EmbeddingClient, query: str) -> float:
 
 def run(argv: list[str]) -> dict:
     args = _parse(argv)
+    # The service waits passively in OpenMP unless told otherwise (embedding/__main__.py); the
+    # in-process side gets the same policy, inherited by its worker process.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with tempfile.TemporaryDirectory(prefix="bench-embedding-") as tmp:
         root = Path(tmp)
         images_dir = root / "images"
         paths = make_photos(images_dir, args.images)
-        local = InProcess(args.threads)
-        env = {
-            "MODEL_NAME": MODEL,
-            "MODEL_PRETRAINED": "none",
-            "EMBEDDING_TORCH_THREADS": str(args.threads),
-            "EMBEDDING_MAX_BATCH_SIZE": str(args.batch),
-            "LOG_LEVEL": "WARNING",
-        }
-        with (
-            run_embedding_service(images_dir, root, **env) as service,
-            EmbeddingClient(service.url, timeout=600) as client,
-        ):
-            service_images_per_s(client, paths[: args.batch], args.batch, 1)  # warm-up
-            client.embed_texts(["warm-up"])
-            raw, reference, served = [], [], []
-            for round_ in range(args.rounds):
-                raw.append(local.raw_images_per_s(args.batch, args.images))
-                reference.append(local.reference_images_per_s(images_dir, paths, args.batch))
-                served.append(service_images_per_s(client, paths, args.batch, args.clients))
-                print(
-                    f"round {round_ + 1}: raw {raw[-1]:.2f}, reference {reference[-1]:.2f}, "
-                    f"service {served[-1]:.2f} images/s",
-                    flush=True,
-                )
-            tokens = [local.tokenizer([query]) for query in QUERIES]
-            local.text_ms(tokens[0])
-            raw_text, served_text = [], []
-            for index in range(args.queries):
-                raw_text.append(local.text_ms(tokens[index % len(QUERIES)]))
-                served_text.append(service_text_ms(client, QUERIES[index % len(QUERIES)]))
+        local = InProcessWorker(args.threads)
+        try:
+            env = {
+                "MODEL_NAME": MODEL,
+                "MODEL_PRETRAINED": "none",
+                "EMBEDDING_TORCH_THREADS": str(args.threads),
+                "EMBEDDING_MAX_BATCH_SIZE": str(args.batch),
+                "LOG_LEVEL": "WARNING",
+            }
+            with (
+                run_embedding_service(images_dir, root, **env) as service,
+                EmbeddingClient(service.url, timeout=600) as client,
+            ):
+                service_images_per_s(client, paths[: args.batch], args.batch, 1)  # warm-up
+                client.embed_texts(["warm-up"])
+                raw, reference, served = [], [], []
+                for round_ in range(args.rounds):
+                    raw.append(local.call("raw_images_per_s", args.batch, args.images))
+                    reference.append(local.call("reference_images_per_s", images_dir, paths, args.batch))
+                    served.append(service_images_per_s(client, paths, args.batch, args.clients))
+                    print(
+                        f"round {round_ + 1}: raw {raw[-1]:.2f}, reference {reference[-1]:.2f}, "
+                        f"service {served[-1]:.2f} images/s",
+                        flush=True,
+                    )
+                local.call("text_ms", QUERIES[0])
+                raw_text, served_text = [], []
+                for index in range(args.queries):
+                    raw_text.append(local.call("text_ms", QUERIES[index % len(QUERIES)]))
+                    served_text.append(service_text_ms(client, QUERIES[index % len(QUERIES)]))
+        finally:
+            local.close()
     reference_rate = statistics.median(reference)
     service_rate = statistics.median(served)
     return {
@@ -173,6 +215,7 @@ def run(argv: list[str]) -> dict:
         "model": f"{MODEL} (random weights)",
         "device": "cpu",
         "threads": args.threads,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         "batch": args.batch,
         "clients": args.clients,
         "images_per_round": args.images,
