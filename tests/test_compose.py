@@ -182,7 +182,7 @@ def test_each_service_starts_with_the_settings_compose_gives_it(
     }
     module_name, class_name = SETTINGS_CLASSES[service].split(":")
     settings_class = getattr(importlib.import_module(module_name), class_name)
-    fields = {name.upper() for name in settings_class.model_fields}
+    fields = {_variable(name, field) for name, field in settings_class.model_fields.items()}
     assert set(environment) - fields == set(), f"compose sets variables {service} does not read"
 
     for key in list(os.environ):
@@ -192,3 +192,21 @@ def test_each_service_starts_with_the_settings_compose_gives_it(
         monkeypatch.setenv(key, value)
     settings = load_settings(settings_class)
     assert settings.environment == "production"
+
+
+@pytest.mark.parametrize("service", sorted(OUR_SERVICES))
+def test_env_example_documents_every_setting_a_service_reads(service: str) -> None:
+    import importlib
+
+    module_name, class_name = SETTINGS_CLASSES[service].split(":")
+    settings_class = getattr(importlib.import_module(module_name), class_name)
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO_ROOT / ".env.example").read_text(), re.M))
+    missing = {_variable(name, field) for name, field in settings_class.model_fields.items()} - documented
+    assert missing == set(), f".env.example does not document {sorted(missing)}"
+
+
+def _variable(name: str, field: Any) -> str:
+    """The environment variable of a settings field: its first alias choice, else its name."""
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", None)
+    return str(choices[0] if choices else alias or name).upper()
