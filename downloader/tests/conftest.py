@@ -1,22 +1,11 @@
-"""Fixtures of the downloader's tests.
-
-pytest's importlib mode registers the folder ``downloader/`` as a namespace package called
-``downloader``, which hides the real package (``downloader/src/downloader``). Put the real one
-back before any test imports it.
-"""
+"""Fixtures of the downloader's tests."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-if getattr(sys.modules.get("downloader"), "__file__", None) is None:
-    sys.modules.pop("downloader", None)
-    importlib.import_module("downloader")
 
 from downloader.settings import DownloaderSettings
 from dyimages_common.settings import load_settings

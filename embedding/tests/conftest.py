@@ -1,7 +1,3 @@
 """Fixtures of the embedding service's tests."""
 
 from __future__ import annotations
-
-from testkit.packages import unshadow
-
-unshadow("embedding")
