@@ -1,3 +1,0 @@
-"""Fixtures of the embedding service's tests."""
-
-from __future__ import annotations
