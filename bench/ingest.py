@@ -11,7 +11,8 @@ checks the folder holds exactly N points.
 
 Reference (one process, no network, no queue): read each file, decode, preprocess (OpenCLIP's own
 transform), run the same model with the same torch thread count and the same batch size, and
-upsert into an embedded Qdrant folder, batch after batch.
+upsert into an embedded Qdrant folder, batch after batch, a thread pool decoding the next batch
+while the model runs (as the service does), with the service's OpenMP wait policy.
 
 Rounds alternate reference and end-to-end so both see about the same load on a shared machine;
 ``ratio`` is the median over rounds of end-to-end over the reference run beside it. On a busy
@@ -52,6 +53,8 @@ from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique
 MODEL = "ViT-B-32"
 PRETRAINED = "none"
 IMAGE_SIZE = (640, 480)
+# The embedding service's default (see embedding/__main__.py); the reference runs with the same.
+OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
 INDEXED = re.compile(r"^dyimages_indexer_indexed_total ([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -122,6 +125,7 @@ def _reference_round(files_dir: Path, threads: int, batch: int, workdir: Path) -
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "OMP_WAIT_POLICY": OMP_WAIT_POLICY},
     )
     shutil.rmtree(qdrant_path, ignore_errors=True)
     if result.returncode != 0:
@@ -297,6 +301,7 @@ def run(argv: list[str]) -> dict[str, object]:
             MODEL_PRETRAINED=PRETRAINED,
             EMBEDDING_TORCH_THREADS=str(args.threads),
             EMBEDDING_MAX_BATCH_SIZE=str(args.batch),
+            OMP_WAIT_POLICY=OMP_WAIT_POLICY,
             LOG_LEVEL="WARNING",
         )
         embedding = start_module("embedding", env=env, log_path=workdir / "embedding.log")
@@ -348,6 +353,7 @@ def _figures(
         },
         "model": f"{MODEL}/{PRETRAINED}",
         "threads": args.threads,
+        "omp_wait_policy": OMP_WAIT_POLICY,
         "batch": args.batch,
         "image_size": "x".join(map(str, IMAGE_SIZE)),
         "cpu_count": os.cpu_count(),
