@@ -137,6 +137,7 @@ class RunResult:
             "duplicate points": self.duplicates != 0,
             "points for unexpected content": self.unexpected != 0,
             "point ids not derived from sha256": self.wrong_ids != 0,
+            "good URLs missing from their image's payload `urls`": self.urls_not_merged != 0,
             "bad URLs without a recorded reason": self.unrecorded_bad != 0,
             "bad URLs without a log event (url, reason)": self.unlogged_bad != 0,
             "invalid URL-file lines not reported with their number": self.unreported_invalid_lines != 0,

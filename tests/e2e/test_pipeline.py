@@ -93,6 +93,10 @@ def test_urls_become_searchable_images_exactly_once(
             shas = Counter(point.payload["sha256"] for point in points)
             assert set(shas) == {sha256_hex(body) for body in images.values()}
             assert max(shas.values()) == 1
+            shared = next(p.payload for p in points if p.payload["sha256"] == sha256_hex(images["/img/0.jpg"]))
+            assert sorted(shared["urls"]) == sorted(
+                [image_server.url("/img/0.jpg"), image_server.url("/img/same-bytes-again.jpg")]
+            )
 
             # A search with one of the images finds it first.
             with EmbeddingClient(embedding.url) as embedder:

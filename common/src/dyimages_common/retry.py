@@ -7,8 +7,8 @@ from typing import Any
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     Retrying,
-    before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
     stop_never,
@@ -16,6 +16,13 @@ from tenacity import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _log_before_sleep(state: RetryCallState) -> None:
+    """Say what failed and when the next try is (tenacity's own logger names no function here)."""
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("attempt %d failed (%r); trying again in %.1f s", state.attempt_number, error, wait)
 
 
 def _policy(
@@ -28,7 +35,7 @@ def _policy(
         "retry": retry_if_exception_type(exceptions),
         "wait": wait_random_exponential(multiplier=initial, max=maximum),
         "stop": stop_after_attempt(attempts) if attempts else stop_never,
-        "before_sleep": before_sleep_log(log, logging.WARNING),
+        "before_sleep": _log_before_sleep,
         "reraise": True,
     }
 

@@ -15,7 +15,9 @@ the image); ``published`` is set on all of them once the broker confirmed that o
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,52 +66,65 @@ def open_state(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection | None:
+class StateRecovering(sqlite3.OperationalError):
+    """The downloader was killed mid-write: its rollback journal must be replayed by a writer first."""
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """A read-only connection, or None when there is no state yet (no file, or no table yet)."""
     if not path.exists():
-        return None
+        yield None
+        return
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    connection.execute("PRAGMA busy_timeout=5000")
-    # The downloader may have created the file but not yet the table: that is no state yet.
-    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'urls'").fetchone() is None:
+    try:
+        connection.execute("PRAGMA busy_timeout=5000")
+        try:
+            has_table = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'urls'"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            # A hot journal left by a killed downloader: only a writer may roll it back.
+            raise StateRecovering(
+                f"the downloader state {path} is being recovered after the downloader stopped mid-write; "
+                "it is readable again once the downloader runs"
+            ) from exc
+        yield connection if has_table else None
+    finally:
         connection.close()
-        return None
-    return connection
 
 
 def status_counts(path: Path) -> dict[str, int]:
     """URLs per status (every status present, zero where none); all zero if there is no state yet."""
     counts = dict.fromkeys(STATUSES, 0)
-    connection = _open_read_only(path)
-    if connection is None:
-        return counts
-    with connection:
-        for status, count in connection.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
-            counts[status] = count
-    connection.close()
+    with _reading(path) as connection:
+        if connection is not None:
+            for status, count in connection.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
+                counts[status] = count
     return counts
 
 
 def recent_failures(path: Path, limit: int = 50) -> list[UrlFailure]:
     """Permanent failures, newest first."""
-    connection = _open_read_only(path)
-    if connection is None:
-        return []
-    rows = connection.execute(
-        "SELECT url, COALESCE(last_error, ''), attempts, updated_at FROM urls "
-        "WHERE status = 'failed' ORDER BY updated_at DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    connection.close()
+    with _reading(path) as connection:
+        if connection is None:
+            return []
+        rows = connection.execute(
+            "SELECT url, COALESCE(last_error, ''), attempts, updated_at FROM urls "
+            "WHERE status = 'failed' ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
     return [UrlFailure(*row) for row in rows]
 
 
 def urls_for(path: Path, sha256: str) -> list[str]:
     """Every URL whose bytes are this image (for reindexing with all sources)."""
-    connection = _open_read_only(path)
-    if connection is None:
-        return []
-    rows = connection.execute(
-        "SELECT url FROM urls WHERE sha256 = ? AND status = 'done' ORDER BY url", (sha256,)
-    ).fetchall()
-    connection.close()
+    with _reading(path) as connection:
+        if connection is None:
+            return []
+        rows = connection.execute(
+            "SELECT url FROM urls WHERE sha256 = ? AND status = 'done' ORDER BY url", (sha256,)
+        ).fetchall()
     return [row[0] for row in rows]

@@ -52,7 +52,7 @@ class Publisher:
         self._on_confirmed = on_confirmed
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._pending: deque[tuple[str, str]] = deque()  # (sha256, message body)
+        self._pending: deque[tuple[str, str]] = deque()  # (URL, message body)
         self._in_flight = 0
         self._has_work = asyncio.Event()
         self._idle = asyncio.Event()
@@ -63,8 +63,9 @@ class Publisher:
     def unconfirmed(self) -> int:
         return len(self._pending) + self._in_flight
 
-    def submit(self, sha256: str, body: str) -> None:
-        self._pending.append((sha256, body))
+    def submit(self, url: str, body: str) -> None:
+        """Publish ``body``, the message for ``url``; ``on_confirmed`` gets the URL once the broker confirmed."""
+        self._pending.append((url, body))
         self._idle.clear()
         self._has_work.set()
 
@@ -125,7 +126,7 @@ class Publisher:
                 for outcome in outcomes:
                     if isinstance(outcome, BaseException) and not isinstance(outcome, _Unconfirmed):
                         raise outcome
-                confirmed = [sha for (sha, _), outcome in zip(batch, outcomes, strict=True) if outcome is None]
+                confirmed = [url for (url, _), outcome in zip(batch, outcomes, strict=True) if outcome is None]
                 refused = [item for item, outcome in zip(batch, outcomes, strict=True) if outcome is not None]
                 if confirmed:
                     await self._on_confirmed(confirmed)

@@ -128,8 +128,8 @@ class Downloader:
         for url, known in snapshot.urls.items():
             self._set_status(url, known.status, known.attempts)
         self._stored = snapshot.stored
-        for sha256, body in snapshot.unpublished:
-            self._publisher.submit(sha256, body)
+        for url, body in snapshot.unpublished:
+            self._publisher.submit(url, body)
         if snapshot.urls:
             log.info("resuming: %s; %d message(s) to publish", _format_counts(self.counts()), len(snapshot.unpublished))
         self._state.start()
@@ -308,24 +308,30 @@ class Downloader:
         return fetched
 
     async def _keep(self, url: str, attempts: int, data: bytes, image: CheckedImage) -> None:
-        """Store a new image and queue its message; or record the URL as one more source of it."""
+        """Store a new image, or record the URL as one more source of a stored one; queue its message.
+
+        Each source URL of an image gets one message (the indexer merges them into the image's one
+        point, so the point lists every URL); the file is written once.
+        """
         lock = self._image_locks.get(image.sha256)
         if lock is None:
             lock = asyncio.Lock()
             self._image_locks[image.sha256] = lock
         async with lock:
+            body = message_for(image, url, datetime.now(UTC)).model_dump_json()
             if image.sha256 in self._stored:
-                await self._state.record_duplicate(url, attempts, image.sha256, image.path)
+                await self._state.record_duplicate(url, attempts, image.sha256, image.path, body)
                 log.info(
-                    "%s has the same bytes as an image already stored", url, extra={"url": url, "sha256": image.sha256}
+                    "%s has the same bytes as an image already stored; adding it as a source",
+                    url,
+                    extra={"url": url, "sha256": image.sha256},
                 )
             else:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._write_pool, write_atomic, self.settings.images_dir, image.path, data)
-                body = message_for(image, url, datetime.now(UTC)).model_dump_json()
                 await self._state.record_stored(url, attempts, image.sha256, image.path, body)
                 self._stored.add(image.sha256)
-                self._publisher.submit(image.sha256, body)
+            self._publisher.submit(url, body)
         self._set_status(url, "done", attempts)
         metrics.DOWNLOADED.inc()
         self._downloaded_since_summary += 1

@@ -43,7 +43,7 @@ class Snapshot:
 
     urls: dict[str, KnownUrl]
     stored: set[str]  # sha256 of every image recorded as done
-    unpublished: list[tuple[str, str]]  # (sha256, message body) stored but not confirmed by the broker
+    unpublished: list[tuple[str, str]]  # (url, message body) done but not confirmed by the broker
 
 
 class UrlStateStore:
@@ -61,7 +61,7 @@ class UrlStateStore:
         rows = self._connection.execute("SELECT url, status, attempts FROM urls").fetchall()
         stored = {row[0] for row in self._connection.execute("SELECT DISTINCT sha256 FROM urls WHERE status = 'done'")}
         unpublished = self._connection.execute(
-            "SELECT sha256, message FROM urls WHERE status = 'done' AND published = 0 AND message IS NOT NULL"
+            "SELECT url, message FROM urls WHERE status = 'done' AND published = 0 AND message IS NOT NULL"
         ).fetchall()
         return Snapshot({url: KnownUrl(status, attempts) for url, status, attempts in rows}, stored, unpublished)
 
@@ -161,18 +161,18 @@ class UrlStateStore:
             )
         )
 
-    async def record_duplicate(self, url: str, attempts: int, sha256: str, path: str) -> None:
-        """The URL brought bytes already stored from another URL: no new image, no new message."""
+    async def record_duplicate(self, url: str, attempts: int, sha256: str, path: str, message: str) -> None:
+        """The URL brought bytes already stored from another URL: no new file; ``message`` (still to be
+        published) tells the indexer to add this URL to the image's point."""
         await self._write(
             (
-                "UPDATE urls SET status = 'done', attempts = ?, sha256 = ?, path = ?, message = NULL, "
-                "published = (SELECT COALESCE(MAX(published), 0) FROM urls WHERE sha256 = ?), "
+                "UPDATE urls SET status = 'done', attempts = ?, sha256 = ?, path = ?, message = ?, published = 0, "
                 "last_error = NULL, updated_at = ? WHERE url = ?",
-                (attempts, sha256, path, sha256, now_iso(), url),
+                (attempts, sha256, path, message, now_iso(), url),
             )
         )
 
-    async def mark_published(self, sha256s: Sequence[str]) -> None:
-        """The broker confirmed the messages of these images."""
-        if sha256s:
-            await self._write(*[("UPDATE urls SET published = 1 WHERE sha256 = ?", (sha,)) for sha in sha256s])
+    async def mark_published(self, urls: Sequence[str]) -> None:
+        """The broker confirmed the messages of these URLs."""
+        if urls:
+            await self._write(*[("UPDATE urls SET published = 1 WHERE url = ?", (url,)) for url in urls])
