@@ -50,7 +50,7 @@ def test_embedding_service_down_for_a_while_then_back(rig, processes) -> None:
 
     stop(embedding)
     rig.publish(second)
-    rig.wait_for_log(log, r"Retrying .* EmbeddingUnavailable", process=indexer)
+    rig.wait_for_log(log, r"WARNING .*EmbeddingUnavailable", process=indexer)
     time.sleep(2)  # down a while: the indexer keeps backing off and holds its messages
     assert rig.depths()["dead_lettered"] == 0
     embedding = start_embedding("embedding-2.log")
@@ -65,7 +65,7 @@ def test_embedding_service_down_for_a_while_then_back(rig, processes) -> None:
 
     stop(embedding)  # down again, and the indexer is told to stop mid-batch
     rig.publish(third)
-    rig.wait_for_log(log, r"(?s)indexed 30 \(.*Retrying .* EmbeddingUnavailable", process=indexer)
+    rig.wait_for_log(log, r"(?s)indexed 30 \(.*WARNING .*EmbeddingUnavailable", process=indexer)
     indexer.send_signal(signal.SIGTERM)
     assert rig.wait_for_exit(indexer, log, timeout=30) == 0
     assert "returning 5 unprocessed message(s)" in log.read_text()
