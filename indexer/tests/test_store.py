@@ -16,9 +16,11 @@ from qdrant_client import QdrantClient
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import ensure_collection
-from indexer.store import ImageVector, write_images
+from dyimages_common.settings import QdrantSettings, load_settings
+from indexer.store import ImageVector, Store, StoreUnavailable, write_images
 from testkit.images import jpeg
 from testkit.messages import message_for
+from testkit.procs import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +100,14 @@ def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: Interl
         "https://theirs.example/3.jpg",
         "https://mine.example/3.jpg",
     ]
+
+
+async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() -> None:
+    """A real client against a port where no Qdrant server listens: the indexer backs off on this."""
+    settings = load_settings(QdrantSettings, qdrant_host="127.0.0.1", qdrant_port=free_port())
+    store = Store(settings)
+    try:
+        with pytest.raises(StoreUnavailable, match="Qdrant unavailable"):
+            await store.open(dim=DIM, model=MODEL, pretrained="none")
+    finally:
+        await store.close()
