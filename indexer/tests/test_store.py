@@ -102,6 +102,7 @@ def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: Interl
     ]
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() -> None:
     """A real client against a port where no Qdrant server listens: the indexer backs off on this."""
     settings = load_settings(QdrantSettings, qdrant_host="127.0.0.1", qdrant_port=free_port())
