@@ -1,14 +1,8 @@
-"""Fixtures of the indexer's tests.
-
-pytest's importlib mode names these modules ``indexer.tests.*`` and registers the folder
-``indexer/`` as a namespace package called ``indexer``, which hides the real package
-(``indexer/src/indexer``). Put the real one back before any test imports it.
-"""
+"""Fixtures of the indexer's tests."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import re
 import subprocess
@@ -30,10 +24,6 @@ from testkit.embedding import EmbeddingService
 from testkit.messages import publish, stored_image
 from testkit.procs import start_module, stop
 from testkit.rabbit import AMQP_URL
-
-if getattr(sys.modules.get("indexer"), "__file__", None) is None:
-    sys.modules.pop("indexer", None)
-    importlib.import_module("indexer")
 
 # Fast, small batches so a few dozen messages make several batches, and quick retries and idle exit.
 INDEXER_TEST_ENV = {
