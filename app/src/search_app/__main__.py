@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import typer
+
 from dyimages_common.settings import settings_or_exit
 from search_app.settings import AppSettings
 
@@ -30,10 +32,19 @@ def streamlit_command(settings: AppSettings) -> list[str]:
     ]  # fmt: skip
 
 
-def main() -> None:
+def serve() -> None:
+    """Serve the DY Images search UI (Streamlit) on APP_HOST:APP_PORT (default 0.0.0.0:8501).
+
+    Settings come from environment variables: QDRANT_*, EMBEDDING_SERVICE_URL, RABBITMQ_*,
+    IMAGES_DIR, STATE_DB and the APP_* knobs (see .env.example).
+    """
     settings = settings_or_exit(AppSettings)
     command = streamlit_command(settings)
     os.execv(command[0], command)  # noqa: S606 - a fixed argv, no shell
+
+
+def main() -> None:
+    typer.run(serve)
 
 
 if __name__ == "__main__":

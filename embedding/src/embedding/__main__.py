@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 
+import typer
+
 from dyimages_common.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from embedding.settings import EmbeddingSettings
 
 
-def main() -> int:
+def run() -> int:
+    """Load the settings and serve until stopped; the exit code (2: a bad setting)."""
     settings = settings_or_exit(EmbeddingSettings)
     # torch's OpenMP threads spin while they wait for work by default. Where the CPU is shared (the
     # compose stack on one host, a busy laptop) a spinning thread steals the core its partner
@@ -36,5 +39,19 @@ def main() -> int:
         cleanup()
 
 
+def _command() -> None:
+    """Serve the embedding API (GET /health, GET /info, POST /embed, GET /metrics) on
+    EMBEDDING_HOST:EMBEDDING_PORT with the OpenCLIP model MODEL_NAME / MODEL_PRETRAINED on DEVICE.
+
+    Every setting comes from environment variables (see .env.example). SIGTERM or SIGINT stops the
+    server and every worker process.
+    """
+    raise typer.Exit(run())
+
+
+def main() -> None:
+    typer.run(_command)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
