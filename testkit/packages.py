@@ -2,8 +2,8 @@
 
 pytest's importlib mode names ``embedding/tests/test_x.py`` ``embedding.tests.test_x`` and registers
 the folder ``embedding/`` as a namespace package called ``embedding``, which hides the real package
-(``embedding/src/embedding``). A test folder's conftest calls :func:`unshadow` before any test
-imports the package.
+(``embedding/src/embedding``). The root ``conftest.py`` calls :func:`unshadow` for every service
+package before any test imports one.
 """
 
 from __future__ import annotations
