@@ -325,7 +325,8 @@ def _due(event: ChaosEvent, fractions: dict[str, float], indexed_since_last: flo
 
 def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: random.Random, deadline: float) -> None:
     """Run until every URL is settled, every event fired and the queue stays empty, or the deadline."""
-    expected = len(catalog.expected_sha256)
+    # The indexer counts messages: one per good URL (a second URL of the same bytes has its own).
+    expected = len(catalog.good)
     min_gap = max(3.0, 0.03 * expected)
     pending = list(events)
     last_value, stable_since = -1.0, time.monotonic()
@@ -353,7 +354,7 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
         if time.monotonic() - last_report > 5:
             last_report = time.monotonic()
             pipeline.scrape_others()
-            log.info("progress: %d of %d good images indexed, URLs %s", value, expected, counts)
+            log.info("progress: %d of %d good URLs' messages indexed, URLs %s", value, expected, counts)
         idle = time.monotonic() - stable_since > 3
         if idle and _downloads_settled(counts, len(catalog.urls)) and ready_messages(pipeline.queue) == 0:
             if not pending:
