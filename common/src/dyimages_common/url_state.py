@@ -8,9 +8,10 @@ Statuses: ``pending`` (seen, not yet fetched), ``retrying`` (a transient failure
 again), ``done`` (stored; ``sha256``/``path`` set; ``published`` once the broker confirmed the
 message), ``failed`` (a permanent failure; ``last_error`` says why).
 
-The same bytes reached by several URLs are one image: every such URL is ``done`` with the same
-``sha256``, and only the first one's row carries the ``message`` (the JSON body published for
-the image); ``published`` is set on all of them once the broker confirmed that one message.
+The same bytes reached by several URLs are one image (one file): every such URL is ``done`` with
+the same ``sha256``, and each row carries its own ``message`` (one message per stored image and
+source URL, each with its own ``url``); a row's ``published`` is set once the broker confirmed
+that row's message.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def main(
     ),
 ) -> None:
     """Download the images listed in URLS_FILE (one URL per line), store each once under IMAGES_DIR,
-    and publish one message per new image to RABBITMQ_QUEUE. Without --once, keep watching the file
+    and publish one message per stored image and source URL to RABBITMQ_QUEUE. Without --once, keep watching the file
     and pick up new lines. Configured by environment variables (DOWNLOADER_*, RABBITMQ_*, IMAGES_DIR,
     MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, STATE_DB, METRICS_PORT, LOG_LEVEL, LOG_FORMAT)."""
     settings = settings_or_exit(DownloaderSettings)

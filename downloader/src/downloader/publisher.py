@@ -1,4 +1,4 @@
-"""Publishing one ImageDownloaded message per stored image, with publisher confirms.
+"""Publishing one ImageDownloaded message per stored image and source URL, with publisher confirms.
 
 Messages come from the URL state (the row is durable before a message is submitted here), so
 RabbitMQ being down loses nothing: downloads go on, messages wait in memory and in the state,
