@@ -1,5 +1,12 @@
 """The SSRF guard: no connection to a loopback, private, link-local, multicast, reserved or
-unspecified address unless DOWNLOADER_ALLOWED_NETWORKS opens its range.
+unspecified address, nor to any block the IANA IPv4/IPv6 special-purpose registries mark as not
+globally reachable (and deprecated site-local ``fec0::/10``), unless DOWNLOADER_ALLOWED_NETWORKS
+opens its range. An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible, NAT64,
+6to4, Teredo) is refused when the IPv4 address would be.
+
+The blocks are listed here rather than left to ``ipaddress`` alone because its tables depend on
+the Python version (3.11 lets ``fec0::/10``, ``5f00::/16``, ``3fff::/20`` and ``192.0.0.0/24``
+through); the test checks every entry of both registries, kept as data files beside it.
 
 The check sits where the address is used, not where the URL is read, so every redirect hop is
 checked and a name that resolves differently the second time (DNS rebinding) gains nothing:
@@ -34,10 +41,51 @@ class AddressRefused(OSError):
         self.detail = detail
 
 
+# Blocks no download may reach: the special-purpose registries' entries that are not globally
+# reachable (a few wider ones cover several entries), plus multicast and site-local.
+_NOT_GLOBAL: tuple[tuple[Network, str], ...] = tuple(
+    (ipaddress.ip_network(block), name)
+    for block, name in (
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private-use"),
+        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private-use"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay anycast, deprecated"),
+        ("192.168.0.0/16", "private-use"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved, and limited broadcast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
+        ("100::/63", "discard-only and dummy prefixes"),
+        ("2001::/23", "IETF protocol assignments, Teredo included"),
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing SIDs"),
+        ("fc00::/7", "unique-local"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local, deprecated"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address decides
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+
+
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, Teredo client), if any."""
+    """The IPv4 address an IPv6 one carries (IPv4-mapped or -compatible, NAT64, 6to4, Teredo client)."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address.sixtofour is not None:
         return address.sixtofour
     if address.teredo is not None:
@@ -51,11 +99,14 @@ def why_refused(address: IPAddress) -> str | None:
         embedded = _embedded_ipv4(address)
         if embedded is not None and (inner := why_refused(embedded)):
             return f"carries {embedded}, which {inner}"
-        if address.ipv4_mapped is not None:
-            return None  # a mapped address is the IPv4 address it carries, which is public
+        if address.ipv4_mapped is not None or address in _NAT64:
+            return None  # the IPv4 address it carries (public) decides
     for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private", "is_reserved"):
         if getattr(address, attribute):
             return f"is {attribute.removeprefix('is_').replace('_', '-')}"
+    for network, name in _NOT_GLOBAL:  # what this Python's ipaddress does not know
+        if address in network:
+            return f"is in {network} ({name})"
     if not address.is_global:
         return "is not a global address"
     return None
