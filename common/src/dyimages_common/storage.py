@@ -66,13 +66,19 @@ def resolve_stored_path(images_dir: Path, path: str) -> Path:
 
 
 def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
-    """Write ``data`` at the stored ``path`` so no reader ever sees half a file.
+    """Write ``data`` at the stored ``path`` so no reader ever sees half a file, durably.
 
-    Writes a temporary file in the same folder, fsyncs it, then renames it into place. If the
-    file already exists (same bytes, by construction) nothing is written.
+    Writes a temporary file in the same folder, fsyncs it, renames it into place, then fsyncs the
+    folders: a rename lives in the directory, and until the directory is on disk a power cut can
+    undo it (the file's own fsync does not cover its name). Only when this returns may a record
+    say the image is stored. If the file already exists (same bytes, by construction) nothing is
+    written, but it and its folders are still fsynced: an earlier writer may have been killed
+    between its rename and its directory fsync.
     """
     target = resolve_stored_path(images_dir, path)
     if target.exists():
+        _fsync_path(target)
+        _fsync_folders(images_dir, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
@@ -86,7 +92,29 @@ def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folders(images_dir, target)
     return target
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory by path (a directory is opened read-only, as POSIX allows)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folders(images_dir: Path, target: Path) -> None:
+    """fsync the file's folder and each folder above it up to ``images_dir``: ``ab/cd/`` and ``ab/``
+    may have just been created, and their names live in the folder above."""
+    root = images_dir.resolve()
+    folder = target.parent
+    while True:
+        _fsync_path(folder)
+        if folder == root or not folder.is_relative_to(root):
+            return
+        folder = folder.parent
 
 
 def remove_stale_temp_files(images_dir: Path, older_than_s: float = 600.0) -> int:

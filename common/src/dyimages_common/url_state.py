@@ -53,11 +53,25 @@ class UrlFailure:
 
 
 def open_state(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the state database for writing."""
+    """Open (creating if needed) the state database for writing.
+
+    ``synchronous=FULL``, because the journal mode is DELETE (the rollback journal, so read-only
+    readers work). In that mode FULL is the level at which a committed transaction survives a
+    power cut and the database cannot be corrupted by one: SQLite syncs the journal before
+    writing the database and the database before deleting the journal. NORMAL skips a sync there,
+    and in rollback mode a power cut at the wrong moment can then corrupt the file or lose a
+    commit the caller was told is done (NORMAL is safe only with WAL).
+
+    The order that keeps a ``done`` row true is the writer's: the image file is fsynced and its
+    folder fsynced (``storage.write_atomic``) before the row is even written; FULL then makes the
+    row itself durable before the message is published. So after a power cut a row says ``done``
+    only for a file that is on disk; at worst a file is on disk with its row still ``pending``,
+    and the next run finds the same bytes and records them.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=DELETE")
-    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA busy_timeout=5000")
     connection.executescript(SCHEMA)
     present = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
@@ -129,3 +143,4 @@ def urls_for(path: Path, sha256: str) -> list[str]:
             "SELECT url FROM urls WHERE sha256 = ? AND status = 'done' ORDER BY url", (sha256,)
         ).fetchall()
     return [row[0] for row in rows]
+
