@@ -44,7 +44,8 @@ def _assert_done_means_stored(images_dir: Path) -> int:
     done = 0
     for url, (status, sha, path, _) in _rows(images_dir).items():
         if status == "done":
-            assert sha is not None and path is not None, url
+            assert sha is not None, url
+            assert path is not None, url
             file = resolve_stored_path(images_dir, path)
             assert file.is_file(), f"{url} is done but {path} is missing"
             assert sha256_hex(file.read_bytes()) == sha, f"{url} is done but {path} holds other bytes"
