@@ -8,16 +8,26 @@ setting a service reads is given by compose or has a default that works in the s
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
+from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.qdrant import connect_qdrant
+from dyimages_common.rabbit import amqp_url
+from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings
 from testkit import REPO_ROOT
+from testkit.compose import DUMMY_DOTENV, service_environment, settings_as_compose_gives, variable_names
+from testkit.recording_http import RecordingEndpoint
 
 pytestmark = pytest.mark.unit
 
@@ -60,25 +70,6 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
             assert re.search(r":v?\d+\.\d+\.\d+", service["image"]), f"{name} image not pinned: {service['image']}"
 
 
-def test_our_services_build_from_their_dockerfiles(compose: dict[str, Any]) -> None:
-    python_version = (REPO_ROOT / "common" / ".python-version").read_text().strip()
-    for name in OUR_SERVICES:
-        build = compose["services"][name]["build"]
-        context = (REPO_ROOT / build["context"]).resolve()
-        assert context == REPO_ROOT, "services build from the repository root (the workspace)"
-        dockerfile = (context / build["dockerfile"]).read_text()
-        package_dir = Path(build["dockerfile"]).parent
-        assert (REPO_ROOT / package_dir / ".python-version").read_text().strip() == python_version
-        assert f"python:{python_version}." in dockerfile, "the image runs the Python the tests run"
-        assert "uv sync --frozen --no-dev --no-install-workspace" in dockerfile, "dependencies layer first"
-        assert "--no-editable" in dockerfile
-        assert "--mount=type=cache" in dockerfile
-        users = re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE)
-        assert users, f"{name} runs as root"
-        assert users[-1] not in {"root", "0"}
-        assert "HEALTHCHECK" in dockerfile
-
-
 def test_workspace_members_are_the_services(compose: dict[str, Any]) -> None:
     import tomllib
 
@@ -86,10 +77,8 @@ def test_workspace_members_are_the_services(compose: dict[str, Any]) -> None:
     members = set(root["tool"]["uv"]["workspace"]["members"])
     assert members == OUR_SERVICES | {"common"}
     for member in members:
-        for needed in ("pyproject.toml", ".python-version", ".gitignore", "src", "tests"):
+        for needed in ("pyproject.toml", ".gitignore", "src", "tests"):
             assert (REPO_ROOT / member / needed).exists(), f"{member}/{needed} missing"
-    for name in OUR_SERVICES:
-        assert (REPO_ROOT / name / "Dockerfile").exists()
 
 
 def test_volumes_are_declared_and_images_read_only_where_only_read(compose: dict[str, Any]) -> None:
@@ -144,6 +133,11 @@ def test_the_lock_file_pins_the_torch_the_tests_run_on() -> None:
         assert locked[name] == version, f"uv.lock has {name} {locked[name]}, tests run {version}"
 
 
+def _settings_class(service: str) -> type[BaseSettings]:
+    module_name, class_name = SETTINGS_CLASSES[service].split(":")
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
 SETTINGS_CLASSES = {
     "downloader": "downloader.settings:DownloaderSettings",
     "indexer": "indexer.config:IndexerSettings",
@@ -152,61 +146,81 @@ SETTINGS_CLASSES = {
 }
 
 
-def _interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message} against ``env``."""
-
-    def replace(match: re.Match[str]) -> str:
-        name, op, arg = match[1], match[2], match[3] or ""
-        if env.get(name):
-            return env[name]
-        assert op != ":?", f"{name} is required"
-        return arg if op == ":-" else ""
-
-    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", replace, value)
-
-
 @pytest.mark.parametrize("service", sorted(OUR_SERVICES))
 def test_each_service_starts_with_the_settings_compose_gives_it(
     compose: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every variable compose sets is one the service reads (no typos), and together with the
     defaults they pass the service's own validation in production mode."""
-    import importlib
-    import os
-
-    from dyimages_common.settings import load_settings
-
-    dotenv = {"RABBITMQ_PASSWORD": "a-real-secret", "QDRANT_API_KEY": "another-secret"}
-    environment = {
-        key: _interpolate(str(value), dotenv) for key, value in compose["services"][service]["environment"].items()
-    }
-    module_name, class_name = SETTINGS_CLASSES[service].split(":")
-    settings_class = getattr(importlib.import_module(module_name), class_name)
-    fields = {_variable(name, field) for name, field in settings_class.model_fields.items()}
-    assert set(environment) - fields == set(), f"compose sets variables {service} does not read"
-
-    for key in list(os.environ):
-        if key.upper() in fields:
-            monkeypatch.delenv(key)
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings(settings_class)
+    environment = service_environment(service)
+    settings_class = _settings_class(service)
+    assert set(environment) - variable_names(settings_class) == set(), f"compose sets variables {service} does not read"
+    settings = settings_as_compose_gives(settings_class, environment, monkeypatch)
     assert settings.environment == "production"
 
 
 @pytest.mark.parametrize("service", sorted(OUR_SERVICES))
 def test_env_example_documents_every_setting_a_service_reads(service: str) -> None:
-    import importlib
-
-    module_name, class_name = SETTINGS_CLASSES[service].split(":")
-    settings_class = getattr(importlib.import_module(module_name), class_name)
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO_ROOT / ".env.example").read_text(), re.M))
-    missing = {_variable(name, field) for name, field in settings_class.model_fields.items()} - documented
+    missing = variable_names(_settings_class(service)) - documented
     assert missing == set(), f".env.example does not document {sorted(missing)}"
 
 
-def _variable(name: str, field: Any) -> str:
-    """The environment variable of a settings field: its first alias choice, else its name."""
-    alias = field.validation_alias
-    choices = getattr(alias, "choices", None)
-    return str(choices[0] if choices else alias or name).upper()
+# The clients each service builds from its settings (the embedding service builds none of them).
+CLIENTS = {
+    "downloader": {"rabbitmq"},
+    "indexer": {"rabbitmq", "qdrant", "embedding"},
+    "app": {"rabbitmq", "qdrant", "embedding"},
+    "embedding": set(),
+}
+
+
+async def _amqp_connection_target(url: str) -> tuple[str | None, int | None, str | None, str | None, str]:
+    """Where aiormq (under aio-pika) would connect for ``url``: built, never connected."""
+    connection = aiormq.Connection(url)
+    return connection.url.host, connection.url.port, connection.url.user, connection.url.password, connection.vhost
+
+
+@pytest.mark.parametrize("service", sorted(OUR_SERVICES))
+def test_the_clients_built_from_compose_values_reach_compose_services(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real clients, built from exactly what compose gives the service, aim at compose's services.
+
+    RabbitMQ: aiormq's own parsing of our AMQP URL. Embedding: the real httpx client's request URL.
+    Qdrant: the real qdrant-client talks to a recording stand-in (no Qdrant server runs here; only
+    host and port are pointed at the stand-in) and must speak plain HTTP with the api-key header,
+    which compose's Qdrant expects (see common/tests/test_qdrant_server_contract.py for TLS and URLs).
+    """
+    environment = service_environment(service)
+    settings = settings_as_compose_gives(_settings_class(service), environment, monkeypatch)
+    built = set()
+    if isinstance(settings, RabbitSettings):
+        target = asyncio.run(_amqp_connection_target(amqp_url(settings)))
+        assert target == ("rabbitmq", 5672, "dyimages", DUMMY_DOTENV["RABBITMQ_PASSWORD"], "/")
+        built.add("rabbitmq")
+    if isinstance(settings, EmbeddingClientSettings):
+        with EmbeddingClient(settings.embedding_service_url, timeout=settings.embedding_timeout_s) as client:
+            assert str(client._http.build_request("GET", "/info").url) == "http://embedding:8000/info"
+        built.add("embedding")
+    if isinstance(settings, QdrantSettings):
+        assert (settings.qdrant_host, settings.qdrant_port, settings.qdrant_path) == ("qdrant", 6333, None)
+        with RecordingEndpoint() as endpoint:
+            pointed = settings_as_compose_gives(
+                _settings_class(service),
+                environment,
+                monkeypatch,
+                QDRANT_HOST="127.0.0.1",
+                QDRANT_PORT=str(endpoint.port),
+            )
+            client = connect_qdrant(pointed)
+            try:
+                assert client.collection_exists(pointed.qdrant_collection) is True
+            finally:
+                client.close()
+            endpoint.wait_for("/")  # qdrant-client's version check, in its own thread
+        assert {(r.scheme, r.headers.get("api-key")) for r in endpoint.requests} == {
+            ("http", DUMMY_DOTENV["QDRANT_API_KEY"])
+        }
+        built.add("qdrant")
+    assert built == CLIENTS[service]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Passwords that must never reach production: RabbitMQ's built-in account and placeholders.
@@ -55,6 +55,17 @@ class RabbitSettings(BaseServiceSettings):
 class QdrantSettings(BaseServiceSettings):
     qdrant_host: str = "qdrant"
     qdrant_port: int = Field(6333, ge=1, le=65535)
+    qdrant_https: bool = Field(
+        False,
+        description="Talk TLS to QDRANT_HOST:QDRANT_PORT. Off by default: compose's Qdrant serves plain HTTP "
+        "on the private network (an API key alone never switches TLS on).",
+    )
+    qdrant_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+",
+        description="A full URL (https://qdrant.example.com:6333); overrides QDRANT_HOST, QDRANT_PORT and "
+        "QDRANT_HTTPS. Without a port, the scheme's own (80 or 443).",
+    )
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = Field(
         None,
@@ -62,6 +73,11 @@ class QdrantSettings(BaseServiceSettings):
         "instead of a server (laptops, tests; one process at a time).",
     )
     qdrant_collection: str = Field("images", min_length=1, max_length=255)
+
+    @field_validator("qdrant_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class EmbeddingClientSettings(BaseServiceSettings):
