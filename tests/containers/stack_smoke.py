@@ -1,0 +1,330 @@
+"""The container smoke: the real docker-compose.yml and the real Dockerfile, built and run on a Docker
+engine, checked the way a user meets the stack. Run by ``scripts/test-containers`` (which provides the
+engine, the stand-in images and a throwaway copy of the repository in ``SMOKE_REPO``); the file name
+keeps it out of the plain pytest run.
+
+What cannot be had on this machine, and what the smoke does instead (each said again where it matters):
+- no image can be pulled: Python, uv, RabbitMQ and Prometheus are local stand-ins built from Debian
+  packages and the uv wheel (scripts/lib/standin-images.sh);
+- no Qdrant server image: ``compose.smoke.yml`` runs the indexer and the app on qdrant-client's
+  embedded store in a shared volume, one process at a time (the store locks its folder);
+- no Grafana image: its password guard runs in the Python stand-in instead;
+- no model weights can be downloaded: ``.env`` says ``MODEL_PRETRAINED=none`` (random weights; an image
+  still finds itself first, its vector is the same);
+- no GPU: the GPU override is only parsed and merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from skimage import data as skimage_data
+
+from testkit.browser import chromium, result_images, search_in_browser
+
+REPO = Path(os.environ.get("SMOKE_REPO", "/nonexistent"))
+OVERRIDE = Path(__file__).with_name("compose.smoke.yml")
+PROJECT = "dyimages-smoke"
+SUBNET = "172.30.77.0/24"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+OUR_SERVICES = ("downloader", "indexer", "embedding", "app")
+RUNNING = ("rabbitmq", "embedding", "downloader", "indexer", "app", "photos")
+# scikit-image's sample photos (real photographs, in the venv): name -> loader.
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field")
+APP_URL = "http://127.0.0.1:8501"
+SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER)_")
+REPORT: dict[str, Any] = {}
+
+
+def _env(photos: Path) -> dict[str, str]:
+    """This process's environment minus the stack's settings (only .env may set those), plus the
+    override's inputs."""
+    env = {key: value for key, value in os.environ.items() if not SECRET_NAMES.match(key)}
+    env.update(
+        SMOKE_PHOTOS=str(photos),
+        SMOKE_SUBNET=SUBNET,
+        SMOKE_CA_BUNDLE=str(CA_BUNDLE),
+        SMOKE_PYTHON_IMAGE=os.environ.get("SMOKE_PYTHON_IMAGE", ""),
+    )
+    return env
+
+
+class Stack:
+    """``docker compose`` on the copy of the repository, with or without the smoke override."""
+
+    def __init__(self, photos: Path) -> None:
+        self.photos = photos
+        self.env = _env(photos)
+
+    def compose(
+        self,
+        *args: str,
+        files: tuple[str, ...] = ("docker-compose.yml", str(OVERRIDE)),
+        check: bool = True,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess[str]:
+        command = ["docker", "compose", "--project-directory", str(REPO), "-p", PROJECT]
+        for file in files:
+            command += ["-f", file]
+        result = subprocess.run(
+            [*command, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"docker compose {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"docker {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def exec(self, service: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.compose("exec", "-T", service, *command, check=check)
+
+    def containers(self) -> list[dict[str, Any]]:
+        out = self.compose("ps", "--all", "--format", "json").stdout.strip()
+        rows = json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines() if line]
+        return rows
+
+    def wait_healthy(self, services: tuple[str, ...], timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = {row["Service"]: (row["State"], row.get("Health", "")) for row in self.containers()}
+            if all(state.get(name) == ("running", "healthy") for name in services):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"not healthy after {timeout} s: {state}\n{self.compose('logs', '--tail=30').stdout}")
+            time.sleep(2)
+
+    def metric(self, service: str, port: int, name: str) -> float:
+        """A counter's value, read from inside the service's container (the port is not published)."""
+        script = (
+            "import urllib.request, sys\n"
+            f"body = urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=5).read().decode()\n"
+            f"print(sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith('{name}')))"
+        )
+        result = self.exec(service, "python", "-c", script, check=False)
+        return float(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else -1.0
+
+    def search_image(self, photo: str) -> dict[str, Any]:
+        """``dyimages search --image`` inside the app container (the indexer must be stopped: the
+        embedded store admits one process at a time)."""
+        self.compose("cp", str(self.photos / f"{photo}.jpg"), f"app:/tmp/{photo}.jpg")
+        result = self.exec("app", "dyimages", "search", "--image", f"/tmp/{photo}.jpg", "--top-k", "100", "--json")
+        return json.loads(result.stdout)
+
+
+def _write_photos(folder: Path) -> None:
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    for name in PHOTOS:
+        pixels = getattr(skimage_data, name)()
+        image = Image.fromarray(pixels).convert("RGB")
+        path = folder / f"{name}.jpg"
+        image.save(path, "JPEG", quality=90)
+        path.chmod(0o644)
+
+
+def _photo_url(name: str) -> str:
+    return f"http://photos:8080/{name}.jpg"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    assert (REPO / "docker-compose.yml").exists(), "run this through scripts/test-containers (SMOKE_REPO)"
+    photos = REPO.parent / "photos"
+    _write_photos(photos)
+    stack = Stack(photos)
+    yield stack
+    stack.compose("--profile", "monitoring", "down", "-v", "--remove-orphans", check=False)
+    print("\n[smoke] summary:", json.dumps(REPORT, indent=1))
+
+
+def test_without_env_compose_says_in_one_line_what_to_set(stack: Stack) -> None:
+    assert not (REPO / ".env").exists()
+    result = stack.compose("config", "-q", files=("docker-compose.yml",), check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(r"Set (RABBITMQ_PASSWORD|QDRANT_API_KEY) in \.env \(see \.env\.example\)", lines[0])
+
+
+def test_init_env_is_all_a_first_start_needs_and_a_missing_password_is_one_clear_line(stack: Stack) -> None:
+    subprocess.run(["./scripts/init-env"], cwd=REPO, check=True, env=stack.env)
+    env_file = REPO / ".env"
+    written = env_file.read_text()
+    stack.compose("config", "-q", files=("docker-compose.yml",))
+    # A wrong .env: the RabbitMQ password emptied.
+    env_file.write_text(re.sub(r"^RABBITMQ_PASSWORD=.*$", "RABBITMQ_PASSWORD=", written, flags=re.M))
+    result = stack.compose("config", "-q", files=("docker-compose.yml",), check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "Set RABBITMQ_PASSWORD in .env" in result.stderr
+    # No Grafana password: the default stack still starts (the monitoring profile is off) ...
+    env_file.write_text(re.sub(r"^GRAFANA_ADMIN_PASSWORD=.*$", "GRAFANA_ADMIN_PASSWORD=", written, flags=re.M))
+    stack.compose("config", "-q", files=("docker-compose.yml",))
+    env_file.write_text(written)
+    # What this machine needs on top (said here, not hidden): no weights can be downloaded, so random
+    # weights; the photo server is on the compose network, which the SSRF guard refuses by default.
+    with env_file.open("a") as out:
+        out.write(f"\n# container smoke only\nMODEL_PRETRAINED=none\nDOWNLOADER_ALLOWED_NETWORKS={SUBNET}\n")
+
+
+def test_grafana_refuses_to_start_without_its_password(stack: Stack) -> None:
+    """Grafana's image cannot be had here: its entrypoint from the merged config runs in the Python
+    stand-in (a stand-in for the Grafana image), which has /bin/sh but no /run.sh."""
+    config = json.loads(
+        stack.compose("--profile", "monitoring", "config", "--format", "json", files=("docker-compose.yml",)).stdout
+    )
+    entrypoint = config["services"]["grafana"]["entrypoint"]
+    image = os.environ["SMOKE_PYTHON_IMAGE"]
+    refused = stack.docker(
+        "run",
+        "--rm",
+        "-e",
+        "GF_SECURITY_ADMIN_PASSWORD=",
+        "--entrypoint",
+        entrypoint[0],
+        image,
+        *entrypoint[1:],
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "Set GRAFANA_ADMIN_PASSWORD in .env to use the monitoring profile"
+    allowed = stack.docker(
+        "run",
+        "--rm",
+        "-e",
+        "GF_SECURITY_ADMIN_PASSWORD=x",
+        "--entrypoint",
+        entrypoint[0],
+        image,
+        *entrypoint[1:],
+        check=False,
+    )
+    assert allowed.returncode == 127, "with a password the guard hands over to Grafana's /run.sh"
+
+
+def test_gpu_override_parses_and_merges(stack: Stack) -> None:
+    """Parsed and merged only: running it needs an NVIDIA GPU and the NVIDIA Container Toolkit,
+    which this machine does not have."""
+    config = json.loads(
+        stack.compose("config", "--format", "json", files=("docker-compose.yml", "docker-compose.gpu.yml")).stdout
+    )
+    embedding = config["services"]["embedding"]
+    assert embedding["environment"]["DEVICE"] == "cuda"
+    assert embedding["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert embedding["build"]["target"] == "embedding"
+    print("\n[smoke] GPU override: parsed and merged; not run (needs an NVIDIA GPU and its container toolkit)")
+
+
+@pytest.mark.timeout(3600)
+def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> None:
+    started = time.monotonic()
+    stack.compose("build", *OUR_SERVICES, timeout=3600)
+    REPORT["build_seconds"] = round(time.monotonic() - started)
+    sizes = {}
+    for service in OUR_SERVICES:
+        image = json.loads(stack.docker("image", "inspect", f"{PROJECT}-{service}").stdout)[0]
+        assert image["Config"]["User"] == "dyimages"
+        assert not any(var.startswith("SSL_CERT_FILE=") for var in image["Config"]["Env"]), "no build CA in images"
+        sizes[service] = f"{image['Size'] / 1e6:.0f} MB"
+    REPORT["image_sizes"] = sizes
+    print(f"\n[smoke] build: {REPORT['build_seconds']} s; image sizes: {sizes}")
+
+
+@pytest.mark.timeout(1200)
+def test_up_build_brings_every_container_healthy_and_none_runs_as_root(stack: Stack) -> None:
+    print("\n[smoke] no Qdrant server image here: indexer and app use the embedded store (compose.smoke.yml)")
+    stack.compose("up", "--build", "-d", "--wait", "--wait-timeout", "900", timeout=1200)
+    stack.wait_healthy(RUNNING)
+    for row in stack.containers():
+        top = stack.docker("top", row["ID"], "-eo", "uid,pid,args").stdout.splitlines()[1:]
+        assert top, f"{row['Service']} has no processes"
+        for line in top:
+            assert line.split()[0] != "0", f"{row['Service']} runs as root: {line}"
+
+
+@pytest.mark.timeout(600)
+def test_prometheus_scrapes_every_target_under_the_monitoring_profile(stack: Stack) -> None:
+    """Prometheus is Debian's package in a stand-in image; Grafana's image cannot be had (not started)."""
+    stack.compose("--profile", "monitoring", "up", "-d", "--no-deps", "--wait", "prometheus")
+    deadline = time.monotonic() + 120
+    while True:
+        body = stack.exec("prometheus", "wget", "-qO-", "http://127.0.0.1:9090/api/v1/targets").stdout
+        targets = json.loads(body)["data"]["activeTargets"]
+        health = {t["labels"]["job"]: (t["health"], t.get("lastError", "")) for t in targets}
+        if {"downloader", "indexer", "embedding", "rabbitmq"} <= set(health) and all(
+            state == "up" for state, _ in health.values()
+        ):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"scrape targets not all up: {health}")
+        time.sleep(3)
+
+
+@pytest.mark.timeout(900)
+def test_urls_added_while_running_are_downloaded_and_indexed(stack: Stack) -> None:
+    with (REPO / "downloader" / "image_urls.txt").open("a") as urls:
+        urls.write("".join(f"{_photo_url(name)}\n" for name in PHOTOS))
+    deadline = time.monotonic() + 600
+    while (indexed := stack.metric("indexer", 9100, "dyimages_indexer_indexed_total")) < len(PHOTOS):
+        if time.monotonic() > deadline:
+            pytest.fail(f"indexed {indexed} of {len(PHOTOS)}\n{stack.compose('logs', '--tail=40').stdout}")
+        time.sleep(3)
+
+
+def test_the_cli_in_the_app_container_finds_the_photo_first(stack: Stack) -> None:
+    stack.compose("stop", "indexer")  # the embedded store: one process at a time
+    found = stack.search_image("coffee")
+    assert found["results"], found
+    assert found["results"][0]["url"] == _photo_url("coffee")
+    assert len(found["results"]) == len(PHOTOS)
+    REPORT["indexed"] = len(found["results"])
+
+
+@pytest.mark.browser
+def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{APP_URL}/_stcore/health", timeout=10) as response:
+        assert response.status == 200
+    with chromium() as driver:
+        search_in_browser(driver, APP_URL, "a cup of coffee", expected_results=len(PHOTOS), timeout=120)
+        shown = result_images(driver)
+    assert len(shown) == len(PHOTOS)
+    assert all(image["width"] > 0 for image in shown)
+
+
+@pytest.mark.timeout(1200)
+def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
+    files_before = stack.exec("downloader", "find", "/data/images", "-type", "f").stdout.split()
+    assert any(path.endswith("downloader.sqlite3") for path in files_before), "downloader state in the volume"
+    stack.exec("embedding", "sh", "-c", "echo kept > /models/smoke-marker")  # writable by uid 10001
+    stack.compose("restart", "app")  # lets go of the store the page opened
+    stack.compose("start", "indexer")
+    stack.wait_healthy(("indexer",))
+    stack.compose("restart", "indexer")
+    stack.wait_healthy(("indexer",))
+    stack.compose("down")
+    stack.compose("up", "-d", "--wait", "--wait-timeout", "900", timeout=1200)
+    stack.wait_healthy(RUNNING)
+    assert stack.exec("embedding", "cat", "/models/smoke-marker").stdout.strip() == "kept", "model-cache volume"
+    files_after = stack.exec("downloader", "find", "/data/images", "-type", "f").stdout.split()
+    assert sorted(files_after) == sorted(files_before), "images and downloader state kept"
+    stack.compose("stop", "indexer")
+    found = stack.search_image("rocket")
+    assert found["results"][0]["url"] == _photo_url("rocket")
+    assert len(found["results"]) == len(PHOTOS), "the index kept every image"
