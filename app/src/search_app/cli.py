@@ -8,6 +8,7 @@ answering. With ``--json`` the result is one JSON object on stdout; messages go 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from dyimages_common.embedding_api import EmbeddingRequestError, EmbeddingUnavai
 from dyimages_common.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from dyimages_common.storage import FORMATS
+from search_app.audit import KINDS, UrlFileUnreadable, audit
 from search_app.clients import Clients, open_clients, open_qdrant
 from search_app.reindex import ReindexResult, messages_for, publish_all
 from search_app.search import (
@@ -317,6 +319,63 @@ def drop(
         if existed
         else f"collection {settings.qdrant_collection} did not exist"
     )
+
+
+AUDIT_HELP = (
+    "Check that the books balance: URL file (URLS_FILE), downloader state, images folder, index and dead letters.\n\n"
+    "Exit 0 when they balance, 1 when any problem is found, 2 when URLS_FILE cannot be read, 3 when a store is "
+    "not answering. Run it on an idle pipeline: work in flight (pending or retrying downloads, unconfirmed or "
+    "queued messages, dead-lettered images) is counted apart, not as a problem.\n\n"
+    '--json prints {"schema_version": 1, "balanced": bool, '
+    '"counts": {"url_file": {"urls", "invalid_lines"}, "state": {"rows", "pending", "retrying", "done", "failed"}, '
+    '"images": {"files", "done_images"}, "index": {"exists", "model", "points"}, '
+    '"queue": {"queued", "dead_lettered"}}, '
+    '"in_flight": {"pending", "retrying", "unconfirmed", "queued_for_index", "dead_lettered"}, '
+    '"problem_counts": {kind: int}, "problems": [{"kind", "detail", "url", "sha256", "path"}]}.\n\n'
+    "Problem kinds: " + "; ".join(f"{kind}: {meaning}" for kind, meaning in KINDS.items()) + "."
+)
+
+
+@app.command("audit", help=AUDIT_HELP)
+def audit_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Problems listed in the text output.")] = 50,
+) -> None:
+    """Check that the books balance (see AUDIT_HELP)."""
+    settings = _settings()
+    try:
+        qdrant = open_qdrant(settings)
+    except QdrantUnavailable as exc:
+        _fail(str(exc), 3)
+    try:
+        report = audit(settings, qdrant)
+    except UrlFileUnreadable as exc:
+        _fail(str(exc), 2)
+    except sqlite3.Error as exc:
+        _fail(f"cannot read the downloader state {settings.state_db_path}: {exc}", 3)
+    except QDRANT_ERRORS as exc:
+        _fail(f"Qdrant is not answering: {exc}", 3)
+    except RABBIT_ERRORS as exc:
+        _fail(f"RabbitMQ at {settings.rabbitmq_host}:{settings.rabbitmq_port} is not answering: {exc!r}", 3)
+    finally:
+        qdrant.close()
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        table = Table(show_header=False, box=None)
+        for part, numbers in report.counts.items():
+            table.add_row(part, ", ".join(f"{name} {value}" for name, value in numbers.items()))
+        table.add_row("in flight", ", ".join(f"{name} {value}" for name, value in report.in_flight.items()))
+        out.print(table)
+        for problem in report.problems[:limit]:
+            what = problem.url or problem.path or problem.sha256 or ""
+            out.print(f"{problem.kind}: {what} ({problem.detail})", highlight=False, soft_wrap=True)
+        if len(report.problems) > limit:
+            out.print(f"... and {len(report.problems) - limit} more (--limit, --json)")
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.kinds().items()))
+        out.print("the books balance" if report.balanced else f"{len(report.problems)} problem(s): {kinds}")
+    if not report.balanced:
+        raise typer.Exit(1)
 
 
 def main() -> None:

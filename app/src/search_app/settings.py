@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings, StateDbSettings
 
 
 class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings):
+    urls_file: Path = Field(
+        Path("/data/urls/image_urls.txt"), description="The downloader's URL list, read (only) by `dyimages audit`."
+    )
     app_host: str = Field("0.0.0.0", min_length=1, description="Address the UI listens on.")  # noqa: S104
     app_port: int = Field(8501, ge=1, le=65535, description="Port the UI listens on.")
     app_top_k: int = Field(12, ge=1, le=200, description="Results a new query shows (UI and CLI default).")

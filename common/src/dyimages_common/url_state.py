@@ -144,3 +144,23 @@ def urls_for(path: Path, sha256: str) -> list[str]:
         ).fetchall()
     return [row[0] for row in rows]
 
+
+@dataclass(frozen=True)
+class UrlRow:
+    """One URL's whole row, for checks that look at every URL (``dyimages audit``)."""
+
+    url: str
+    status: str
+    sha256: str | None
+    path: str | None
+    last_error: str | None
+    published: bool
+
+
+def all_rows(path: Path) -> list[UrlRow]:
+    """Every URL's row; empty if there is no state yet."""
+    with _reading(path) as connection:
+        if connection is None:
+            return []
+        rows = connection.execute("SELECT url, status, sha256, path, last_error, published FROM urls").fetchall()
+    return [UrlRow(*row[:5], published=bool(row[5])) for row in rows]

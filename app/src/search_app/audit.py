@@ -1,0 +1,313 @@
+"""`dyimages audit`: do the pipeline's books balance? Every URL, file, point and dead letter accounted for.
+
+Four ledgers are read, each read-only, and held against each other:
+
+* the URL file (``URLS_FILE``, parsed as the downloader parses it);
+* the downloader's state (``STATE_DB``): one row per URL, ``pending``/``retrying``/``done``/``failed``;
+* the images folder (``IMAGES_DIR``): one content-addressed file per distinct image;
+* the index (Qdrant): one point per distinct image, its ``urls``, the ``model`` that made it;
+
+plus the queues (work-queue depth, and every dead letter, peeked and never consumed).
+
+The books balance when each URL of the file is done, failed with a reason, or still pending or
+retrying; each done URL's file is stored with bytes that hash to its name, and its image's point
+lists that URL and was made by the collection's model; each dead letter names its reason; and
+nothing is orphaned (a file or a point no done URL leads to, a point whose file is gone, a state
+row whose URL left the file). Each way this can fail is one problem ``kind`` (:data:`KINDS`).
+
+A done URL whose point is still missing while messages wait in the work queue, or whose message
+the broker has not confirmed yet, is work in flight, counted apart and not a problem; so is a done
+URL the indexer dead-lettered (the dead letter names why). Run it on an idle pipeline for the full
+answer: a batch the indexer is embedding at that very moment is neither queued nor written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+
+from dyimages_common import url_state
+from dyimages_common.points import point_id
+from dyimages_common.qdrant import collection_model
+from dyimages_common.rabbit import queue_depths
+from dyimages_common.storage import UnsafePathError, check_stored_path, resolve_stored_path
+from dyimages_common.url_list import read_url_file
+from search_app.dead_letters import DeadLetter, peek_dead_letters
+from search_app.settings import AppSettings
+
+# Every kind of problem the audit names, with what it means (the CLI's --help and the README list these).
+KINDS: dict[str, str] = {
+    "url_not_seen": "a URL of the file has no row in the downloader's state",
+    "failed_without_reason": "a failed URL whose state row names no reason",
+    "url_not_in_file": "a state row whose URL is no longer in the URL file",
+    "done_without_image": "a done URL whose row records no sha256 or path",
+    "image_missing": "a done URL's image file is not in IMAGES_DIR",
+    "image_corrupt": "a stored file whose bytes do not hash to its name",
+    "point_missing": "a done URL's image has no point (nothing queued, no dead letter for it)",
+    "url_missing_from_point": "a done URL is not in the `urls` of its image's point",
+    "point_wrong_model": "a point whose payload `model` is not the collection's model",
+    "point_wrong_id": "a point whose id is not the one derived from its sha256",
+    "point_without_image": "a point whose image file is missing",
+    "point_without_url": "a point no done URL leads to",
+    "image_without_point": "a stored file no point holds and no done URL leads to",
+    "dead_letter_without_reason": "a dead-lettered message with no reason header",
+}
+NO_REASON = "unknown"  # what search_app.dead_letters reports for a dead letter without any reason
+_HASH_CHUNK = 1 << 20
+
+
+class UrlFileUnreadable(RuntimeError):
+    """URLS_FILE cannot be read (missing, not a file, no permission): a setting to fix, not a problem found."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    detail: str
+    url: str | None = None
+    sha256: str | None = None
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    id: str
+    sha256: str
+    path: str
+    urls: tuple[str, ...]
+    model: str | None
+
+
+@dataclass
+class Ledgers:
+    """What each source holds, read once."""
+
+    url_file: list[str]
+    invalid_lines: int
+    rows: list[url_state.UrlRow]
+    files: dict[str, str]  # sha256 -> relative path of every stored-image file
+    points: list[StoredPoint]
+    collection_exists: bool
+    collection_model: str | None
+    queued: int
+    dead_letters: list[DeadLetter]
+
+
+@dataclass
+class AuditReport:
+    counts: dict[str, Any]
+    in_flight: dict[str, int]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return not self.problems
+
+    def kinds(self) -> Counter[str]:
+        return Counter(problem.kind for problem in self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "balanced": self.balanced,
+            "counts": self.counts,
+            "in_flight": self.in_flight,
+            "problem_counts": dict(sorted(self.kinds().items())),
+            "problems": [problem.to_json() for problem in self.problems],
+        }
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def _stored_files(images_dir: Path) -> dict[str, str]:
+    """sha256 -> relative path of every file shaped like a stored image (temporary files are not)."""
+    files: dict[str, str] = {}
+    if not images_dir.is_dir():
+        return files
+    for path in images_dir.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
+        relative = path.relative_to(images_dir).as_posix()
+        try:
+            check_stored_path(relative)
+        except UnsafePathError:
+            continue
+        if path.is_file():
+            files[path.stem] = relative
+    return files
+
+
+def _points(client: QdrantClient, collection: str) -> list[StoredPoint]:
+    found: list[StoredPoint] = []
+    offset = None
+    while True:
+        records, offset = client.scroll(
+            collection,
+            limit=1000,
+            offset=offset,
+            with_payload=["sha256", "path", "urls", "url", "model"],
+            with_vectors=False,
+        )
+        for record in records:
+            payload = record.payload or {}
+            urls = payload.get("urls") or ([payload["url"]] if payload.get("url") else [])
+            found.append(
+                StoredPoint(
+                    id=str(record.id),
+                    sha256=str(payload.get("sha256") or ""),
+                    path=str(payload.get("path") or ""),
+                    urls=tuple(str(url) for url in urls),
+                    model=str(payload["model"]) if payload.get("model") is not None else None,
+                )
+            )
+        if offset is None:
+            return found
+
+
+def read_ledgers(settings: AppSettings, qdrant: QdrantClient) -> Ledgers:
+    """Read every source once. Raises UrlFileUnreadable, sqlite3.Error (state), Qdrant's and RabbitMQ's errors."""
+    try:
+        listed = read_url_file(settings.urls_file)
+    except OSError as exc:
+        raise UrlFileUnreadable(f"URLS_FILE={str(settings.urls_file)!r} cannot be read: {exc.strerror or exc}") from exc
+    rows = url_state.all_rows(settings.state_db_path)
+    collection = settings.qdrant_collection
+    model, _ = collection_model(qdrant, collection)
+    exists = qdrant.collection_exists(collection)
+    points = _points(qdrant, collection) if exists else []
+    depths = asyncio.run(asyncio.wait_for(queue_depths(settings), timeout=30))
+    letters = peek_dead_letters(settings, limit=depths["dead_lettered"]) if depths["dead_lettered"] else []
+    return Ledgers(
+        url_file=listed.urls,
+        invalid_lines=len(listed.invalid),
+        rows=rows,
+        files=_stored_files(settings.images_dir),
+        points=points,
+        collection_exists=exists,
+        collection_model=model,
+        queued=depths["queued"],
+        dead_letters=letters,
+    )
+
+
+def _hash_matches(images_dir: Path, relative: str, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    with resolve_stored_path(images_dir, relative).open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
+# -- checking ----------------------------------------------------------------------------------------
+
+
+def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
+    """Hold the ledgers against each other; every imbalance becomes a :class:`Problem`."""
+    problems: list[Problem] = []
+
+    def flag(kind: str, detail: str, **where: str | None) -> None:
+        problems.append(Problem(kind, detail, **where))  # type: ignore[arg-type]
+
+    in_file = set(ledgers.url_file)
+    rows = {row.url: row for row in ledgers.rows}
+    points_by_sha = {point.sha256: point for point in ledgers.points}
+    dead_shas = {letter.sha256 for letter in ledgers.dead_letters if letter.sha256}
+    dead_urls = {letter.url for letter in ledgers.dead_letters if letter.url}
+    in_flight = Counter({"pending": 0, "retrying": 0, "unconfirmed": 0, "queued_for_index": 0, "dead_lettered": 0})
+
+    # URL file <-> state
+    for url in ledgers.url_file:
+        row = rows.get(url)
+        if row is None:
+            flag("url_not_seen", "in the URL file, not in the downloader's state", url=url)
+        elif row.status in ("pending", "retrying"):
+            in_flight[row.status] += 1
+        elif row.status == "failed" and not (row.last_error or "").strip():
+            flag("failed_without_reason", "failed, no reason recorded", url=url)
+    for row in ledgers.rows:
+        if row.url not in in_file:
+            flag("url_not_in_file", f"state says {row.status}; the URL left the file", url=row.url, sha256=row.sha256)
+
+    # done URLs -> file -> point
+    done = [row for row in ledgers.rows if row.status == "done" and row.url in in_file]
+    done_shas: dict[str, list[url_state.UrlRow]] = defaultdict(list)
+    for row in done:
+        if not row.sha256 or not row.path:
+            flag("done_without_image", "done, but no sha256/path recorded", url=row.url)
+            continue
+        done_shas[row.sha256].append(row)
+    verified: dict[str, bool] = {}
+    for sha, sha_rows in done_shas.items():
+        path = sha_rows[0].path or ""
+        if ledgers.files.get(sha) != path:
+            for row in sha_rows:
+                flag("image_missing", f"{path} is not in IMAGES_DIR", url=row.url, sha256=sha, path=path)
+            continue
+        verified[sha] = _hash_matches(images_dir, path, sha)
+        point = points_by_sha.get(sha)
+        for row in sha_rows:
+            if point is not None and row.url in point.urls:
+                continue
+            if not row.published or ledgers.queued > 0:
+                in_flight["unconfirmed" if not row.published else "queued_for_index"] += 1
+            elif sha in dead_shas or row.url in dead_urls:
+                in_flight["dead_lettered"] += 1
+            elif point is None:
+                flag("point_missing", "done and stored, not in the index", url=row.url, sha256=sha)
+            else:
+                flag("url_missing_from_point", "its image's point does not list it", url=row.url, sha256=sha)
+
+    # files: intact, and held by a point or led to by a done URL
+    for sha, path in ledgers.files.items():
+        if verified.get(sha, True) is False or (sha not in verified and not _hash_matches(images_dir, path, sha)):
+            flag("image_corrupt", "the bytes do not hash to the file's name", sha256=sha, path=path)
+        if sha not in points_by_sha and sha not in done_shas:
+            flag("image_without_point", "stored, but no point and no done URL", sha256=sha, path=path)
+
+    # points: right id, right model, a file behind, a done URL leading to it
+    for point in ledgers.points:
+        if point.id != point_id(point.sha256):
+            flag("point_wrong_id", f"id {point.id}", sha256=point.sha256, path=point.path)
+        if ledgers.collection_model is not None and point.model != ledgers.collection_model:
+            flag(
+                "point_wrong_model",
+                f"made by {point.model!r}; the collection holds {ledgers.collection_model!r}",
+                sha256=point.sha256,
+            )
+        if point.sha256 not in ledgers.files:
+            flag("point_without_image", "no file in IMAGES_DIR", sha256=point.sha256, path=point.path)
+        if point.sha256 not in done_shas:
+            flag("point_without_url", "no done URL in the file leads to it", sha256=point.sha256)
+
+    for letter in ledgers.dead_letters:
+        if not letter.reason.strip() or letter.reason == NO_REASON:
+            flag("dead_letter_without_reason", letter.body[:120], url=letter.url, sha256=letter.sha256)
+
+    statuses = Counter(row.status for row in ledgers.rows)
+    counts = {
+        "url_file": {"urls": len(ledgers.url_file), "invalid_lines": ledgers.invalid_lines},
+        "state": {
+            "rows": len(ledgers.rows),
+            **{status: statuses.get(status, 0) for status in url_state.STATUSES},
+        },
+        "images": {"files": len(ledgers.files), "done_images": len(done_shas)},
+        "index": {
+            "exists": ledgers.collection_exists,
+            "model": ledgers.collection_model,
+            "points": len(ledgers.points),
+        },
+        "queue": {"queued": ledgers.queued, "dead_lettered": len(ledgers.dead_letters)},
+    }
+    return AuditReport(counts=counts, in_flight=dict(in_flight), problems=problems)
+
+
+def audit(settings: AppSettings, qdrant: QdrantClient) -> AuditReport:
+    """Read every ledger and check them (the CLI's `audit`, and the soak's oracle)."""
+    return check(read_ledgers(settings, qdrant), settings.images_dir)
