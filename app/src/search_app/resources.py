@@ -18,7 +18,8 @@ from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.logs import configure_logging
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
-from search_app.search import CachedEmbedder, facet_values
+from search_app.query_cache import QueryCache, ServiceIdentity
+from search_app.search import CachedEmbedder, Embedder, facet_values
 from search_app.settings import AppSettings
 from search_app.thumbnails import thumbnail
 
@@ -84,14 +85,37 @@ def caches(settings: AppSettings) -> Caches:
     return _caches(settings.app_query_cache_size, settings.app_thumbnail_cache_size)
 
 
-def embedder(settings: AppSettings, client: EmbeddingClient) -> CachedEmbedder:
-    """An embedder whose text and image vectors come from the per-process cache."""
+def _store(settings: AppSettings) -> str:
+    return str(settings.qdrant_path or f"{settings.qdrant_host}:{settings.qdrant_port}")
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda cache: cache.close() if cache else None)
+def _query_cache(url: str, timeout_s: float, results_ttl_s: int, store: str) -> QueryCache | None:
+    return QueryCache(url, store=store, timeout_s=timeout_s, results_ttl_s=results_ttl_s) if url else None
+
+
+def query_cache(settings: AppSettings) -> QueryCache | None:
+    """The process's Redis query cache, or None when REDIS_URL is empty."""
+    ttl_s = settings.app_results_cache_ttl_s
+    return _query_cache(settings.redis_url, settings.redis_timeout_s, ttl_s, _store(settings))
+
+
+@st.cache_resource(show_spinner=False)
+def _identity(_client: EmbeddingClient, service_url: str) -> ServiceIdentity:
+    return ServiceIdentity(_client)
+
+
+def embedder(settings: AppSettings, client: EmbeddingClient) -> Embedder:
+    """An embedder whose text and image vectors come from the per-process cache, behind the Redis
+    query cache when there is one."""
     cached = caches(settings)
     url = settings.embedding_service_url
-    return CachedEmbedder(
+    local = CachedEmbedder(
         text_fn=lambda text: cached.text(client, url, text),
         image_fn=lambda data: cached.image(client, url, data),
     )
+    shared = query_cache(settings)
+    return local if shared is None else shared.embedder(local, _identity(client, url))
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)
@@ -102,8 +126,7 @@ def _domains(_clients: Clients, store: str, collection: str) -> list[str]:
 def domain_choices(settings: AppSettings, clients: Clients) -> list[str]:
     """The source domains in the index, most images first; refreshed every two minutes (a facet
     over every point is a full scan in embedded mode)."""
-    store = str(settings.qdrant_path or f"{settings.qdrant_host}:{settings.qdrant_port}")
-    return _domains(clients, store, settings.qdrant_collection)
+    return _domains(clients, _store(settings), settings.qdrant_collection)
 
 
 def thumbnail_of(settings: AppSettings, path: str, size: int) -> bytes:

@@ -15,16 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import REINDEX_HINT, collection_model
+from dyimages_common.qdrant import REINDEX_HINT, collection_model, collection_weights
+
+if TYPE_CHECKING:
+    from search_app.query_cache import QueryCache
 
 # A negative term: `-word` or `-"a phrase"`, at the start or after whitespace.
 _NEGATIVE = re.compile(r'(?:^|(?<=\s))-(?:"([^"]+)"|(\S+))')
@@ -170,13 +173,22 @@ class ServiceEmbedder:
     def image(self, data: bytes) -> np.ndarray:
         return self._client.embed_image_bytes(data)
 
+    def answered_by(self) -> ModelIdentity | None:
+        return self._client.answered_by
+
+
+def _unknown() -> ModelIdentity | None:
+    return None
+
 
 @dataclass(frozen=True)
 class CachedEmbedder:
-    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers."""
+    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers (and, to check the
+    model, ``answered_by_fn``: the client's ``answered_by``)."""
 
     text_fn: Callable[[str], np.ndarray]
     image_fn: Callable[[bytes], np.ndarray]
+    answered_by_fn: Callable[[], ModelIdentity | None] = _unknown
 
     def text(self, text: str) -> np.ndarray:
         return self.text_fn(text)
@@ -292,17 +304,30 @@ def search(
     limit: int = 10,
     offset: int = 0,
     negative_weight: float = 0.5,
+    cache: QueryCache | None = None,
 ) -> list[Hit]:
     """Run a query: embed its parts, combine them, search with its filters.
 
-    "More like this" leaves the image itself out of its own results.
+    "More like this" leaves the image itself out of its own results. With a ``cache``, the page
+    of results comes from Redis when the same vector, filters and page were asked since the last
+    image was indexed (:mod:`search_app.query_cache`); vectors are cached by the embedder.
     """
     if query.is_empty():
         raise QueryError("nothing to search for: type a text, upload an image or pick an image")
     vector = query_vector(query, embedder, client, collection, negative_weight)
+    if query.parsed.positive or query.image is not None:
+        check_query_model(client, collection, answered_by(embedder))
     exclude = [point_id(query.like)] if query.like else []
-    return search_vector(
-        client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude
+
+    def run() -> list[Hit]:
+        return search_vector(
+            client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude
+        )
+
+    if cache is None:
+        return run()
+    return cache.results(
+        client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude, compute=run
     )
 
 

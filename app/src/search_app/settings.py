@@ -26,6 +26,11 @@ class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, State
     app_negative_weight: float = Field(
         0.5, ge=0.0, le=2.0, description="Weight of negative terms ('-people') subtracted from the query vector."
     )
+    redis_url: str = Field(
+        "", pattern=r"^(rediss?://.*)?$", description="Redis of the shared query cache; empty: no cache."
+    )
+    redis_timeout_s: float = Field(0.1, gt=0, le=5, description="Connect and read timeout of each Redis call.")
+    app_results_cache_ttl_s: int = Field(300, ge=1, description="Seconds a cached page of results is kept.")
 
     @model_validator(mode="after")
     def _consistent_limits(self) -> AppSettings:

@@ -229,6 +229,7 @@ def render() -> None:
             request.query,
             limit=shown,
             negative_weight=settings.app_negative_weight,
+            cache=resources.query_cache(settings),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         if not hits and not index_size(clients.qdrant, settings.qdrant_collection):
