@@ -22,9 +22,9 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
+from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import REINDEX_HINT, collection_model, collection_weights
+from dyimages_common.qdrant import REINDEX_HINT, collection_model
 
 if TYPE_CHECKING:
     from search_app.query_cache import QueryCache
@@ -173,22 +173,13 @@ class ServiceEmbedder:
     def image(self, data: bytes) -> np.ndarray:
         return self._client.embed_image_bytes(data)
 
-    def answered_by(self) -> ModelIdentity | None:
-        return self._client.answered_by
-
-
-def _unknown() -> ModelIdentity | None:
-    return None
-
 
 @dataclass(frozen=True)
 class CachedEmbedder:
-    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers (and, to check the
-    model, ``answered_by_fn``: the client's ``answered_by``)."""
+    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers."""
 
     text_fn: Callable[[str], np.ndarray]
     image_fn: Callable[[bytes], np.ndarray]
-    answered_by_fn: Callable[[], ModelIdentity | None] = _unknown
 
     def text(self, text: str) -> np.ndarray:
         return self.text_fn(text)
@@ -315,8 +306,6 @@ def search(
     if query.is_empty():
         raise QueryError("nothing to search for: type a text, upload an image or pick an image")
     vector = query_vector(query, embedder, client, collection, negative_weight)
-    if query.parsed.positive or query.image is not None:
-        check_query_model(client, collection, answered_by(embedder))
     exclude = [point_id(query.like)] if query.like else []
 
     def run() -> list[Hit]:
