@@ -1,4 +1,4 @@
-"""Checking untrusted image bytes: real format, size and pixel limits, complete data.
+"""Checking untrusted image bytes: real format, size, pixel and decode-work limits, complete data.
 
 The downloader checks every download with :func:`inspect_image`; the embedding service opens
 uploaded query images with :func:`open_image`. Both refuse with :class:`ImageRejected`, whose
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from dyimages_common.decode_work import TooComplex, check_decode_work
 from dyimages_common.storage import FORMATS
 
 # Our own pixel cap is checked before decoding; Pillow's is disabled so it never decides first.
@@ -41,6 +42,10 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Imag
     if not data:
         raise ImageRejected("not_an_image", "empty body")
     try:
+        check_decode_work(data)  # before Image.open, which already walks PNG chunks and GIF blocks
+    except TooComplex as exc:
+        raise ImageRejected("too_complex", str(exc)) from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
@@ -57,10 +62,12 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Imag
 
 
 def _decode_fully(image: Image.Image) -> None:
-    """Decode every byte so truncated or corrupt data is refused, not stored.
+    """Decode all the image data so truncated or corrupt data is refused, not stored.
 
-    For JPEG, draft mode decodes at a reduced DCT scale: it still reads the whole entropy-coded
-    stream (so truncation is caught) at a fraction of the cost of a full-size decode.
+    For JPEG, draft mode decodes at 1/8 scale (or the nearest scale libjpeg offers): it still reads
+    and entropy-decodes the whole stream, every scan (so truncation and corrupt data are caught),
+    but skips most of the inverse DCT and colour work of a full-size decode. PNG and WebP decode at
+    full size; GIF decodes its first frame, the one every service uses.
     """
     try:
         if image.format == "JPEG":
@@ -71,7 +78,8 @@ def _decode_fully(image: Image.Image) -> None:
 
 
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
-    """Identify and fully decode ``data``; return its real format and size or raise ImageRejected."""
+    """Identify and decode ``data`` (JPEG at reduced scale, see ``_decode_fully``) within the byte,
+    pixel and decode-work limits; return its real format and size or raise ImageRejected."""
     image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
     info = ImageInfo(image.format, *FORMATS[image.format], image.width, image.height)  # type: ignore[index]
     _decode_fully(image)
