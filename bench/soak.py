@@ -13,12 +13,18 @@ Two runs in one invocation, each with fresh queues, images, state and Qdrant fol
    and started again (``--downloader-kills``), the broker closes the soak's connections, and
    poison messages are published; gives ``chaos_images_per_s`` and every other figure.
 
-Then, with every service stopped, it checks: each good image indexed exactly once (``indexed`` ==
-``expected_good``, ``lost`` 0, ``duplicates`` 0), each bad URL recorded as failed with a reason
-(``unrecorded_bad`` 0) and logged (a JSON event with its ``url`` and ``reason``), each invalid line
-of the URL file logged with its number, the work queue empty (``queue_left`` 0), the dead-letter
-queue holding exactly the poison messages, each with a reason, every graceful stop exiting 0, and
-(chaos run) every metric of the Grafana dashboard exported at some point. A failed invariant raises
+Then, with every service stopped, ``dyimages audit``'s own checks (:mod:`search_app.audit`) must
+find the books balanced (``audit_problems`` 0: every URL done or failed with a reason, every done
+URL's file stored intact and listed in its image's point, made by the collection's model, no
+orphaned file, point or state row, every dead letter with a reason) with no work left in flight;
+and, from the soak's own catalog: each good image indexed (``indexed`` == ``expected_good``,
+``lost`` 0), each bad URL recorded as failed with a reason (``unrecorded_bad`` 0) and logged (a
+JSON event with its ``url`` and ``reason``), each invalid line of the URL file logged with its
+number, the work queue empty (``queue_left`` 0), the dead-letter queue holding exactly the poison
+messages, every graceful stop exiting 0, and (chaos run) every metric of the Grafana dashboard
+exported at some point. ``kills`` counts only the SIGKILLs that landed with work in flight
+(messages queued or images still to index; for the downloader, URLs still to fetch), and the chaos
+run needs ``--min-kills`` of them; ``kills_idle`` counts the others. A failed invariant raises
 :class:`SoakFailed` after the figures are printed, and keeps the work folder (logs, URL state,
 Qdrant) for a look. Throughput is good images / (last ``indexed_at`` - downloader start); the
 source is paced (``--latency``, ``--per-host``: a remote server's latency, one host) so that the
@@ -58,7 +64,7 @@ from bench.soak_chaos import (
     close_connections,
     publish_poison,
 )
-from bench.soak_checks import read_points, read_queues, read_url_state, ready_messages
+from bench.soak_checks import audit_run, last_indexed_at, ready_messages
 from bench.soak_logs import read_json_log
 from bench.soak_services import (
     RunDirs,
@@ -84,11 +90,13 @@ FIGURES = (
     "indexed",
     "lost",
     "duplicates",
+    "audit_problems",
     "bad_expected",
     "unrecorded_bad",
     "queue_left",
     "dead_lettered",
     "kills",
+    "kills_idle",
     "calm_images_per_s",
     "chaos_images_per_s",
 )
@@ -104,10 +112,9 @@ class RunResult:
     expected_good: int
     indexed: int
     lost: int
-    duplicates: int
-    unexpected: int  # points for content no good URL had (poison indexed, ...)
-    wrong_ids: int
-    urls_not_merged: int  # good URLs missing from their image's payload `urls`
+    duplicates: int  # points beyond the first for one sha256 (the audit names any as point_wrong_id)
+    audit_problems: Counter[str]  # problem kind -> count, from dyimages audit's checks
+    left_in_flight: dict[str, int]  # audit's in-flight work left once everything stopped (must be none)
     bad_expected: int
     unrecorded_bad: int
     unlogged_bad: int  # bad URLs without a JSON log event naming the URL and a reason
@@ -119,7 +126,9 @@ class RunResult:
     queue_left: int
     dead_letter_reasons: Counter[str]
     poison: int
-    kills: int
+    kills: int  # SIGKILLs that landed with work in flight
+    kills_idle: int  # SIGKILLs that landed on an idle pipeline (not counted in kills)
+    min_kills: int
     images_per_s: float
     seconds: float
     events: list[ChaosEvent] = field(default_factory=list)
@@ -134,10 +143,9 @@ class RunResult:
         checks = {
             "indexed != expected_good": self.indexed != self.expected_good,
             "lost images": self.lost != 0,
-            "duplicate points": self.duplicates != 0,
-            "points for unexpected content": self.unexpected != 0,
-            "point ids not derived from sha256": self.wrong_ids != 0,
-            "good URLs missing from their image's payload `urls`": self.urls_not_merged != 0,
+            f"the audit found {dict(self.audit_problems)}": bool(self.audit_problems),
+            f"work left in flight {self.left_in_flight}": bool(self.left_in_flight),
+            f"{self.kills} kills with work in flight, fewer than {self.min_kills}": self.kills < self.min_kills,
             "bad URLs without a recorded reason": self.unrecorded_bad != 0,
             "bad URLs without a log event (url, reason)": self.unlogged_bad != 0,
             "invalid URL-file lines not reported with their number": self.unreported_invalid_lines != 0,
@@ -146,7 +154,6 @@ class RunResult:
             "good URLs not done in the URL state": self.good_not_done != 0,
             "messages left in the queue": self.queue_left != 0,
             "dead letters other than the poison": self.dead_lettered != self.poison,
-            "dead letters without a reason": self.dead_letter_reasons.get("(no reason)", 0) != 0,
         }
         return [f"{self.name}: {what}" for what, failed in checks.items() if failed]
 
@@ -160,6 +167,7 @@ class Options:
     indexer_kills: int
     embedding_kills: int
     downloader_kills: int
+    min_kills: int
     deadline_s: float
     keep: bool
     work_dir: Path | None
@@ -175,11 +183,22 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--indexer-kills", type=int)
     parser.add_argument("--embedding-kills", type=int)
     parser.add_argument("--downloader-kills", type=int, help="SIGKILLs of the downloader (default 1)")
+    parser.add_argument(
+        "--min-kills", type=int, help="SIGKILLs that must land with work in flight (default 3, or all if fewer)"
+    )
     parser.add_argument("--deadline", type=float, help="most seconds one run may take before it counts as stuck")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, state, Qdrant)")
     parser.add_argument("--work-dir", type=Path, help="where the runs' folders go (default: a temporary folder)")
     args = parser.parse_args(argv)
     quick = args.quick
+    planned_kills = sum(
+        given if given is not None else default
+        for given, default in (
+            (args.indexer_kills, 2 if quick else 4),
+            (args.embedding_kills, 1 if quick else 2),
+            (args.downloader_kills, 1),
+        )
+    )
     return Options(
         urls=args.urls or (300 if quick else 3000),
         seed=args.seed,
@@ -188,6 +207,7 @@ def parse(argv: list[str]) -> Options:
         indexer_kills=args.indexer_kills if args.indexer_kills is not None else (2 if quick else 4),
         embedding_kills=args.embedding_kills if args.embedding_kills is not None else (1 if quick else 2),
         downloader_kills=args.downloader_kills if args.downloader_kills is not None else 1,
+        min_kills=args.min_kills if args.min_kills is not None else min(3, planned_kills),
         deadline_s=args.deadline or (300.0 if quick else 1200.0),
         keep=args.keep,
         work_dir=args.work_dir,
@@ -316,6 +336,19 @@ def _downloads_settled(counts: dict[str, int], distinct_urls: int) -> bool:
     return counts["pending"] == 0 and counts["retrying"] == 0 and counts["done"] + counts["failed"] >= distinct_urls
 
 
+KILLS = (KILL_INDEXER, KILL_EMBEDDING, KILL_DOWNLOADER)
+
+
+def _work_in_flight(
+    action: str, pipeline: Pipeline, counts: dict[str, int], indexed: float, expected: int, urls: int
+) -> bool:
+    """Whether a kill now lands on work: URLs still to fetch (downloader), or messages queued or
+    images still to index (indexer, embedding service)."""
+    if action == KILL_DOWNLOADER:
+        return counts["pending"] + counts["retrying"] > 0 or counts["done"] + counts["failed"] < urls
+    return (ready_messages(pipeline.queue) or 0) > 0 or indexed < expected
+
+
 def _due(event: ChaosEvent, fractions: dict[str, float], indexed_since_last: float, min_gap: float) -> bool:
     # An attack on the indexing side waits for some images indexed since the last one, so that
     # it hits a working pipeline, not one still recovering.
@@ -346,6 +379,8 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
             due.fired_at = fractions[due.measure]
             if due.measure == "indexed":
                 last_fired = value
+            if due.action in KILLS:
+                due.in_flight = _work_in_flight(due.action, pipeline, counts, value, expected, len(catalog.urls))
             log.info("chaos: %s at %.0f%% %s", due.action, 100 * due.fired_at, due.measure)
             _fire(due, pipeline)
             continue
@@ -363,6 +398,10 @@ def _drive(pipeline: Pipeline, catalog: Catalog, events: list[ChaosEvent], rng: 
             # The pipeline finished before an attack was due: fire the rest now (restarts of an idle system).
             for event in pending:
                 event.fired_at = fractions[event.measure]
+                if event.action in KILLS:
+                    event.in_flight = _work_in_flight(
+                        event.action, pipeline, counts, value, expected, len(catalog.urls)
+                    )
                 log.info("chaos: %s after the work was done", event.action)
                 _fire(event, pipeline)
             pending.clear()
@@ -379,35 +418,39 @@ def _check(
     poison: int,
     events: list[ChaosEvent],
     services: list[Service],
+    options: Options,
 ) -> RunResult:
-    points = read_points(pipeline.dirs.qdrant)
-    state = read_url_state(pipeline.dirs.state_db)
-    queues = read_queues(pipeline.queue)
+    dirs = pipeline.dirs
+    audited = audit_run(dirs.urls_file, dirs.images, dirs.state_db, dirs.qdrant, pipeline.queue)
+    ledgers, report = audited.ledgers, audited.report
+    for problem in report.problems[:10]:
+        log.warning("audit: %s %s", problem.kind, problem)
+    state = {row.url: row for row in ledgers.rows}
     expected = catalog.expected_sha256
-    indexed = set(points.sha256s)
-    urls_of = {str(p.get("sha256")): set(p.get("urls") or []) for p in points.payloads}
+    sha256s = Counter(point.sha256 for point in ledgers.points)
+    indexed = set(sha256s)
     bad_urls = {u.url for u in catalog.bad}
     unrecorded = [u for u in bad_urls if u not in state or state[u].status != "failed" or not state[u].last_error]
     for url in unrecorded[:10]:
         log.warning("bad URL without a recorded failure: %s -> %s", url, state.get(url))
-    last = points.last_indexed_at()
+    last = last_indexed_at(dirs.qdrant)
     seconds = (last - started) if last else float("nan")
-    logs = {s: read_json_log(pipeline.dirs.logs / f"{s}.log") for s in ("downloader", "indexer", "embedding")}
+    logs = {s: read_json_log(dirs.logs / f"{s}.log") for s in ("downloader", "indexer", "embedding")}
     for service, service_log in logs.items():
         if service_log.not_json:
             log.warning(
                 "%s log: %d lines not JSON, e.g. %s", service, service_log.not_json, service_log.samples_not_json
             )
     invalid_numbers = {n for n, line in enumerate(catalog.lines, start=1) if line in INVALID_LINES}
+    kills = [e for e in events if e.action in KILLS]
     return RunResult(
         name=name,
         expected_good=len(expected),
         indexed=len(indexed & expected),
         lost=len(expected - indexed),
-        duplicates=points.duplicates,
-        unexpected=len(indexed - expected),
-        wrong_ids=points.wrong_ids,
-        urls_not_merged=sum(1 for u in catalog.good if u.url not in urls_of.get(str(u.sha256), set())),
+        duplicates=sum(count - 1 for count in sha256s.values()),
+        audit_problems=report.kinds(),
+        left_in_flight={what: n for what, n in report.in_flight.items() if n},
         bad_expected=len(bad_urls),
         unrecorded_bad=len(unrecorded),
         unlogged_bad=len(bad_urls - logs["downloader"].urls_with_reason()),
@@ -418,15 +461,17 @@ def _check(
         unclean_exits=[
             f"{service.name} exit {code}" for service in services for code in service.exit_codes if code != 0
         ],
-        good_not_done=sum(1 for u in catalog.good if state.get(u.url, None) is None or state[u.url].status != "done"),
-        queue_left=queues.ready,
-        dead_letter_reasons=queues.dead_letter_reasons,
+        good_not_done=sum(1 for u in catalog.good if u.url not in state or state[u.url].status != "done"),
+        queue_left=ledgers.queued,
+        dead_letter_reasons=Counter(letter.reason for letter in ledgers.dead_letters),
         poison=poison,
-        kills=sum(service.kills for service in pipeline.services()),
+        kills=sum(1 for e in kills if e.in_flight),
+        kills_idle=sum(1 for e in kills if not e.in_flight),
+        min_kills=options.min_kills if events else 0,
         images_per_s=round(len(expected) / seconds, 2) if last and seconds > 0 else 0.0,
         seconds=round(seconds, 2),
         events=events,
-        failure_reasons=Counter(_reason_word(state[u].last_error) for u in bad_urls if u in state),
+        failure_reasons=Counter(_reason_word(state[u].last_error or "") for u in bad_urls if u in state),
     )
 
 
@@ -472,7 +517,7 @@ def run_once(
         drain.wait(timeout=120)
         pipeline.embedding.terminate(timeout=20)
         poison = sum(int(e.detail.split()[0]) for e in events if e.action == POISON and e.detail)
-        result = _check(name, pipeline, catalog, started, poison, events, [*pipeline.services(), drain])
+        result = _check(name, pipeline, catalog, started, poison, events, [*pipeline.services(), drain], options)
         result.refetched = sum(1 for u in catalog.good if u.kind != "flaky" and server.hits[urlsplit(u.url).path] > 1)
         return result
     finally:
@@ -482,15 +527,16 @@ def run_once(
 
 def _report(result: RunResult) -> None:
     log.info(
-        "%s: %d/%d good images indexed in %.1f s (%.1f images/s), %d duplicates, %d lost; "
-        "%d bad URLs, %d without a reason; reasons %s; queue left %d; dead-lettered %d %s; kills %d",
+        "%s: %d/%d good images indexed in %.1f s (%.1f images/s), %d lost, audit %s; "
+        "%d bad URLs, %d without a reason; reasons %s; queue left %d; dead-lettered %d %s; "
+        "kills %d with work in flight, %d on an idle pipeline",
         result.name,
         result.indexed,
         result.expected_good,
         result.seconds,
         result.images_per_s,
-        result.duplicates,
         result.lost,
+        dict(result.audit_problems) or "balanced",
         result.bad_expected,
         result.unrecorded_bad,
         dict(result.failure_reasons),
@@ -498,19 +544,20 @@ def _report(result: RunResult) -> None:
         result.dead_lettered,
         dict(result.dead_letter_reasons),
         result.kills,
+        result.kills_idle,
     )
     log.info("%s: %d good URLs fetched more than once", result.name, result.refetched)
-    if result.urls_not_merged:
-        log.warning("%s: %d good URLs missing from their image's payload `urls`", result.name, result.urls_not_merged)
     for event in result.events:
         at = f"{100 * event.fired_at:.0f}%" if event.fired_at is not None else "never"
+        landed = {True: "on work in flight", False: "on an idle pipeline", None: ""}[event.in_flight]
         log.info(
-            "  chaos %-18s planned at %3.0f%% %s, fired at %s %s",
+            "  chaos %-18s planned at %3.0f%% %s, fired at %s %s %s",
             event.action,
             100 * event.at,
             event.measure,
             at,
             event.detail,
+            landed,
         )
 
 
@@ -543,11 +590,13 @@ def run(argv: list[str]) -> dict[str, object]:
         "indexed": chaos.indexed,
         "lost": chaos.lost,
         "duplicates": chaos.duplicates,
+        "audit_problems": sum(calm.audit_problems.values()) + sum(chaos.audit_problems.values()),
         "bad_expected": chaos.bad_expected,
         "unrecorded_bad": chaos.unrecorded_bad,
         "queue_left": chaos.queue_left,
         "dead_lettered": chaos.dead_lettered,
         "kills": chaos.kills,
+        "kills_idle": chaos.kills_idle,
         "calm_images_per_s": calm.images_per_s,
         "chaos_images_per_s": chaos.images_per_s,
     }

@@ -1,7 +1,8 @@
 """The soak's attacks: a seeded plan of SIGKILLs and restarts, broker connection drops, poison.
 
 Events fire once the pipeline has indexed a (random) fraction of the good images (the downloader
-restart: once a fraction of the URLs is settled), so every attack lands while work is in flight.
+restart: once a fraction of the URLs is settled), so that attacks land while work is in flight; the
+soak records, for each kill, whether it did.
 Connection drops close only the soak's own connections (``rabbitmqctl close_connection``), found by
 the client ports of the soak's processes: ``close_all_connections`` would also cut the other users
 of a shared broker.
@@ -43,6 +44,7 @@ class ChaosEvent:
     measure: str = "indexed"  # "indexed": good images indexed; "settled": URLs downloaded or failed
     fired_at: float | None = None  # the fraction really reached when it fired
     detail: str = ""
+    in_flight: bool | None = None  # kills: whether work was in flight when it landed
 
 
 def chaos_plan(

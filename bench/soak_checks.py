@@ -1,120 +1,75 @@
-"""What the soak looks at once every service has stopped: Qdrant, the URL state, the queues.
+"""What the soak looks at once every service has stopped: the audit's ledgers, and when the last image was indexed.
 
-Read-only throughout: the embedded Qdrant folder is opened only after the last indexer exited, the
-downloader's SQLite state through ``dyimages_common.url_state``'s read-only views or a read-only
-connection, and dead letters are fetched without acknowledging them (closing returns them).
+The oracle is ``dyimages audit``'s own code (:mod:`search_app.audit`): the URL file, the downloader's
+state, the images folder, the index and the dead letters, read once (read-only; dead letters are
+peeked, never consumed) and held against each other. The soak adds only what the audit cannot know:
+which URLs of its catalog are good and which bad.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 from qdrant_client import QdrantClient
 
-from dyimages_common.points import point_id
-from dyimages_common.rabbit import REASON_HEADER, Topology
-from testkit.rabbit import AMQP_URL
+from dyimages_common.settings import load_settings
+from search_app.audit import AuditReport, Ledgers, check, read_ledgers
+from search_app.clients import open_qdrant
+from search_app.settings import AppSettings
+from testkit.rabbit import AMQP_URL, rabbit_env
+
+COLLECTION = "images"
 
 
 @dataclass(frozen=True)
-class IndexedImages:
-    payloads: list[dict[str, Any]]
-    wrong_ids: int  # points whose id is not point_id(payload sha256)
-
-    @property
-    def sha256s(self) -> Counter[str]:
-        return Counter(str(p.get("sha256")) for p in self.payloads)
-
-    @property
-    def duplicates(self) -> int:
-        """Points beyond the first for the same content."""
-        return sum(count - 1 for count in self.sha256s.values() if count > 1)
-
-    def last_indexed_at(self) -> float | None:
-        stamps = [datetime.fromisoformat(str(p["indexed_at"])).timestamp() for p in self.payloads if "indexed_at" in p]
-        return max(stamps) if stamps else None
+class Audited:
+    ledgers: Ledgers
+    report: AuditReport
 
 
-def read_points(qdrant_path: Path, collection: str = "images") -> IndexedImages:
-    client = QdrantClient(path=str(qdrant_path))
+def audit_run(urls_file: Path, images_dir: Path, state_db: Path, qdrant_path: Path, queue: str) -> Audited:
+    """Audit one run's pipeline exactly as `dyimages audit` would with these settings."""
+    overrides = {key.lower(): value for key, value in rabbit_env(queue).items()}
+    settings = load_settings(
+        AppSettings,
+        urls_file=urls_file,
+        images_dir=images_dir,
+        state_db=state_db,
+        qdrant_path=qdrant_path,
+        qdrant_collection=COLLECTION,
+        **overrides,
+    )
+    client = open_qdrant(settings)
     try:
-        if not client.collection_exists(collection):
-            return IndexedImages([], 0)
-        payloads: list[dict[str, Any]] = []
-        wrong_ids = 0
-        offset = None
-        while True:
-            points, offset = client.scroll(collection, limit=1000, offset=offset, with_payload=True, with_vectors=False)
-            for point in points:
-                payload = dict(point.payload or {})
-                payloads.append(payload)
-                wrong_ids += str(point.id) != point_id(str(payload.get("sha256")))
-            if offset is None:
-                return IndexedImages(payloads, wrong_ids)
+        ledgers = read_ledgers(settings, client)
     finally:
         client.close()
+    return Audited(ledgers, check(ledgers, images_dir))
 
 
-@dataclass(frozen=True)
-class UrlRow:
-    status: str
-    last_error: str
-    sha256: str | None
-
-
-def read_url_state(state_db: Path) -> dict[str, UrlRow]:
-    if not state_db.exists():
-        return {}
-    connection = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True)
+def last_indexed_at(qdrant_path: Path) -> float | None:
+    """The latest ``indexed_at`` of any point (the end of the run's indexing), as a timestamp."""
+    client = QdrantClient(path=str(qdrant_path))
     try:
-        rows = connection.execute("SELECT url, status, COALESCE(last_error, ''), sha256 FROM urls").fetchall()
+        if not client.collection_exists(COLLECTION):
+            return None
+        latest: float | None = None
+        offset = None
+        while True:
+            points, offset = client.scroll(COLLECTION, limit=1000, offset=offset, with_payload=["indexed_at"])
+            for point in points:
+                stamp = (point.payload or {}).get("indexed_at")
+                if stamp:
+                    moment = datetime.fromisoformat(str(stamp)).timestamp()
+                    latest = moment if latest is None else max(latest, moment)
+            if offset is None:
+                return latest
     finally:
-        connection.close()
-    return {url: UrlRow(status, error, sha) for url, status, error, sha in rows}
-
-
-@dataclass(frozen=True)
-class QueueState:
-    ready: int
-    dead_letter_reasons: Counter[str]
-
-    @property
-    def dead_lettered(self) -> int:
-        return sum(self.dead_letter_reasons.values())
-
-
-def _reason(message: aio_pika.abc.AbstractIncomingMessage) -> str:
-    headers = message.headers or {}
-    reason = headers.get(REASON_HEADER)
-    if reason is None and headers.get("x-death"):  # dead-lettered by the broker (delivery limit)
-        reason = f"broker:{headers['x-death'][0].get('reason')}"  # type: ignore[index,union-attr]
-    if isinstance(reason, bytes):
-        reason = reason.decode("utf-8", "replace")
-    return str(reason) if reason else "(no reason)"
-
-
-async def _queue_state(queue: str) -> QueueState:
-    topology = Topology.for_queue(queue)
-    connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": "soak-checks"})
-    async with connection:
-        channel = await connection.channel()
-        work = await channel.declare_queue(topology.queue, passive=True)
-        dead = await channel.declare_queue(topology.dead_letter_queue, passive=True)
-        reasons: Counter[str] = Counter()
-        while (message := await dead.get(no_ack=False, fail=False)) is not None:
-            reasons[_reason(message)] += 1  # not acknowledged: closing the channel returns it
-        return QueueState(work.declaration_result.message_count or 0, reasons)
-
-
-def read_queues(queue: str) -> QueueState:
-    return asyncio.run(_queue_state(queue))
+        client.close()
 
 
 async def _ready(queue: str) -> int:
