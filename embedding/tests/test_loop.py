@@ -1,21 +1,24 @@
 """The worker's serving loop, in-process with the real API and the tiny OpenCLIP model.
 
 LitServe hands the loop a request queue and a transport to the HTTP process; here the queue is a
-plain ``queue.Queue`` and the transport a recorder (LitServe's own is a multiprocessing manager
-queue, which needs a running server), so batching can be observed exactly.
+queue that, once drained, raises ``EOFError`` as LitServe's manager queue does when the server's
+manager goes away (the loop's own way out), and the transport a recorder, so batching can be
+observed exactly. The requests are the tuples LitServe's HTTP process queues: ``(response queue,
+uid, time.monotonic() when queued, request)``. How the real server stops with requests in flight
+(SIGTERM) is tested against the real process in test_shutdown_in_flight.py.
 """
 
 from __future__ import annotations
 
 import pickle
 import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from litserve.loops.base import _SENTINEL_VALUE
+from fastapi import HTTPException
 from litserve.utils import LitAPIStatus
 from PIL import Image
 from prometheus_client import REGISTRY
@@ -66,12 +69,21 @@ def api(images_dir: Path) -> Iterator[EmbeddingAPI]:
     api.decode_pool.shutdown()
 
 
-def serve(api: EmbeddingAPI, requests: list[EmbedRequest]) -> dict[str, tuple[object, str]]:
-    """Queue the requests, then the stop sentinel, and run the loop until it stops."""
-    request_queue: queue.Queue = queue.Queue()
+class DrainingQueue(queue.Queue):
+    """The requests, then ``EOFError`` as from a manager queue whose server has gone away."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        try:
+            return super().get(block=False)
+        except queue.Empty:
+            raise EOFError from None
+
+
+def serve(api: EmbeddingAPI, requests: list[EmbedRequest], waited_s: float = 0.0) -> dict[str, tuple[object, str]]:
+    """Queue the requests (queued ``waited_s`` ago) and run the loop until its queue goes away."""
+    request_queue = DrainingQueue()
     for index, request in enumerate(requests):
-        request_queue.put((0, f"r{index}", 0.0, request))
-    request_queue.put(_SENTINEL_VALUE)
+        request_queue.put((0, f"r{index}", time.monotonic() - waited_s, request))
     transport = RecordingTransport()
     PipelinedLoop()(api, "cpu", 0, request_queue, transport, {}, None)
     return transport.sent
@@ -83,7 +95,7 @@ def vectors(answer: object) -> np.ndarray:
 
 
 def alone(api: EmbeddingAPI, text: str) -> np.ndarray:
-    return api.loaded.encode_texts(api.loaded.tokenizer([text])).numpy()[0]
+    return api.loaded.embed_texts(api.loaded.tokenize([text]))[0]
 
 
 def batch_counts() -> tuple[float, float]:
@@ -133,8 +145,7 @@ def test_texts_and_images_in_one_batch_each_get_their_own_answer(api: EmbeddingA
     assert image_answer.errors[0] is None
     assert image_answer.errors[1].startswith("unsafe_path")
     assert image_answer.vectors[1] is None
-    pixels = api.loaded.preprocess(Image.open(images_dir / path))
-    expected = api.loaded.encode_images(pixels.unsqueeze(0)).numpy()[0]
+    expected = api.loaded.embed_images([api.loaded.preprocess(Image.open(images_dir / path))])[0]
     np.testing.assert_allclose(image_answer.vectors[0], expected, atol=1e-5)
     np.testing.assert_allclose(vectors(sent["r1"][0])[0], alone(api, "a picture"), atol=1e-5)
 
@@ -142,12 +153,27 @@ def test_texts_and_images_in_one_batch_each_get_their_own_answer(api: EmbeddingA
 def test_a_model_failure_answers_every_request_of_the_batch_with_an_error(
     api: EmbeddingAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(tokens: torch.Tensor) -> torch.Tensor:
+    def broken(tokens: list[object]) -> np.ndarray:
         raise RuntimeError("CUDA error: device-side assert")
 
-    monkeypatch.setattr(api.loaded, "encode_texts", broken)  # a fault the real model cannot be made to have
+    monkeypatch.setattr(api.loaded, "embed_texts", broken)  # a fault the real model cannot be made to have
     sent = serve(api, [EmbedRequest(texts=["one"]), EmbedRequest(texts=["two"])])
     for uid in ("r0", "r1"):
         answer, status = sent[uid]
         assert status == LitAPIStatus.ERROR
         assert "device-side assert" in str(pickle.loads(answer))
+
+
+def test_a_request_that_waited_past_the_request_timeout_is_answered_504_not_computed(api: EmbeddingAPI) -> None:
+    """LitServer(timeout=...) is enforced by this loop: its client has given up on such a request."""
+    api.request_timeout = 5.0
+    count, total = batch_counts()
+    late = serve(api, [EmbedRequest(texts=["late"])], waited_s=6.0)
+    assert batch_counts() == (count, total)  # the model never ran
+    answer, status = late["r0"]
+    assert status == LitAPIStatus.ERROR
+    error = pickle.loads(answer)
+    assert isinstance(error, HTTPException)
+    assert error.status_code == 504
+    on_time = serve(api, [EmbedRequest(texts=["on time"])], waited_s=1.0)
+    assert on_time["r0"][1] == LitAPIStatus.OK

@@ -9,8 +9,15 @@ Endpoints (JSON):
   Vectors are L2-normalised. One bad image fails that item only: its vector is null and its
   error says why (items fail for good: missing file, not an image, too large). A request that is
   wrong as a whole gets a 4xx with a ``detail``; 5xx and 503 mean the service is at fault or
-  not ready, and the request may be retried.
+  not ready, and the request may be retried. Every answer names the ``model`` and its weights
+  (``pretrained``) that made its vectors, so a client can refuse vectors of another model even
+  when they have the same size (replicas behind one URL running different weights).
 * ``GET /metrics``: Prometheus.
+
+Timeouts agree, from one setting: a client gives up after ``EMBEDDING_TIMEOUT_S``; the service
+reads the same variable and answers 504 to a request that has waited :func:`server_request_timeout`
+(half of it) before its batch starts, so it never computes a batch its client has already given up
+on (and will send again).
 
 The indexer, the app, the CLI and the benchmarks all use :class:`EmbeddingClient` or
 :class:`AsyncEmbeddingClient`; nothing else speaks this API.
@@ -30,6 +37,15 @@ EMBED_PATH = "/embed"
 INFO_PATH = "/info"
 HEALTH_PATH = "/health"
 MAX_ITEMS_PER_REQUEST = 256
+DEFAULT_TIMEOUT_S = 120.0
+# A request that cannot be embedded by anything but a broken service: the probe of :meth:`usable`.
+PROBE_TEXT = "a photo"
+
+
+def server_request_timeout(client_timeout_s: float) -> float:
+    """How long the service lets a request wait before its batch starts: half the client's timeout,
+    leaving the other half for the batch itself (a 256-image batch takes seconds even on a CPU)."""
+    return client_timeout_s / 2
 
 
 class ImageRef(BaseModel):
@@ -63,11 +79,27 @@ class EmbedRequest(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What made a vector: the OpenCLIP model name and its weights (pretrained tag or checkpoint)."""
+
+    model: str
+    pretrained: str
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.pretrained})"
+
+
 class EmbedResponse(BaseModel):
     model: str
+    pretrained: str
     dim: int
     vectors: list[list[float] | None]
     errors: list[str | None]
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.model, self.pretrained)
 
 
 class ModelInfo(BaseModel):
@@ -77,9 +109,29 @@ class ModelInfo(BaseModel):
     device: str
     context_length: int
 
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.model, self.pretrained)
+
 
 class EmbeddingUnavailable(RuntimeError):
-    """The service cannot answer now (down, starting, overloaded, faulted): retry later."""
+    """The service did not answer this request (down, starting, overloaded, faulted): retry later.
+
+    Whether the service or the request is at fault, the service's :meth:`EmbeddingClient.usable`
+    tells: a request that fails while the service answers its probe is suspect (a poison item).
+    """
+
+
+class EmbeddingUnreachable(EmbeddingUnavailable):
+    """The request never reached the service (connection refused, no route): the service is down."""
+
+
+class EmbeddingConnectionLost(EmbeddingUnavailable):
+    """The connection broke while the service had the request (it stopped or crashed meanwhile)."""
+
+
+class EmbeddingTimeout(EmbeddingUnavailable):
+    """No answer within the client's timeout (or the service's own 504): overloaded, or the request hangs it."""
 
 
 class EmbeddingRequestError(ValueError):
@@ -88,10 +140,11 @@ class EmbeddingRequestError(ValueError):
 
 @dataclass(frozen=True)
 class ImageEmbeddings:
-    """One entry per requested image: a vector, or None and the reason."""
+    """One entry per requested image: a vector, or None and the reason; and the model that made them."""
 
     vectors: list[np.ndarray | None]
     errors: list[str | None]
+    identity: ModelIdentity
 
 
 def _image_payload(paths: list[str] | None = None, data: list[bytes] | None = None) -> dict[str, Any]:
@@ -101,7 +154,9 @@ def _image_payload(paths: list[str] | None = None, data: list[bytes] | None = No
 
 
 def _parse(response: httpx.Response, expected: int) -> EmbedResponse:
-    if response.status_code == 503 or response.status_code >= 500:
+    if response.status_code == 504:
+        raise EmbeddingTimeout(f"embedding service timed the request out (504): {response.text[:300]}")
+    if response.status_code >= 500:
         raise EmbeddingUnavailable(f"embedding service answered {response.status_code}: {response.text[:300]}")
     if response.status_code >= 400:
         try:
@@ -117,7 +172,7 @@ def _parse(response: httpx.Response, expected: int) -> EmbedResponse:
 
 def _as_images(parsed: EmbedResponse) -> ImageEmbeddings:
     vectors = [None if v is None else np.asarray(v, dtype=np.float32) for v in parsed.vectors]
-    return ImageEmbeddings(vectors=vectors, errors=list(parsed.errors))
+    return ImageEmbeddings(vectors=vectors, errors=list(parsed.errors), identity=parsed.identity)
 
 
 def _single(parsed: EmbedResponse) -> np.ndarray:
@@ -135,11 +190,21 @@ def _texts(parsed: EmbedResponse) -> np.ndarray:
 _NETWORK_ERRORS = (httpx.TransportError,)
 
 
+def _unavailable(exc: httpx.TransportError) -> EmbeddingUnavailable:
+    """The client's exception for a network error: unreachable, timed out, or cut off mid-request."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return EmbeddingUnreachable(f"embedding service unreachable: {exc!r}")
+    if isinstance(exc, httpx.TimeoutException):
+        return EmbeddingTimeout(f"embedding service gave no answer in time: {exc!r}")
+    return EmbeddingConnectionLost(f"embedding service connection lost: {exc!r}")
+
+
 class EmbeddingClient:
     """Blocking client (the Streamlit app, the CLI, benchmarks)."""
 
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self.answered_by: ModelIdentity | None = None  # the model of the latest /embed answer
 
     def close(self) -> None:
         self._http.close()
@@ -154,14 +219,16 @@ class EmbeddingClient:
         try:
             return self._http.get(path)
         except _NETWORK_ERRORS as exc:
-            raise EmbeddingUnavailable(f"embedding service unreachable: {exc!r}") from exc
+            raise _unavailable(exc) from exc
 
     def _post(self, payload: dict[str, Any], expected: int) -> EmbedResponse:
         try:
             response = self._http.post(EMBED_PATH, json=payload)
         except _NETWORK_ERRORS as exc:
-            raise EmbeddingUnavailable(f"embedding service unreachable: {exc!r}") from exc
-        return _parse(response, expected)
+            raise _unavailable(exc) from exc
+        parsed = _parse(response, expected)
+        self.answered_by = parsed.identity
+        return parsed
 
     def healthy(self) -> bool:
         try:
@@ -188,8 +255,9 @@ class EmbeddingClient:
 class AsyncEmbeddingClient:
     """Asyncio client (the indexer)."""
 
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+        self.answered_by: ModelIdentity | None = None  # the model of the latest /embed answer
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -204,20 +272,33 @@ class AsyncEmbeddingClient:
         try:
             return await self._http.get(path)
         except _NETWORK_ERRORS as exc:
-            raise EmbeddingUnavailable(f"embedding service unreachable: {exc!r}") from exc
+            raise _unavailable(exc) from exc
 
     async def _post(self, payload: dict[str, Any], expected: int) -> EmbedResponse:
         try:
             response = await self._http.post(EMBED_PATH, json=payload)
         except _NETWORK_ERRORS as exc:
-            raise EmbeddingUnavailable(f"embedding service unreachable: {exc!r}") from exc
-        return _parse(response, expected)
+            raise _unavailable(exc) from exc
+        parsed = _parse(response, expected)
+        self.answered_by = parsed.identity
+        return parsed
 
     async def healthy(self) -> bool:
         try:
             return (await self._get(HEALTH_PATH)).status_code == 200
         except EmbeddingUnavailable:
             return False
+
+    async def usable(self) -> bool:
+        """Whether the service serves requests now: /health is 200 and a tiny known-good request
+        (one short text) gets its vector. A batch that fails while this holds is at fault itself."""
+        if not await self.healthy():
+            return False
+        try:
+            await self._post({"texts": [PROBE_TEXT]}, 1)
+        except (EmbeddingUnavailable, EmbeddingRequestError, ValueError):
+            return False
+        return True
 
     async def info(self) -> ModelInfo:
         response = await self._get(INFO_PATH)

@@ -202,6 +202,12 @@ class EmbeddingAPI(ls.LitAPI):
         # this runs in the model worker. Floats keep every bit (float32 -> float64 -> shortest text).
         vectors = [None if vector is None else vector.tolist() for vector in output.vectors]
         body = pydantic_core.to_json(
-            {"model": self.info.model, "dim": self.info.dim, "vectors": vectors, "errors": output.errors}
+            {
+                "model": self.info.model,
+                "pretrained": self.info.pretrained,
+                "dim": self.info.dim,
+                "vectors": vectors,
+                "errors": output.errors,
+            }
         )
         return Response(body, media_type="application/json")

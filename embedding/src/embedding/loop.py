@@ -12,6 +12,14 @@ point for serving loops) splits the work:
   latency-sensitive), then images, and answers each request.
 
 So while the model embeds one batch, the next one is being decoded.
+
+A request that has waited longer than LitServe's request timeout (``LitServer(timeout=...)``, set
+below the clients' timeout) when it is taken in, or when its batch would start, is answered 504
+instead of computed: its client has given up on it, or is about to.
+
+The worker stops when the server stops: the server terminates it (``server.py``); if its request
+queue's manager goes away first, the intake thread ends, every request already taken in is
+answered, and the loop returns.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from litserve.loops.base import _SENTINEL_VALUE, LitLoop
+from fastapi import HTTPException
+from litserve.loops.base import LitLoop
 from litserve.utils import LitAPIStatus, LoopResponseType
 
 from embedding.api import EmbeddingAPI, Job
@@ -37,6 +46,7 @@ class Ready:
 
     response_queue_id: int
     uid: str
+    submitted_at: float  # time.monotonic() when the HTTP process queued it (one clock for all processes)
     job: Job | None = None
     error: Exception | None = None
 
@@ -46,6 +56,16 @@ class Ready:
 
 
 _STOP = object()
+
+
+def timed_out(lit_api: EmbeddingAPI, submitted_at: float) -> bool:
+    """Whether a request has waited past the server's request timeout (False when there is none)."""
+    limit = lit_api.request_timeout
+    return limit not in (None, False, -1) and time.monotonic() - submitted_at > float(limit)
+
+
+def _timeout_error() -> HTTPException:
+    return HTTPException(504, "Request timed out: it waited too long for the model")
 
 
 class PipelinedLoop(LitLoop):
@@ -75,19 +95,19 @@ class PipelinedLoop(LitLoop):
     def _intake(self, lit_api: EmbeddingAPI, request_queue: Any, ready: queue.Queue[Ready | object]) -> None:
         try:
             while True:
-                item = request_queue.get()
-                if item == _SENTINEL_VALUE:
-                    return
-                response_queue_id, uid, _submitted_at, request = item
+                response_queue_id, uid, submitted_at, request = request_queue.get()
+                if timed_out(lit_api, submitted_at):
+                    ready.put(Ready(response_queue_id, uid, submitted_at, error=_timeout_error()))
+                    continue
 
-                def deliver(job: Job, rq: int = response_queue_id, uid: str = uid) -> None:
-                    ready.put(Ready(rq, uid, job=job))
+                def deliver(job: Job, rq: int = response_queue_id, uid: str = uid, at: float = submitted_at) -> None:
+                    ready.put(Ready(rq, uid, at, job=job))
 
                 try:
                     lit_api.decode_async(request, deliver)
                 except Exception as exc:
                     log.exception("could not decode a request")
-                    ready.put(Ready(response_queue_id, uid, error=exc))
+                    ready.put(Ready(response_queue_id, uid, submitted_at, error=exc))
         except (EOFError, OSError):  # the server's queue manager went away: the server is stopping
             return
         finally:
@@ -119,6 +139,9 @@ class PipelinedLoop(LitLoop):
         return batch
 
     def _answer(self, lit_api: EmbeddingAPI, batch: list[Ready], transport: Any) -> None:
+        for entry in batch:
+            if entry.error is None and timed_out(lit_api, entry.submitted_at):
+                entry.error, entry.job = _timeout_error(), None
         for entry in batch:
             if entry.error is not None:
                 self.put_error_response(transport, entry.response_queue_id, entry.uid, entry.error)

@@ -20,7 +20,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dyimages_common.embedding_api import INFO_PATH, ModelInfo
+from dyimages_common.embedding_api import INFO_PATH, ModelInfo, server_request_timeout
+from dyimages_common.settings import EmbeddingClientSettings, settings_or_exit
 from embedding import metrics
 from embedding.api import EmbeddingAPI
 from embedding.settings import EmbeddingSettings
@@ -32,16 +33,18 @@ METRICS_PATH = "/metrics"
 LITSERVE_INFO_PATH = "/litserve/info"
 
 
-def build_server(settings: EmbeddingSettings, info: ModelInfo) -> ls.LitServer:
+def build_server(settings: EmbeddingSettings, info: ModelInfo, request_timeout_s: float) -> ls.LitServer:
+    """The LitServer; a request still waiting for its batch after ``request_timeout_s`` is answered 504."""
     api = EmbeddingAPI(settings, info)
     server = ls.LitServer(
         api,
         accelerator="cuda" if info.device == "cuda" else "cpu",
         devices="auto",
         workers_per_device=settings.embedding_workers,
-        # A burst of image requests may wait longer than LitServe's default 30 s in the queue; the
-        # client's own timeout decides instead of a 504 from the server.
-        timeout=False,
+        # LitServe answers 504 to a request that waited this long for the model (the serving loop
+        # checks it): below the clients' EMBEDDING_TIMEOUT_S, so the service never computes a batch
+        # its client has given up on and will send again.
+        timeout=request_timeout_s,
         info_path=LITSERVE_INFO_PATH,
         max_payload_size=settings.embedding_max_request_bytes,
         middlewares=[metrics.EmbedMetricsMiddleware],
@@ -102,7 +105,8 @@ def serve(settings: EmbeddingSettings, info: ModelInfo) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean stop, 1 if the server failed."""
     _sigterm_as_interrupt()
     litserve.server.configure_logging = _keep_our_log_handlers
-    server = build_server(settings, info)
+    client_timeout_s = settings_or_exit(EmbeddingClientSettings).embedding_timeout_s
+    server = build_server(settings, info, server_request_timeout(client_timeout_s))
     log.info(
         "serving %s (%s) on %s:%d, device %s",
         info.model,

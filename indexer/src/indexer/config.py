@@ -35,6 +35,13 @@ class IndexerSettings(RabbitSettings, QdrantSettings, EmbeddingClientSettings, M
     indexer_retry_max_s: float = Field(
         10.0, gt=0, le=600, description="Longest pause between retries while the embedding service or Qdrant is down."
     )
+    indexer_embed_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Tries of one image whose /embed request fails (5xx, timeout) while the embedding service "
+        "answers its probe, before the image is dead-lettered; a failing batch is split first to find it.",
+    )
     indexer_shutdown_grace_s: float = Field(
         8.0,
         ge=0,

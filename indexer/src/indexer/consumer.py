@@ -9,7 +9,17 @@ and one conditional write to Qdrant; only then are its messages acknowledged.
 Faults:
 
 * Embedding service or Qdrant unreachable: back off and retry for as long as it takes; the
-  messages stay unacknowledged (they are returned to the queue if this process dies).
+  messages stay unacknowledged (they are returned to the queue if this process dies). The
+  embedding service counts as down while it fails its probe (``/health`` and one short text).
+* A batch whose ``/embed`` request fails (5xx, timeout, connection cut) while the service passes
+  its probe is suspect: it is split in halves until the image at fault is alone, and that image is
+  dead-lettered after ``INDEXER_EMBED_ATTEMPTS`` such failures (``embed_server_error`` or
+  ``embed_timeout``); the rest is indexed. A service that dies while it holds the request counts
+  the same once it is back (an image that crashes it). Failures while the service is down count
+  for nothing: the batch waits.
+* An answer from another model or other weights than the collection's (replicas behind one URL
+  that disagree): the indexer stops (exit 3) and its messages go back to the queue; vectors of two
+  models are never mixed in one collection.
 * A message that can never be indexed (not JSON, another schema version, malformed, its image
   missing or not an image): published to the dead-letter exchange with the reason in a header,
   then acknowledged; the rest of its batch is indexed.
@@ -42,13 +52,26 @@ from pydantic import ValidationError
 
 from dyimages_common.embedding_api import (
     AsyncEmbeddingClient,
+    EmbeddingConnectionLost,
     EmbeddingRequestError,
+    EmbeddingTimeout,
     EmbeddingUnavailable,
+    ModelIdentity,
 )
+from dyimages_common.qdrant import REINDEX_HINT
 from dyimages_common.rabbit import REASON_HEADER, Topology, connect, declare_topology
 from dyimages_common.retry import async_retrying
 from indexer import metrics
-from indexer.batch import EMBED_FAILED, EMBED_REFUSED, Image, Refusal, embed_error_reason, parse_batch
+from indexer.batch import (
+    EMBED_FAILED,
+    EMBED_REFUSED,
+    EMBED_SERVER_ERROR,
+    EMBED_TIMEOUT,
+    Image,
+    Refusal,
+    embed_error_reason,
+    parse_batch,
+)
 from indexer.config import IndexerSettings
 from indexer.store import ImageVector, Store, StoreConflict, StoreUnavailable
 
@@ -66,7 +89,7 @@ class StartupError(RuntimeError):
 
 
 class ModelChanged(RuntimeError):
-    """The embedding service now answers with another model than the collection's: stop."""
+    """The embedding service now answers with another model or weights than the collection's: stop."""
 
 
 class Progress:
@@ -114,6 +137,7 @@ class Indexer:
         self.model = ""
         self.dim = 0
         self.pretrained = ""
+        self.identity = ModelIdentity("", "")
         self.exit_status = EXIT_OK
         self._stopping = asyncio.Event()
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -150,6 +174,7 @@ class Indexer:
                 "but not like the embedding service"
             ) from exc
         self.model, self.dim, self.pretrained = info.model, info.dim, info.pretrained
+        self.identity = info.identity
         log.info("embedding service runs %s (%s, dim %d, %s)", self.model, self.pretrained, self.dim, info.device)
         created = await self._retry(
             "qdrant",
@@ -352,22 +377,80 @@ class Indexer:
         log.debug("batch: %d indexed, %d dead-lettered", len(indexed), len(refusals))
 
     async def _embed(self, images: Sequence[Image]) -> list[tuple[Image, np.ndarray | None, str | None]]:
-        """One /embed request for the batch (retried while the service is unavailable).
+        """One /embed request for the batch; what fails because of the batch is split until the image
+        at fault is alone, what fails because the service is down waits for it.
 
-        A request refused as a whole (4xx) is split in halves until the refused image is alone,
-        so one bad item cannot hold back the rest.
+        A request refused as a whole (4xx) is split at once. A request that fails otherwise is
+        blamed (see :meth:`_blames_the_request`): a blamed batch is split, a blamed single image
+        is tried ``INDEXER_EMBED_ATTEMPTS`` times and then failed with the reason, so one poison
+        image cannot hold an indexer slot for good, nor hold back the rest of its batch.
         """
         paths = [image.path for image in images]
-        try:
-            result = await self._retry(
-                "embedding", (EmbeddingUnavailable,), lambda: self._embedder.embed_image_paths(paths)
+        failures = 0
+        while True:
+            try:
+                result = await self._embedder.embed_image_paths(paths)
+            except EmbeddingRequestError as exc:
+                if len(images) == 1:
+                    return [(images[0], None, f"{EMBED_REFUSED}: {exc}")]
+                return await self._split(images)
+            except EmbeddingUnavailable as exc:
+                metrics.RETRIES.labels("embedding").inc()
+                if not await self._blames_the_request(exc):
+                    continue  # the service was down: that says nothing about this batch
+                if len(images) > 1:
+                    log.warning(
+                        "a batch of %d failed while the embedding service works (%r); splitting it", len(images), exc
+                    )
+                    return await self._split(images)
+                failures += 1
+                if failures < self.settings.indexer_embed_attempts:
+                    log.warning("an image failed %d time(s) while the embedding service works (%r)", failures, exc)
+                    continue
+                reason = EMBED_TIMEOUT if isinstance(exc, EmbeddingTimeout) else EMBED_SERVER_ERROR
+                detail = f"failed {failures} times while the embedding service answered other requests; last: {exc}"
+                return [(images[0], None, f"{reason}: {detail}")]
+            self._check_model(result.identity)
+            return list(zip(images, result.vectors, result.errors, strict=True))
+
+    async def _split(self, images: Sequence[Image]) -> list[tuple[Image, np.ndarray | None, str | None]]:
+        middle = len(images) // 2
+        return await self._embed(images[:middle]) + await self._embed(images[middle:])
+
+    async def _blames_the_request(self, error: EmbeddingUnavailable) -> bool:
+        """After a failed /embed request: wait until the service passes its probe again, and say
+        whether the request itself is to blame.
+
+        It is when the service passed its probe right away (it serves others, not this one), or when
+        the connection broke while the service held the request and the service was down after it
+        (the request may crash it). A service that refused the connection, or failed its probe
+        after answering 5xx or timing out (down, starting, overloaded), blames nothing.
+        """
+        waited = await self._wait_for_embedding()
+        return not waited or isinstance(error, EmbeddingConnectionLost)
+
+    async def _wait_for_embedding(self) -> bool:
+        """Back off until the embedding service passes its probe; True if it had to wait."""
+        waited = False
+        async for attempt in async_retrying(EmbeddingUnavailable, maximum=self.settings.indexer_retry_max_s):
+            with attempt:
+                if not await self._embedder.usable():
+                    waited = True
+                    raise EmbeddingUnavailable(
+                        f"the embedding service at {self.settings.embedding_service_url} does not pass its probe "
+                        "(GET /health and one short text)"
+                    )
+        return waited
+
+    def _check_model(self, answered: ModelIdentity) -> None:
+        """Refuse vectors of another model or other weights than the collection's, even of the same size."""
+        if answered != self.identity:
+            raise ModelChanged(
+                f"the embedding service answered with vectors of {answered}, but collection "
+                f"{self.settings.qdrant_collection!r} holds vectors of {self.identity}: refusing to mix them, "
+                "the batch goes back to the queue. Run every replica behind EMBEDDING_SERVICE_URL with the "
+                f"collection's model and weights, or move to the new model. {REINDEX_HINT}"
             )
-        except EmbeddingRequestError as exc:
-            if len(images) == 1:
-                return [(images[0], None, f"{EMBED_REFUSED}: {exc}")]
-            middle = len(images) // 2
-            return await self._embed(images[:middle]) + await self._embed(images[middle:])
-        return list(zip(images, result.vectors, result.errors, strict=True))
 
     async def _dead_letter(self, message: AbstractIncomingMessage, refusal: Refusal) -> None:
         """Publish the original body to the dead-letter exchange (confirmed), then acknowledge it."""
