@@ -27,6 +27,10 @@ def streamlit_command(settings: AppSettings) -> list[str]:
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--server.maxUploadSize", str(upload_mb),
+        # Explicit, so no config file can turn them off: uploads need the XSRF cookie's token
+        # (Streamlit requires CORS protection on for XSRF protection).
+        "--server.enableXsrfProtection", "true",
+        "--server.enableCORS", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
     ]  # fmt: skip

@@ -207,6 +207,12 @@ class CachingEmbedder:
         model, weights = self._identity()
         return self._cache.vector(model, weights, "image", data, lambda: self._inner.image(data))
 
+    def answered_by(self) -> object | None:
+        """The inner embedder's ``answered_by()`` (the model of the service's latest answer) when it
+        has one, for the index's model check; the cached vectors are keyed by the same model."""
+        method = getattr(self._inner, "answered_by", None)
+        return method() if callable(method) else None
+
 
 class ServiceIdentity:
     """The embedding service's (model, weights), asked at most every :data:`MODEL_INFO_TTL_S` seconds."""
