@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,21 @@ class EmbeddingService:
     url: str
     env: dict[str, str]
     log_path: Path
+    pid: int  # the main process (its workers are its children): benchmarks read their memory
+
+
+# Exported ONNX bundles are keyed by model and weights and checked whole before use, so every test
+# and benchmark on this machine can share one cache (each model is exported once, not per test).
+MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "dyimages-test-models"
 
 
 def embedding_env(images_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    """The tiny model on the CPU; ``extra`` overrides (``DEVICE=cuda``, ``EMBEDDING_RUNTIME=torch``, ...)."""
     return {
         "MODEL_NAME": TINY_MODEL,
         "MODEL_PRETRAINED": "none",
         "MODEL_CONFIG": str(TINY_MODEL_CONFIG),
+        "MODEL_CACHE_DIR": str(MODEL_CACHE_DIR),
         "DEVICE": "cpu",
         "IMAGES_DIR": str(images_dir),
         "EMBEDDING_PORT": str(port),
@@ -41,6 +50,6 @@ def run_embedding_service(images_dir: Path, log_dir: Path, **extra: str) -> Iter
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/health", timeout=180, process=process)
-        yield EmbeddingService(url=url, env=env, log_path=log_path)
+        yield EmbeddingService(url=url, env=env, log_path=log_path, pid=process.pid)
     finally:
         stop(process)

@@ -26,14 +26,17 @@ def run() -> int:
 
     cleanup = use_multiprocess_dir()
     try:
-        from embedding.model import ModelConfigError, describe_model
+        from embedding.runtime import ModelConfigError, describe, resolve_runtime
         from embedding.server import serve
 
         try:
-            info = describe_model(settings)
+            runtime = resolve_runtime(settings)
+            info = describe(settings, runtime)
         except ModelConfigError as exc:
             sys.stderr.write(f"configuration error: {exc}\n")
             return 2
+        # The workers get the resolved choice, so none of them probes for CUDA (or imports torch) again.
+        settings = settings.model_copy(update={"embedding_runtime": runtime.name, "device": runtime.device})
         return serve(settings, info)
     finally:
         cleanup()

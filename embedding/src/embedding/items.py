@@ -12,8 +12,8 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
 from PIL import Image
 
 from dyimages_common.embedding_api import ImageRef
@@ -64,9 +64,7 @@ def load_image(ref: ImageRef, limits: ImageLimits) -> Image.Image:
         raise ItemError(str(exc)) from None
 
 
-def prepare_image(
-    ref: ImageRef, limits: ImageLimits, preprocess: Callable[[Image.Image], torch.Tensor]
-) -> torch.Tensor | str:
+def prepare_image(ref: ImageRef, limits: ImageLimits, preprocess: Callable[[Image.Image], Any]) -> Any:
     """The preprocessed pixel tensor of one image, or the reason it cannot be embedded."""
     try:
         image = load_image(ref, limits)

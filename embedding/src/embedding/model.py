@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import open_clip
 import torch
 from PIL import Image
 
 from dyimages_common.embedding_api import ModelInfo
+from embedding.runtime import ModelConfigError
 from embedding.settings import EmbeddingSettings
+
+__all__ = ["LoadedModel", "ModelConfigError", "describe_model", "register_model_config", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class ModelConfigError(ValueError):
-    """MODEL_NAME / MODEL_CONFIG / MODEL_PRETRAINED / DEVICE name something that cannot be built."""
 
 
 def register_model_config(settings: EmbeddingSettings) -> None:
@@ -112,6 +112,16 @@ class LoadedModel:
     @property
     def context_length(self) -> int:
         return int(getattr(self.model, "context_length", 77))
+
+    def tokenize(self, texts: list[str]) -> list[torch.Tensor]:
+        return list(self.tokenizer(texts))
+
+    def embed_images(self, items: list[torch.Tensor]) -> np.ndarray:
+        """The :class:`embedding.runtime.Backend` call: preprocessed images -> vectors (N, dim)."""
+        return self.encode_images(torch.stack(items)).numpy()
+
+    def embed_texts(self, items: list[torch.Tensor]) -> np.ndarray:
+        return self.encode_texts(torch.stack(items)).numpy()
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -50,8 +50,20 @@ class EmbeddingSettings(ImagesDirSettings):
     embedding_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto", description="auto: fp16 on CUDA, fp32 on CPU."
     )
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="What runs the model: onnx (ONNX Runtime on a bundle exported once into MODEL_CACHE_DIR, "
+        "no PyTorch needed at run time) or torch (OpenCLIP in PyTorch); auto: onnx on a CPU, torch on a "
+        "CUDA device unless onnxruntime has its CUDA provider.",
+    )
+    embedding_onnx_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimisation level."
+    )
     embedding_torch_threads: int = Field(
-        0, ge=0, le=512, description="torch intra-op threads; 0 = one per core on CPU, 1 on a GPU."
+        0,
+        ge=0,
+        le=512,
+        description="Intra-op threads of the model (torch or ONNX Runtime); 0 = one per core on CPU, 1 on a GPU.",
     )
     embedding_decode_threads: int = Field(
         0, ge=0, le=256, description="Threads decoding and preprocessing images; 0 = cores/4 on CPU, cores on a GPU."
