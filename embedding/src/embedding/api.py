@@ -17,19 +17,18 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import litserve as ls
 import numpy as np
 import pydantic_core
-import torch
 from starlette.responses import Response
 
 from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ImageRef, ModelInfo
 from dyimages_common.logs import configure_logging
 from embedding import metrics
 from embedding.items import ImageLimits, prepare_image
-from embedding.model import LoadedModel
+from embedding.runtime import load_backend, resolve_runtime
 from embedding.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class Job:
     """One request's items, ready for the model: a tensor per good item, an error string per bad one."""
 
     kind: Kind
-    inputs: list[torch.Tensor | str]
+    inputs: list[Any]  # per item: the backend's input (pixels or token ids), or the error string
 
 
 @dataclass
@@ -109,11 +108,11 @@ class EmbeddingAPI(ls.LitAPI):
             return
         settings = self.settings
         torch_threads, decode_threads = thread_counts(settings, self.device_name)
-        torch.set_num_threads(torch_threads)
-        self.loaded = LoadedModel.load(settings, self.device_name)
+        runtime = resolve_runtime(settings)
+        self.loaded = load_backend(settings, runtime, self.device_name, torch_threads)
         self.limits = ImageLimits(settings.images_dir, settings.max_image_bytes, settings.max_image_pixels)
         self.decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
-        log.info("%d torch threads, %d decode threads", torch_threads, decode_threads)
+        log.info("runtime %s: %d model threads, %d decode threads", runtime.name, torch_threads, decode_threads)
         with self.loaded_workers.get_lock():
             self.loaded_workers.value += 1
 
@@ -124,8 +123,7 @@ class EmbeddingAPI(ls.LitAPI):
 
     def decode_request(self, request: EmbedRequest) -> Job:
         if request.texts is not None:
-            tokens = self.loaded.tokenizer(request.texts)
-            return Job("text", list(tokens))
+            return Job("text", self.loaded.tokenize(request.texts))
         assert request.images is not None
         preprocess = self.loaded.preprocess
         inputs = list(self.decode_pool.map(lambda ref: prepare_image(ref, self.limits, preprocess), request.images))
@@ -145,7 +143,7 @@ class EmbeddingAPI(ls.LitAPI):
         if not refs:
             deliver(Job("image", []))
             return
-        inputs: list[torch.Tensor | str] = ["internal_error: not decoded"] * len(refs)
+        inputs: list[Any] = ["internal_error: not decoded"] * len(refs)
         remaining = len(refs)
         lock = threading.Lock()
 
@@ -172,7 +170,7 @@ class EmbeddingAPI(ls.LitAPI):
         results = [Result([None] * len(job.inputs), [None] * len(job.inputs)) for job in jobs]
         for kind in ("image", "text"):
             slots: list[tuple[int, int]] = []
-            tensors: list[torch.Tensor] = []
+            tensors: list[Any] = []
             for j, job in enumerate(jobs):
                 if job.kind != kind:
                     continue
@@ -184,10 +182,10 @@ class EmbeddingAPI(ls.LitAPI):
                         tensors.append(item)
             step = self.settings.embedding_max_batch_size
             for start in range(0, len(tensors), step):
-                chunk = torch.stack(tensors[start : start + step])
+                chunk = tensors[start : start + step]
                 metrics.BATCH_SIZE.observe(len(chunk))
-                encode = self.loaded.encode_images if kind == "image" else self.loaded.encode_texts
-                vectors = encode(chunk).numpy()
+                embed = self.loaded.embed_images if kind == "image" else self.loaded.embed_texts
+                vectors = embed(chunk)
                 for (j, i), vector in zip(slots[start : start + step], vectors, strict=True):
                     results[j].vectors[i] = vector
             if tensors:
