@@ -343,22 +343,15 @@ def audit_command(
 ) -> None:
     """Check that the books balance (see AUDIT_HELP)."""
     settings = _settings()
-    try:
-        qdrant = open_qdrant(settings)
-    except QdrantUnavailable as exc:
-        _fail(str(exc), 3)
-    try:
-        report = audit(settings, qdrant)
-    except UrlFileUnreadable as exc:
-        _fail(str(exc), 2)
-    except sqlite3.Error as exc:
-        _fail(f"cannot read the downloader state {settings.state_db_path}: {exc}", 3)
-    except QDRANT_ERRORS as exc:
-        _fail(f"Qdrant is not answering: {exc}", 3)
-    except RABBIT_ERRORS as exc:
-        _fail(f"RabbitMQ at {settings.rabbitmq_host}:{settings.rabbitmq_port} is not answering: {exc!r}", 3)
-    finally:
-        qdrant.close()
+    with _clients(settings) as clients:  # Qdrant's errors: exit 3
+        try:
+            report = audit(settings, clients.qdrant)
+        except UrlFileUnreadable as exc:
+            _fail(str(exc), 2)
+        except sqlite3.Error as exc:
+            _fail(f"cannot read the downloader state {settings.state_db_path}: {exc}", 3)
+        except RABBIT_ERRORS as exc:
+            _fail(f"RabbitMQ at {settings.rabbitmq_host}:{settings.rabbitmq_port} is not answering: {exc!r}", 3)
     if as_json:
         _print_json(report.to_json())
     else:
