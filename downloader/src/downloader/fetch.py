@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 from yarl import URL
 
+from downloader.budget import ByteBudget, Reservation
 from downloader.guard import refused_in
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -39,6 +40,7 @@ class Fetched:
     data: bytes
     final_url: str
     redirects: int
+    reservation: Reservation | None = None  # the body's bytes in the budget: release once stored
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -65,17 +67,19 @@ class Fetcher:
         max_bytes: int,
         max_redirects: int,
         timeout_s: float,
+        budget: ByteBudget | None = None,
     ) -> None:
         self._session = session
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
         self._timeout_s = timeout_s
+        self._budget = budget
 
     async def fetch(self, url: str) -> Fetched:
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout_s):
-                return await self._follow(url)
+            async with asyncio.timeout(self._timeout_s) as deadline:
+                return await self._follow(url, deadline)
         except FetchFailed:
             raise
         except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's timeouts are both
@@ -83,7 +87,7 @@ class Fetcher:
         except TimeoutError:
             raise FetchFailed("timeout", f"no complete answer within {self._timeout_s:g} s", transient=True) from None
 
-    async def _follow(self, url: str) -> Fetched:
+    async def _follow(self, url: str, deadline: asyncio.Timeout) -> Fetched:
         current = URL(url)
         seen = {str(current)}
         for hop in range(self._max_redirects + 1):
@@ -95,13 +99,36 @@ class Fetcher:
                     seen.add(str(current))
                     continue
                 _check_status(response)
-                return Fetched(await self._read_capped(response), str(current), hop)
+                reservation = await self._reserve(response, deadline)
+                try:
+                    data = await self._read_capped(response)
+                except BaseException:
+                    if reservation is not None:
+                        reservation.release()
+                    raise
+                if reservation is not None:
+                    reservation.shrink(len(data))
+                return Fetched(data, str(current), hop, reservation)
         raise FetchFailed("too_many_redirects", f"more than {self._max_redirects} redirects (last: {current})")
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _reserve(self, response: aiohttp.ClientResponse, deadline: asyncio.Timeout) -> Reservation | None:
+        """Reserve the body's size in the budget before reading it; time spent waiting for the budget
+        does not count against the download's deadline (the server is not the slow one)."""
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
             raise FetchFailed("too_large", f"Content-Length {declared} is over the limit of {self._max_bytes} bytes")
+        if self._budget is None:
+            return None
+        # A compressed body may grow past its Content-Length once decoded: then, as with no length, the most.
+        size = self._max_bytes if declared is None or "Content-Encoding" in response.headers else declared
+        started = time.monotonic()
+        reservation = await self._budget.reserve(size)
+        when = deadline.when()
+        if when is not None:
+            deadline.reschedule(when + time.monotonic() - started)
+        return reservation
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         body = bytearray()
         async for chunk in response.content.iter_chunked(CHUNK):
             body += chunk

@@ -27,3 +27,8 @@ URLS = Gauge(
     "URLs from URLS_FILE by state: pending, retrying, done, failed.",
     ["status"],
 )
+INFLIGHT_BYTES = Gauge(
+    "dyimages_downloader_inflight_bytes",
+    "Bytes of image bodies reserved now (being read, checked or stored); at most DOWNLOADER_MAX_INFLIGHT_BYTES, "
+    "or one image when it alone is larger.",
+)

@@ -22,6 +22,13 @@ class DownloaderSettings(RabbitSettings, StateDbSettings, MetricsSettings):
     )
     downloader_concurrency: int = Field(64, ge=1, le=4096, description="Downloads in flight, all hosts together.")
     downloader_per_host: int = Field(8, ge=1, le=1024, description="Downloads in flight to one host.")
+    downloader_max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of image bodies held at once (being read, checked or stored), all downloads "
+        "together; a body larger than this is read alone. With the decoders' own memory, the default keeps "
+        "the downloader under 512 MiB.",
+    )
     downloader_connect_timeout_s: float = Field(10.0, gt=0)
     downloader_timeout_s: float = Field(60.0, gt=0, description="Whole download: every redirect hop and the body.")
     downloader_max_redirects: int = Field(5, ge=0, le=50)
