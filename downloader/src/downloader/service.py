@@ -3,7 +3,8 @@
 One task per URL, bounded three ways: a window on how many URL tasks exist at once (memory), a
 per-host semaphore taken first (so a host with thousands of URLs waits on its own limit without
 holding global slots that other hosts could use), then the global concurrency semaphore. Retries
-of transient failures back off outside both, holding no slot.
+of transient failures back off outside both, holding no slot. The image bodies held at once are
+bounded in bytes (``downloader.budget``), from before the body is read until the image is stored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from downloader import metrics
+from downloader.budget import ByteBudget
 from downloader.fetch import Fetched, Fetcher, FetchFailed
 from downloader.guard import AddressPolicy, guarded_connector
 from downloader.intake import CheckedImage, check_image, message_for
@@ -86,6 +88,7 @@ class Downloader:
         self._window = asyncio.Semaphore(max(2048, settings.downloader_concurrency * 32))
         self._global_slots = asyncio.Semaphore(settings.downloader_concurrency)
         self._body_slots = asyncio.Semaphore(settings.downloader_concurrency * 4)
+        self.budget = ByteBudget(settings.downloader_max_inflight_bytes)
         self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._image_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._decode_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -150,6 +153,7 @@ class Downloader:
                 max_bytes=self.settings.max_image_bytes,
                 max_redirects=self.settings.downloader_max_redirects,
                 timeout_s=self.settings.downloader_timeout_s,
+                budget=self.budget,
             )
             helpers = [
                 asyncio.create_task(self._publisher.run(), name="publisher"),
@@ -271,8 +275,9 @@ class Downloader:
 
     async def _attempt(self, url: str, attempts: int) -> None:
         """One try. Slots are taken host first, so waiting on a busy host holds nothing else; the
-        body slot is kept until the image is stored, so however much faster the network is than the
-        decoder, at most ``4 x concurrency`` bodies wait in memory."""
+        body slot and the body's bytes in the budget are kept until the image is stored, so however
+        much faster the network is than the decoder, at most ``4 x concurrency`` bodies, and at most
+        DOWNLOADER_MAX_INFLIGHT_BYTES of them (or one larger body alone), wait in memory."""
         current = asyncio.current_task()
         assert current is not None
         host_slot = self._host_slot(url)
@@ -297,6 +302,8 @@ class Downloader:
         finally:
             self._in_flight.discard(current)
             self._body_slots.release()
+            if fetched.reservation is not None:
+                fetched.reservation.release()
 
     async def _fetch(self, url: str) -> Fetched:
         assert self._fetcher is not None
