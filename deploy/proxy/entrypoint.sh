@@ -11,7 +11,7 @@
 #   PROXY_MAX_SESSIONS            open UI sessions per client at once
 #   PROXY_UPLOAD_RATE / _BURST    image uploads ("search by image") per client
 #   PROXY_TLS_CERT / PROXY_TLS_KEY  PEM files: serve HTTPS on PROXY_HTTPS_PORT, redirect HTTP to it
-#   PROXY_SERVER_NAME             the domain (server_name); default: any
+#   PROXY_DOMAIN                  the domain (server_name); default: any
 #   PROXY_HTTP_PORT / PROXY_HTTPS_PORT  ports inside the container (8080 / 8443)
 #   PROXY_ACCESS_LOG              where requests are logged (default /dev/stdout; `off` for none)
 set -eu
@@ -34,7 +34,7 @@ fail() { echo "proxy: $*" >&2; exit 2; }
 : "${PROXY_UPLOAD_BURST:=5}"
 : "${PROXY_TLS_CERT:=}"
 : "${PROXY_TLS_KEY:=}"
-: "${PROXY_SERVER_NAME:=_}"
+: "${PROXY_DOMAIN:=_}"
 : "${PROXY_HTTP_PORT:=8080}"
 : "${PROXY_HTTPS_PORT:=8443}"
 : "${PROXY_RUN_DIR:=/tmp/dyimages-proxy}"
@@ -80,7 +80,7 @@ if [ -n "$PROXY_TLS_CERT" ] || [ -n "$PROXY_TLS_KEY" ]; then
         add_header Strict-Transport-Security \"max-age=31536000\" always;"
   PROXY_REDIRECT_SERVER="server {
         listen $PROXY_HTTP_PORT;
-        server_name $PROXY_SERVER_NAME;
+        server_name $PROXY_DOMAIN;
         location = /healthz { access_log off; return 200 \"ok\\n\"; }
         location / { return 308 https://\$host:$PROXY_HTTPS_PORT\$request_uri; }
     }"
@@ -90,13 +90,13 @@ else
 fi
 
 export PROXY_UPSTREAM PROXY_REQUEST_RATE PROXY_REQUEST_BURST PROXY_SESSION_RATE PROXY_SESSION_BURST \
-  PROXY_MAX_SESSIONS PROXY_UPLOAD_RATE PROXY_UPLOAD_BURST PROXY_SERVER_NAME PROXY_RUN_DIR PROXY_MAX_BODY \
+  PROXY_MAX_SESSIONS PROXY_UPLOAD_RATE PROXY_UPLOAD_BURST PROXY_DOMAIN PROXY_RUN_DIR PROXY_MAX_BODY \
   PROXY_LISTEN PROXY_REDIRECT_SERVER PROXY_PAGES PROXY_ACCESS_LOG
 PROXY_PAGES="$here/pages"
 export PROXY_PAGES
 # Only these variables: nginx's own $variables stay as they are.
 envsubst '${PROXY_UPSTREAM} ${PROXY_REQUEST_RATE} ${PROXY_REQUEST_BURST} ${PROXY_SESSION_RATE} ${PROXY_SESSION_BURST}
-  ${PROXY_MAX_SESSIONS} ${PROXY_UPLOAD_RATE} ${PROXY_UPLOAD_BURST} ${PROXY_SERVER_NAME} ${PROXY_RUN_DIR}
+  ${PROXY_MAX_SESSIONS} ${PROXY_UPLOAD_RATE} ${PROXY_UPLOAD_BURST} ${PROXY_DOMAIN} ${PROXY_RUN_DIR}
   ${PROXY_MAX_BODY} ${PROXY_LISTEN} ${PROXY_REDIRECT_SERVER} ${PROXY_PAGES} ${PROXY_ACCESS_LOG}' \
   < "$here/nginx.conf.template" > "$PROXY_RUN_DIR/nginx.conf"
 

@@ -11,6 +11,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,25 +303,32 @@ def test_a_search_in_chromium_through_the_proxy_renders_results_and_no_payload_h
     proxy, proxy_library: Library
 ) -> None:
     """The websocket through nginx with the password; results whose URLs hold HTML show it as text."""
-    with proxy() as p, chromium() as driver:
-        url = f"http://{USER}:{PASSWORD}@127.0.0.1:{p.port}/"
-        search_in_browser(driver, url, "a photo", expected_results=4)
-        images = result_images(driver)
-        alts = {image["alt"].split(": ", 1)[1] for image in images}
-        assert alts == {spec.urls[0] for spec in LIBRARY}  # the alt text holds the raw URL, as text
-        assert driver.execute_script(_XSS) is None
-        assert not driver.find_elements(By.CSS_SELECTOR, 'img[src="x"]')
-        assert not driver.execute_script(
-            "return Array.from(document.querySelectorAll('script')).some(s => s.textContent.includes('__xss'))"
-        )
-        # The details of the image with a <script> URL: its source link is text, with the URL escaped.
-        hostile = next(i for i, image in enumerate(images) if "<script>" in image["alt"])
-        driver.find_elements(By.XPATH, '//button[.//p[text()="Details"]]')[hostile].click()
-        dialog = WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, '[role="dialog"]')))
-        WebDriverWait(driver, 30).until(lambda d: "Sources" in dialog.text)
-        assert SCRIPT_URL in dialog.text
-        link = dialog.find_element(By.CSS_SELECTOR, 'a[href*="photos.example"]')
-        assert link.get_attribute("href").startswith("https://photos.example/%3Cscript%3E")
-        assert driver.execute_script(_XSS) is None
-        log = p.log.read_text()
-    assert 'GET /_stcore/stream HTTP/1.1" 101' in log  # the websocket went through the proxy
+    with proxy() as p:
+        with chromium() as driver:
+            url = f"http://{USER}:{PASSWORD}@127.0.0.1:{p.port}/"
+            search_in_browser(driver, url, "a photo", expected_results=4)
+            images = result_images(driver)
+            alts = {image["alt"].split(": ", 1)[1] for image in images}
+            assert alts == {spec.urls[0] for spec in LIBRARY}  # the alt text holds the raw URL, as text
+            assert driver.execute_script(_XSS) is None
+            assert not driver.find_elements(By.CSS_SELECTOR, 'img[src="x"]')
+            assert not driver.execute_script(
+                "return Array.from(document.querySelectorAll('script')).some(s => s.textContent.includes('__xss'))"
+            )
+            # The details of the image with a <script> URL: its source link is text, with the URL escaped.
+            hostile = next(i for i, image in enumerate(images) if "<script>" in image["alt"])
+            driver.find_elements(By.XPATH, '//button[.//p[text()="Details"]]')[hostile].click()
+            dialog = WebDriverWait(driver, 30).until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, '[role="dialog"]'))
+            )
+            WebDriverWait(driver, 30).until(lambda d: "Sources" in dialog.text)
+            assert SCRIPT_URL in dialog.text
+            link = dialog.find_element(By.CSS_SELECTOR, 'a[href*="photos.example"]')
+            assert link.get_attribute("href").startswith("https://photos.example/%3Cscript%3E")
+            assert driver.execute_script(_XSS) is None
+        # nginx logs a websocket when it closes (the browser is gone now): it went through the proxy.
+        access_log = p.log.parent / "access.log"
+        deadline = time.monotonic() + 10
+        while 'GET /_stcore/stream HTTP/1.1" 101' not in access_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'GET /_stcore/stream HTTP/1.1" 101' in access_log.read_text()
