@@ -7,16 +7,19 @@ session's, except in the outage test, which runs (and kills) its own.
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.messages import ImageDownloaded
-from testkit.embedding import embedding_env
+from testkit.embedding import EmbeddingService, embedding_env
 from testkit.procs import free_port, start_module, stop, wait_http_ok
 
 pytestmark = pytest.mark.integration
@@ -26,6 +29,32 @@ CONSUMING = r"consuming test\."
 
 def _shas(points) -> set[str]:
     return {point.payload["sha256"] for point in points}
+
+
+def assert_points_account_for(points, events: list[ImageDownloaded], embedding: EmbeddingService) -> None:
+    """Point ids cannot repeat (uuid5 of the sha256), so count nothing: check what can go wrong instead.
+
+    Each image is one point whose ``urls`` hold every URL of its messages (none lost by a write
+    that raced or was cut short), whose payload is whole (first URL, a revision token), and whose
+    vector is its own image's (a fresh embedding of the stored file).
+    """
+    expected: dict[str, list[str]] = {}
+    for event in events:
+        expected.setdefault(event.sha256, [])
+        if event.url not in expected[event.sha256]:
+            expected[event.sha256].append(event.url)
+    assert {point.payload["sha256"]: sorted(point.payload["urls"]) for point in points} == {
+        sha: sorted(urls) for sha, urls in expected.items()
+    }
+    for point in points:
+        assert point.payload["url"] == point.payload["urls"][0]
+        assert re.fullmatch(r"[0-9a-f]{32}", point.payload["revision"])
+    with EmbeddingClient(embedding.url) as client:
+        for start in range(0, len(points), 128):
+            chunk = points[start : start + 128]
+            fresh = client.embed_image_paths([point.payload["path"] for point in chunk]).vectors
+            for point, vector in zip(chunk, fresh, strict=True):
+                np.testing.assert_allclose(point.vector, vector, atol=1e-5, err_msg=point.payload["sha256"])
 
 
 def test_embedding_service_down_for_a_while_then_back(rig, processes) -> None:
@@ -74,24 +103,28 @@ def test_embedding_service_down_for_a_while_then_back(rig, processes) -> None:
     assert rig.depths() == {"queued": 5, "dead_lettered": 0}
 
 
-def test_killed_mid_batch_and_restarted_every_image_is_indexed_exactly_once(
-    rig, processes, many_images: list[ImageDownloaded]
+def test_killed_mid_batch_and_restarted_every_image_is_indexed_with_every_url_and_its_own_vector(
+    rig, processes, many_images: list[ImageDownloaded], embedding_service: EmbeddingService
 ) -> None:
+    # Every tenth image also comes from a mirror: a second message for the same bytes, anywhere in the queue.
+    mirrors = [
+        event.model_copy(update={"url": f"https://mirror.example/{event.sha256}.jpg"}) for event in many_images[::10]
+    ]
+    events = many_images + mirrors
+    random.Random(11).shuffle(events)
     indexer, log = rig.start(INDEXER_BATCH_SIZE="4", INDEXER_CONCURRENCY="1")
     processes.append(indexer)
     rig.wait_for_log(log, CONSUMING, process=indexer)
-    rig.publish(many_images)
+    rig.publish(events)
     rig.wait_for_log(log, r"indexed [1-9]\d* \(", process=indexer)
     os.kill(indexer.pid, signal.SIGKILL)
     indexer.wait()
-    assert 0 < rig.depths()["queued"] < len(many_images)  # killed mid-run, with work left
+    assert 0 < rig.depths()["queued"] < len(events)  # killed mid-run, with work left
 
     result = rig.run()
 
     assert result.returncode == 0, result.stderr[-3000:]
-    points = rig.points()
-    assert Counter(point.payload["sha256"] for point in points) == Counter(event.sha256 for event in many_images)
-    assert all(point.payload["urls"] == [point.payload["url"]] for point in points)
+    assert_points_account_for(rig.points(), events, embedding_service)
     assert rig.depths() == {"queued": 0, "dead_lettered": 0}
 
 
@@ -120,12 +153,10 @@ def test_two_indexers_share_one_queue_without_loss_or_duplicates(
 ) -> None:
     """Two indexer processes consume one queue at once, each writing its own Qdrant folder.
 
-    Embedded Qdrant opens a folder in one process only and no Qdrant server can run here, so
-    the replicas cannot share a store in this test. Separate stores make the check sharper: a
-    message handled by both replicas shows up in both stores (a shared store would hide it, since
-    the point id is the same), and one handled by neither is missing from the union. That two
-    replicas writing one shared point never lose each other's URLs is tested in test_store.py
-    (conditional writes against the real client). Production shares one Qdrant server.
+    This is about the queue, not the store: separate stores show a message handled by both
+    replicas (it shows up in both; a shared store would hide it, the point id being the same) and
+    one handled by neither (missing from the union). Two consumers racing on one store, merging
+    URLs into the same points, is test_shared_store_race.py.
     """
     stores = {name: tmp_path / f"qdrant-{name}" for name in ("a", "b")}
     started = {

@@ -3,18 +3,22 @@
 Every hop is real: a local HTTP server on 127.0.0.1 serves generated images, `python -m downloader
 --once` fetches them and publishes to the real RabbitMQ (a queue of this test's own), the real LitServe
 embedding process (tiny OpenCLIP model, random weights) embeds them, `python -m indexer
---exit-when-idle` writes to an embedded Qdrant folder. Then a search finds each image first.
+--exit-when-idle` writes to an embedded Qdrant folder. Then every point is checked against its
+image (every URL, its own vector), and a search with a re-encoded, resized copy of an image (other
+bytes, so not a cosine of 1.0 by construction) finds the original first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.qdrant import connect_qdrant
@@ -42,7 +46,16 @@ def run_module(module: str, *args: str, env: dict[str, str], timeout: float) -> 
     )
 
 
-def test_urls_become_searchable_images_exactly_once(
+def _resized_copy(data: bytes, scale: float, fmt: str) -> bytes:
+    """The same picture at another size and encoding: other bytes, another sha256, nearly the same vector."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, quality=80)
+    return buffer.getvalue()
+
+
+def test_urls_become_searchable_images_with_every_url_and_their_own_vector(
     tmp_path: Path, images_dir: Path, qdrant_path: Path, rabbit_queue: str, image_server: ImageServer
 ) -> None:
     images = {f"/img/{i}.jpg": jpeg(i, size=(96, 72)) for i in range(12)}
@@ -86,22 +99,24 @@ def test_urls_become_searchable_images_exactly_once(
         assert set(reasons) == {image_server.url("/not-an-image.jpg"), image_server.url("/missing.jpg")}
         assert all(reasons.values())
 
-        # Every distinct image is exactly one point, with both URLs for the shared bytes.
+        # Point ids are uuid5(sha256): one per image by construction. What can go wrong instead: a URL
+        # lost from `urls`, or a point whose vector is not its image's.
         client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
         try:
-            points, _ = client.scroll("images", limit=1000, with_payload=True)
-            shas = Counter(point.payload["sha256"] for point in points)
-            assert set(shas) == {sha256_hex(body) for body in images.values()}
-            assert max(shas.values()) == 1
-            shared = next(p.payload for p in points if p.payload["sha256"] == sha256_hex(images["/img/0.jpg"]))
-            assert sorted(shared["urls"]) == sorted(
-                [image_server.url("/img/0.jpg"), image_server.url("/img/same-bytes-again.jpg")]
-            )
-
-            # A search with one of the images finds it first.
+            points, _ = client.scroll("images", limit=1000, with_payload=True, with_vectors=True)
+            urls_of = {sha256_hex(body): {image_server.url(path)} for path, body in images.items()}
+            urls_of[sha256_hex(images["/img/0.jpg"])].add(image_server.url("/img/same-bytes-again.jpg"))
+            assert {point.payload["sha256"]: set(point.payload["urls"]) for point in points} == urls_of
             with EmbeddingClient(embedding.url) as embedder:
-                for name in ("/img/3.jpg", "/img/p.png"):
-                    query = embedder.embed_image_bytes(images[name])
+                fresh = embedder.embed_image_paths([point.payload["path"] for point in points]).vectors
+                for point, vector in zip(points, fresh, strict=True):
+                    np.testing.assert_allclose(point.vector, vector, atol=1e-5, err_msg=point.payload["path"])
+
+                # A search with a resized, re-encoded copy (other bytes) finds the original first.
+                for name, scale, fmt in (("/img/3.jpg", 0.75, "JPEG"), ("/img/p.png", 1.5, "WEBP")):
+                    copy = _resized_copy(images[name], scale, fmt)
+                    assert sha256_hex(copy) != sha256_hex(images[name])
+                    query = embedder.embed_image_bytes(copy)
                     hits = client.query_points("images", query=query.tolist(), limit=3).points
                     assert hits[0].payload["sha256"] == sha256_hex(images[name])
         finally:

@@ -22,9 +22,9 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import REINDEX_HINT, collection_model
+from dyimages_common.qdrant import REINDEX_HINT, collection_model, collection_weights
 
 if TYPE_CHECKING:
     from search_app.query_cache import QueryCache
@@ -173,19 +173,32 @@ class ServiceEmbedder:
     def image(self, data: bytes) -> np.ndarray:
         return self._client.embed_image_bytes(data)
 
+    def answered_by(self) -> ModelIdentity | None:
+        return self._client.answered_by
+
+
+def _unknown() -> ModelIdentity | None:
+    return None
+
 
 @dataclass(frozen=True)
 class CachedEmbedder:
-    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers."""
+    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers (and, to check the
+    model, ``answered_by_fn``: the client's ``answered_by``)."""
 
     text_fn: Callable[[str], np.ndarray]
     image_fn: Callable[[bytes], np.ndarray]
+    answered_by_fn: Callable[[], ModelIdentity | None] = _unknown
 
     def text(self, text: str) -> np.ndarray:
         return self.text_fn(text)
 
     def image(self, data: bytes) -> np.ndarray:
         return self.image_fn(data)
+
+    def answered_by(self) -> ModelIdentity | None:
+        return self.answered_by_fn()
+
 
 
 def normalise(vector: np.ndarray) -> np.ndarray:
@@ -233,6 +246,27 @@ def query_vector(
         positives.append(stored_vector(client, collection, query.like))
     negatives = [embedder.text(text) for text in parsed.negatives]
     return combine(positives, negatives, negative_weight)
+
+
+def answered_by(embedder: Embedder) -> ModelIdentity | None:
+    """The model and weights of the embedding service's latest answer, for an embedder that knows them
+    (``answered_by()``, as the service's embedders do); None otherwise."""
+    method = getattr(embedder, "answered_by", None)
+    return method() if callable(method) else None
+
+
+def check_query_model(client: QdrantClient, collection: str, answered: ModelIdentity | None) -> None:
+    """Refuse a query vector of another model or other weights than the index's, even of the same size
+    (its scores would be meaningless); ``answered`` None (no embedding asked) checks nothing."""
+    if answered is None:
+        return
+    model, _ = _qdrant(lambda: collection_model(client, collection))
+    weights = _qdrant(lambda: collection_weights(client, collection))
+    if (model is not None and model != answered.model) or (weights is not None and weights != answered.pretrained):
+        raise IndexMismatch(
+            f"the index holds vectors of {model} ({weights or 'weights not recorded'}), but the embedding "
+            f"service answered with {answered}. {REINDEX_HINT}"
+        )
 
 
 def _explain(client: QdrantClient, collection: str, exc: Exception, vector_size: int | None = None) -> Exception:
@@ -306,6 +340,8 @@ def search(
     if query.is_empty():
         raise QueryError("nothing to search for: type a text, upload an image or pick an image")
     vector = query_vector(query, embedder, client, collection, negative_weight)
+    if query.parsed.positive or query.image is not None:
+        check_query_model(client, collection, answered_by(embedder))
     exclude = [point_id(query.like)] if query.like else []
 
     def run() -> list[Hit]:
