@@ -16,12 +16,13 @@ import pytest
 
 from testkit import REPO_ROOT
 
-SIZES = (300, 700)
+SIZES = (150, 300)
 PER_SIZE_FIELDS = {
     "insert_points_per_s",
     "fill_peak_rss_mb",
     "folder_mb",
     "open_s",
+    "open_cpu_s",
     "baseline_rss_mb",
     "open_rss_mb",
     "peak_rss_mb",
@@ -29,6 +30,8 @@ PER_SIZE_FIELDS = {
     "search_p99_ms",
     "filtered_p50_ms",
     "filtered_p99_ms",
+    "search_cpu_p50_ms",
+    "filtered_cpu_p50_ms",
     "recall_at_10",
     "filtered_recall_at_10",
     "filter_matches",
@@ -72,6 +75,8 @@ def test_quick_vectorstore_bench_emits_a_line_per_size_and_a_summary(tmp_path: P
         assert figures["insert_points_per_s"] > 0
         assert figures["search_p99_ms"] >= figures["search_p50_ms"] > 0
         assert figures["filtered_p99_ms"] >= figures["filtered_p50_ms"] > 0
+        assert figures["search_cpu_p50_ms"] > 0
+        assert figures["filtered_cpu_p50_ms"] > 0
         assert figures["peak_rss_mb"] >= figures["open_rss_mb"] >= figures["baseline_rss_mb"] > 0
         assert figures["folder_mb"] > 0
     summary = lines[-1]
