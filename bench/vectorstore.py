@@ -21,7 +21,8 @@ For each size N (default 10,000 and 100,000; quick 2,000 and 10,000), in a fresh
 3. exact: this process computes the true top 10 of each query with NumPy (brute force over the same
    vectors, the same filter) and compares.
 
-Each child is its own process and session; its RSS is sampled with psutil every 20 ms.
+Each child is its own process and session. Its RSS at given moments is read with psutil; its peak
+is the kernel's high-water mark (``getrusage``), so no short spike between samples is missed.
 
 Fields of each size's JSON line (``"benchmark": "vectorstore"``, ``"points": N``):
 
@@ -56,6 +57,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -221,31 +223,25 @@ def _child(argv: list[str]) -> None:
     """``python -m bench.vectorstore fill|search FOLDER COUNT [QUERIES] RESULT``: one side, in its own process."""
     side, folder, count, result = argv[0], Path(argv[1]), int(argv[2]), Path(argv[-1])
     figures = fill(folder, count) if side == "fill" else search(folder, int(argv[3]))
+    # The kernel's high-water mark of this process's RSS (KiB on Linux): exact, no sampling.
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.write_text(json.dumps(figures))
 
 
 # --- this process: run the children, compare with exact search -----------------------------------
 
 
-def _run_child(workdir: Path, *args: str) -> tuple[dict[str, Any], float]:
-    """Run one side in its own process and session; its figures and its peak RSS (MB)."""
+def _run_child(workdir: Path, *args: str) -> dict[str, Any]:
+    """Run one side in its own process and session; its figures."""
     result = workdir / f"{args[0]}.json"
     log = workdir / f"{args[0]}.log"
     process = start_module("bench.vectorstore", *args, str(result), env={}, log_path=log)
-    peak = 0
     try:
-        watched = psutil.Process(process.pid)
-        while process.poll() is None:
-            try:
-                peak = max(peak, watched.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
         if process.wait() != 0:
             raise RuntimeError(f"bench.vectorstore {args[0]} failed:\n{log.read_text()[-3000:]}")
     finally:
         stop(process)
-    return json.loads(result.read_text()), peak / 2**20
+    return json.loads(result.read_text())
 
 
 def exact_top(count: int, wanted: np.ndarray, mask: np.ndarray | None) -> list[set[int]]:
@@ -277,9 +273,9 @@ def measure(count: int, queries: int, parent: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-vectorstore-{count}-", dir=parent))
     folder = workdir / "qdrant"
     try:
-        filled, fill_peak = _run_child(workdir, "fill", str(folder), str(count))
+        filled = _run_child(workdir, "fill", str(folder), str(count))
         folder_bytes = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-        searched, search_peak = _run_child(workdir, "search", str(folder), str(count), str(queries))
+        searched = _run_child(workdir, "search", str(folder), str(count), str(queries))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     numbers = {sha_of(number): number for number in range(count)}
@@ -294,13 +290,13 @@ def measure(count: int, queries: int, parent: Path) -> dict[str, Any]:
         "queries": queries,
         "folder": str(parent),
         "insert_points_per_s": round(filled["insert_points_per_s"], 1),
-        "fill_peak_rss_mb": round(fill_peak, 1),
+        "fill_peak_rss_mb": round(filled["peak_rss_mb"], 1),
         "folder_mb": round(folder_bytes / 2**20, 1),
         "open_s": round(searched["open_s"], 3),
         "open_cpu_s": round(searched["open_cpu_s"], 3),
         "baseline_rss_mb": round(searched["baseline_rss_mb"], 1),
         "open_rss_mb": round(searched["open_rss_mb"], 1),
-        "peak_rss_mb": round(search_peak, 1),
+        "peak_rss_mb": round(searched["peak_rss_mb"], 1),
         "search_p50_ms": round(_percentile(plain["ms"], 50), 2),
         "search_p99_ms": round(_percentile(plain["ms"], 99), 2),
         "search_cpu_p50_ms": round(_percentile(plain["cpu_ms"], 50), 2),
