@@ -26,7 +26,7 @@ from qdrant_client import QdrantClient
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embedding_api import EmbeddingClient, ModelInfo
 from search_app import query_cache
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Hit, Query, ServiceEmbedder, search
@@ -144,6 +144,39 @@ def test_a_repeated_query_comes_from_redis_and_equals_the_uncached_answer(librar
         assert [hit.rank for hit in page_two] == [6, 7, 8, 9, 10]
         assert {hit.content_type for hit in pngs} == {"image/png"}
         assert counting.texts == [QUERY]
+
+
+class CountingInfo:
+    """The real embedding client, counting its /info requests."""
+
+    def __init__(self, client: EmbeddingClient) -> None:
+        self.client, self.asked = client, 0
+
+    def info(self) -> ModelInfo:
+        self.asked += 1
+        return self.client.info()
+
+
+def test_the_model_identity_is_asked_again_only_after_its_ttl(library: Library) -> None:
+    with EmbeddingClient(library.env["EMBEDDING_SERVICE_URL"]) as embedding:
+        counting = CountingInfo(embedding)
+        identity = ServiceIdentity(counting, ttl_s=0.5)  # type: ignore[arg-type]
+        assert identity() == identity() == ("dy-tiny", "none")
+        assert counting.asked == 1
+        time.sleep(0.6)
+        identity()
+        assert counting.asked == 2
+
+
+def test_pages_expire_after_the_results_ttl_and_vectors_after_a_week(library: Library, prefix: str) -> None:
+    cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix, results_ttl_s=7)
+    with parts(library, cache) as (client, _, cached):
+        search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache)
+    with redis.Redis(host=REDIS_HOST, port=REDIS_PORT) as server:
+        ttls = {key.decode().split(":")[-2]: server.ttl(key) for key in server.scan_iter(f"{prefix}*")}
+    assert set(ttls) == {"res", "vec"}
+    assert 0 < ttls["res"] <= 7
+    assert query_cache.VECTOR_TTL_S - 60 < ttls["vec"] <= query_cache.VECTOR_TTL_S == 7 * 24 * 3600
 
 
 def test_indexing_a_new_image_invalidates_the_cached_pages(own_library: Library, prefix: str, tmp_path: Path) -> None:

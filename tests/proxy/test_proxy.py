@@ -5,9 +5,11 @@ headless Chromium searches through it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "proxy" / "entrypoint.sh"
 USER, PASSWORD = "tester", "a-long-test-password-7f3a"
+METRICS_PORT = free_port()  # the app's /metrics
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
 # Payload text a hostile page could put in a URL: it must reach the browser as text, never as HTML.
 SCRIPT_URL = "https://photos.example/<script>window.__xss='script'</script>.jpg"
@@ -150,7 +153,14 @@ def proxy_library(
 @pytest.fixture(scope="session")
 def app_upstream(proxy_library: Library, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app (``python -m search_app``) over the library, 1 MiB upload limit; yields host:port."""
-    env = {**proxy_library.env, "APP_TOP_K": "4", "APP_THUMBNAIL_PX": "96", "MAX_IMAGE_BYTES": str(1024 * 1024)}
+    env = {
+        **proxy_library.env,
+        "APP_TOP_K": "4",
+        "APP_THUMBNAIL_PX": "96",
+        "MAX_IMAGE_BYTES": str(1024 * 1024),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "METRICS_PORT": str(METRICS_PORT),
+    }
     with streamlit_app(env, tmp_path_factory.mktemp("proxy-app") / "streamlit.log") as url:
         yield url.removeprefix("http://")
 
@@ -236,6 +246,35 @@ def test_past_the_rate_uploads_sessions_and_requests_get_429(proxy) -> None:
         unauthenticated = httpx.get(f"{p.url}/", auth=httpx.BasicAuth(USER, "guessing-password"))
     assert codes == [200] * 4 + [429] * 2
     assert unauthenticated.status_code == 429  # password guessing is limited too
+
+
+def open_websocket(proxy: Proxy) -> tuple[socket.socket, str]:
+    """A UI session: the websocket handshake of /_stcore/stream, with the password; the socket stays open."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    sock.sendall(
+        f"GET /_stcore/stream HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\nOrigin: {proxy.url}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Basic {login}\r\n\r\n".encode()
+    )
+    status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+    return sock, status
+
+
+def test_sessions_open_at_once_are_limited_per_client(proxy) -> None:
+    with proxy(PROXY_MAX_SESSIONS="2") as p:
+        first, second = open_websocket(p), open_websocket(p)
+        third = open_websocket(p)
+        third[0].close()
+        first[0].close()
+        time.sleep(0.5)  # nginx sees the close
+        again = open_websocket(p)
+        for sock, _ in (second, again):
+            sock.close()
+    assert first[1] == second[1] == "HTTP/1.1 101 Switching Protocols"
+    assert third[1] == "HTTP/1.1 429 Too Many Requests"
+    assert again[1] == "HTTP/1.1 101 Switching Protocols"
 
 
 def test_uploads_above_max_image_bytes_stop_at_the_proxy_and_smaller_ones_need_the_xsrf_token(proxy) -> None:
@@ -326,6 +365,9 @@ def test_a_search_in_chromium_through_the_proxy_renders_results_and_no_payload_h
             link = dialog.find_element(By.CSS_SELECTOR, 'a[href*="photos.example"]')
             assert link.get_attribute("href").startswith("https://photos.example/%3Cscript%3E")
             assert driver.execute_script(_XSS) is None
+        # The app as deployed used the Redis query cache for that search, and counts it on /metrics.
+        metrics = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+        assert 'dyimages_app_query_cache_total{kind="results",outcome="miss"} 1.0' in metrics
         # nginx logs a websocket when it closes (the browser is gone now): it went through the proxy.
         access_log = p.log.parent / "access.log"
         deadline = time.monotonic() + 10

@@ -16,6 +16,7 @@ import streamlit as st
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.logs import configure_logging
+from dyimages_common.metrics import serve_metrics
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
 from search_app.query_cache import QueryCache, ServiceIdentity
@@ -39,7 +40,15 @@ def settings() -> AppSettings:
         st.stop()
         raise  # unreachable: st.stop() raises
     _configure_logging(loaded.log_level, loaded.log_format)
+    _metrics_server(loaded.metrics_port)
     return loaded
+
+
+@st.cache_resource(show_spinner=False)
+def _metrics_server(port: int) -> bool:
+    """Prometheus /metrics of this process (the query cache's counter) on METRICS_PORT; 0: off."""
+    serve_metrics(port)
+    return True
 
 
 def _settings_key(settings: AppSettings) -> str:

@@ -6,10 +6,16 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings, StateDbSettings
+from dyimages_common.settings import (
+    EmbeddingClientSettings,
+    MetricsSettings,
+    QdrantSettings,
+    RabbitSettings,
+    StateDbSettings,
+)
 
 
-class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings):
+class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings, MetricsSettings):
     urls_file: Path = Field(
         Path("/data/urls/image_urls.txt"), description="The downloader's URL list, read (only) by `dyimages audit`."
     )
