@@ -43,7 +43,7 @@ async def _delete(queue: str) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        for name in (topology.queue, topology.dead_letter_queue):
+        for name in (topology.queue, topology.dead_letter_queue, topology.control_queue):
             await channel.queue_delete(name)
         await channel.exchange_delete(topology.dead_letter_exchange)
 

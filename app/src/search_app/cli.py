@@ -1,4 +1,4 @@
-"""`dyimages`: the operator's command line (stats, search, failures, reindex, drop).
+"""`dyimages`: the operator's command line (stats, search, failures, retry, reindex, drop).
 
 Exit codes: 0 done; 1 the request cannot be done (bad query, unknown image, refused); 2 a setting is
 wrong (one line names the variable); 3 a service (Qdrant, the embedding service, RabbitMQ) is not
@@ -39,7 +39,7 @@ from search_app.search import (
     search,
 )
 from search_app.settings import AppSettings
-from search_app.status import RABBIT_ERRORS, collect_failures, collect_status
+from search_app.status import RABBIT_ERRORS, NothingToRetry, collect_failures, collect_status, request_retry
 
 JSON_SCHEMA_VERSION = 1
 
@@ -240,8 +240,9 @@ def failures(
     """Downloads that failed for good, and messages the indexer dead-lettered, with reasons.
 
     Dead-lettered messages are only looked at: they stay in the dead-letter queue.
+    A URL refused by the SSRF guard says which DOWNLOADER_ALLOWED_NETWORKS entry would allow it ("hint").
     --json prints {"schema_version": 1,
-    "downloads": [{"url", "reason", "attempts", "updated_at"}],
+    "downloads": [{"url", "reason", "attempts", "updated_at", "hint": str|null}],
     "dead_letters": [{"reason", "sha256", "url", "path", "dead_lettered_at", "body"}],
     "downloads_error": str|null, "dead_letters_error": str|null} (newest downloads first, oldest dead letters first).
     """
@@ -253,8 +254,9 @@ def failures(
         downloads = Table(title=f"Failed downloads ({len(found.downloads)})")
         for name in ("url", "reason", "attempts", "when"):
             downloads.add_column(name, overflow="fold")
-        for failure in found.downloads:
-            downloads.add_row(failure.url, failure.reason, str(failure.attempts), failure.updated_at)
+        for row in found.download_rows():
+            reason = row["reason"] + (f"\n{row['hint']}" if row["hint"] else "")
+            downloads.add_row(row["url"], reason, str(row["attempts"]), row["updated_at"])
         out.print(downloads)
         dead = Table(title=f"Dead-lettered messages ({len(found.dead_letters)})")
         for name in ("reason", "image", "url", "when"):
@@ -369,6 +371,46 @@ def audit_command(
         out.print("the books balance" if report.balanced else f"{len(report.problems)} problem(s): {kinds}")
     if not report.balanced:
         raise typer.Exit(1)
+
+
+@app.command()
+def retry(
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Only URLs that failed with this reason (e.g. refused_address).")
+    ] = None,
+    url: Annotated[list[str] | None, typer.Option("--url", help="Only this failed URL (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
+) -> None:
+    """Fetch failed downloads again: every failed URL, those failed with --reason, or the --url given.
+
+    The downloader does it (it alone writes its state): the request goes to its control queue
+    (<RABBITMQ_QUEUE>.control) and waits there while the downloader is stopped; the matching failed URLs
+    go back to pending and are fetched again, attempts counted from zero. Fix the cause first (for
+    refused_address: DOWNLOADER_ALLOWED_NETWORKS, then restart the downloader). Exit 1 when the state
+    shows no failed URL matching (nothing is sent), 3 when RabbitMQ does not take the request.
+    --json prints {"schema_version": 1, "request_id": str, "reason": str|null, "urls": [str],
+    "matching": int|null, "matching_urls": [str]|null, "state_error": str|null}
+    ("matching" is null when the state cannot be read here; the request is sent anyway).
+    """
+    settings = _settings()
+    try:
+        outcome = request_retry(settings, reason=reason, urls=tuple(url or ()), requested_by="dyimages")
+    except NothingToRetry as exc:
+        _fail(str(exc), 1)
+    except RABBIT_ERRORS as exc:
+        _fail(f"RabbitMQ at {settings.rabbitmq_host}:{settings.rabbitmq_port} is not answering: {exc!r}", 3)
+    if outcome.state_error:
+        err.print(f"[yellow]warning:[/yellow] {outcome.state_error}", highlight=False, soft_wrap=True)
+    if as_json:
+        _print_json(outcome.to_json())
+        return
+    if outcome.matching is None:
+        out.print(f"asked the downloader to fetch {outcome.request.describe()} again")
+        return
+    for failure in outcome.matching[:20]:
+        out.print(f"{failure.url} ({failure.reason})", highlight=False, soft_wrap=True)
+    more = " (first 20 above)" if len(outcome.matching) > 20 else ""
+    out.print(f"asked the downloader to fetch {len(outcome.matching)} failed URL(s) again{more}")
 
 
 def main() -> None:

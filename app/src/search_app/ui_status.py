@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import streamlit as st
 
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.retry_requests import failure_reason
 from search_app import resources
 from search_app.search import QdrantUnavailable
-from search_app.status import collect_failures, collect_status
+from search_app.settings import AppSettings
+from search_app.status import (
+    RABBIT_ERRORS,
+    Failures,
+    NothingToRetry,
+    collect_failures,
+    collect_status,
+    request_retry,
+)
 
 
 def _number(value: int | None) -> str:
@@ -60,7 +67,8 @@ def render() -> None:
 
     st.subheader("Recent failures")
     if failures.downloads:
-        st.dataframe([asdict(f) for f in failures.downloads], hide_index=True, key="download_failures")
+        st.dataframe(failures.download_rows(), hide_index=True, key="download_failures")
+        _retry_controls(settings, failures)
     else:
         st.caption("No failed downloads.")
     if failures.dead_letters:
@@ -74,3 +82,27 @@ def render() -> None:
     for error in (failures.downloads_error, failures.dead_letters_error):
         if error:
             st.error(error, icon=":material/error:")
+
+
+ALL_FAILED = "every failed URL"
+
+
+def _retry_controls(settings: AppSettings, failures: Failures) -> None:
+    """The `dyimages retry` request as a button: every failed URL, or those failed with one reason."""
+    reasons = sorted({failure_reason(f.reason) for f in failures.downloads})
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    choice = left.selectbox("Fetch failed downloads again", [ALL_FAILED, *reasons], key="retry_reason")
+    if not right.button("Retry", icon=":material/replay:", key="retry"):
+        return
+    try:
+        outcome = request_retry(settings, reason=None if choice == ALL_FAILED else choice, requested_by="app")
+    except NothingToRetry as exc:
+        st.info(str(exc))
+    except RABBIT_ERRORS as exc:
+        st.error(f"RabbitMQ is not answering ({exc!r}): nothing was retried.", icon=":material/error:")
+    else:
+        count = "the" if outcome.matching is None else str(len(outcome.matching))
+        st.success(
+            f"Asked the downloader to fetch {count} failed URL(s) again; press Refresh in a few seconds.",
+            icon=":material/replay:",
+        )

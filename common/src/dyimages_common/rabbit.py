@@ -5,6 +5,10 @@
 * ``<queue>.dlx``: a direct exchange; ``<queue>.dead``: the dead-letter queue bound to it. The
   indexer publishes a message it can never process there itself, with the reason in the
   :data:`REASON_HEADER` header, then acknowledges the original.
+* ``<queue>.control``: the downloader's control queue (durable, quorum): requests to fetch failed
+  URLs again (:mod:`dyimages_common.retry_requests`), published by ``dyimages retry`` and the app,
+  consumed by the downloader. One it cannot read, or one that keeps crashing it, goes to
+  ``<queue>.dead`` like any other dead letter.
 
 Every declaration uses the same arguments everywhere: RabbitMQ refuses a redeclaration with
 different ones, so they live here and nowhere else.
@@ -13,6 +17,7 @@ different ones, so they live here and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import aio_pika
@@ -29,10 +34,16 @@ class Topology:
     queue: str
     dead_letter_exchange: str
     dead_letter_queue: str
+    control_queue: str
 
     @classmethod
     def for_queue(cls, queue: str) -> Topology:
-        return cls(queue=queue, dead_letter_exchange=f"{queue}.dlx", dead_letter_queue=f"{queue}.dead")
+        return cls(
+            queue=queue,
+            dead_letter_exchange=f"{queue}.dlx",
+            dead_letter_queue=f"{queue}.dead",
+            control_queue=f"{queue}.control",
+        )
 
 
 @dataclass(frozen=True)
@@ -59,17 +70,27 @@ async def declare_topology(channel: AbstractChannel, queue_name: str) -> Declare
     dlx = await channel.declare_exchange(topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     dead = await channel.declare_queue(topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
     await dead.bind(dlx, routing_key=topology.dead_letter_queue)
-    queue = await channel.declare_queue(
-        topology.queue,
-        durable=True,
-        arguments={
-            "x-queue-type": "quorum",
-            "x-delivery-limit": DELIVERY_LIMIT,
-            "x-dead-letter-exchange": topology.dead_letter_exchange,
-            "x-dead-letter-routing-key": topology.dead_letter_queue,
-        },
-    )
+    queue = await channel.declare_queue(topology.queue, durable=True, arguments=_dead_lettering_arguments(topology))
     return DeclaredTopology(queue=queue, dead_letter_exchange=dlx, dead_letter_queue=dead)
+
+
+async def declare_control_queue(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
+    """The downloader's control queue for ``queue_name``, after the topology its dead letters go to."""
+    topology = Topology.for_queue(queue_name)
+    await declare_topology(channel, queue_name)
+    return await channel.declare_queue(
+        topology.control_queue, durable=True, arguments=_dead_lettering_arguments(topology)
+    )
+
+
+def _dead_lettering_arguments(topology: Topology) -> dict[str, Any]:
+    """A quorum queue whose messages go to ``<queue>.dead`` after DELIVERY_LIMIT deliveries."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": topology.dead_letter_exchange,
+        "x-dead-letter-routing-key": topology.dead_letter_queue,
+    }
 
 
 async def queue_depths(settings: RabbitSettings) -> dict[str, int]:

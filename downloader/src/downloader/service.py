@@ -32,10 +32,12 @@ from downloader.fetch import Fetched, Fetcher, FetchFailed
 from downloader.guard import AddressPolicy, guarded_connector
 from downloader.intake import CheckedImage, check_image, message_for
 from downloader.publisher import Publisher
+from downloader.retry_requests import RetryRequestConsumer
 from downloader.settings import DownloaderSettings
 from downloader.state import KnownUrl, UrlStateStore
 from downloader.url_file import UrlFileReader
 from dyimages_common.images import ImageRejected
+from dyimages_common.retry_requests import RetryRequest
 from dyimages_common.storage import remove_stale_temp_files, write_atomic
 from dyimages_common.url_state import STATUSES
 
@@ -160,6 +162,11 @@ class Downloader:
                 asyncio.create_task(self._feed(), name="feeder"),
                 asyncio.create_task(self._summarise_forever(), name="summary"),
             ]
+            if not once:  # `dyimages retry` and the status page's button, through the control queue
+                consumer = RetryRequestConsumer(
+                    self.settings, self.retry_failed, retry_max_s=self.settings.downloader_broker_retry_max_s
+                )
+                helpers.append(asyncio.create_task(consumer.run(), name="retry-requests"))
             try:
                 await self._watch(once=once, helpers=helpers)
             finally:
@@ -202,6 +209,14 @@ class Downloader:
             if helper.done():
                 helper.result()  # raises what killed it
                 raise RuntimeError(f"{helper.get_name()} stopped unexpectedly")
+
+    async def retry_failed(self, request: RetryRequest) -> list[str]:
+        """Reset the failed URLs ``request`` matches to pending and fetch them again."""
+        urls = await self._state.reset_failed(request.matches)
+        for url in urls:
+            self._set_status(url, "pending", 0)
+        await self._schedule(urls)
+        return urls
 
     async def _schedule(self, urls: list[str]) -> None:
         new = [url for url in urls if url not in self._known]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,6 +171,20 @@ class UrlStateStore:
                 (attempts, sha256, path, message, now_iso(), url),
             )
         )
+
+    async def reset_failed(self, matches: Callable[[str, str | None], bool]) -> list[str]:
+        """Failed URLs for which ``matches(url, last_error)`` holds, back to ``pending`` with no attempts
+        (a retry request); returns them once that is durable."""
+        loop = asyncio.get_running_loop()
+        query = "SELECT url, last_error FROM urls WHERE status = 'failed'"
+        # On the writer's own thread: the one connection is never used by two threads at once.
+        rows = await loop.run_in_executor(self._executor, lambda: self._connection.execute(query).fetchall())
+        urls = [url for url, last_error in rows if matches(url, last_error)]
+        if urls:
+            stamp = now_iso()
+            sql = "UPDATE urls SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ? WHERE url = ?"
+            await self._write(*[(sql, (stamp, url)) for url in urls])
+        return urls
 
     async def mark_published(self, urls: Sequence[str]) -> None:
         """The broker confirmed the messages of these URLs."""

@@ -1,0 +1,85 @@
+"""Asking the downloader to fetch failed URLs again: the retry request and how it reaches the downloader.
+
+A URL that failed for good stays ``failed`` (adding it to the URL file again changes nothing: it is
+known). After the cause is fixed (a network allowed, a server back), ``dyimages retry`` or the
+status page's button asks for another try. They cannot change the URL state themselves: the
+downloader is its only writer, and compose mounts the images volume (where the state lives)
+read-only in the app. So they publish a :class:`RetryRequest` to the downloader's control queue
+(``<RABBITMQ_QUEUE>.control``, declared by :func:`dyimages_common.rabbit.declare_control_queue`),
+with publisher confirms; the downloader consumes it, resets the matching ``failed`` URLs to
+``pending`` (attempts back to 0) and fetches them again. A request made while the downloader is
+stopped waits in the durable queue; a request that matches nothing changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import aio_pika
+from pydantic import BaseModel, ConfigDict, Field
+
+from dyimages_common import url_state
+from dyimages_common.rabbit import amqp_url, declare_control_queue
+from dyimages_common.settings import RabbitSettings
+
+MAX_URLS_PER_REQUEST = 10_000
+PUBLISH_TIMEOUT_S = 15.0
+
+
+def failure_reason(last_error: str) -> str:
+    """The reason word of a failed URL's ``last_error`` (``"http_404: 404 Not Found"`` -> ``"http_404"``)."""
+    return last_error.split(":", 1)[0].strip()
+
+
+class RetryRequest(BaseModel):
+    """Fetch again the failed URLs that match: all of them, those failed for ``reason``, or ``urls``
+    (both given: the URLs among those that failed for ``reason``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
+    requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    requested_by: str = Field("dyimages", max_length=64, description="Who asked: the CLI or the app.")
+    reason: str | None = Field(None, min_length=1, max_length=100)
+    urls: tuple[str, ...] = Field((), max_length=MAX_URLS_PER_REQUEST)
+
+    def matches(self, url: str, last_error: str | None) -> bool:
+        if self.urls and url not in self.urls:
+            return False
+        return self.reason is None or failure_reason(last_error or "") == self.reason
+
+    def describe(self) -> str:
+        if self.urls and self.reason:
+            return f"{len(self.urls)} URL(s) failed with {self.reason}"
+        if self.urls:
+            return f"{len(self.urls)} URL(s)"
+        return f"failed URLs with reason {self.reason}" if self.reason else "every failed URL"
+
+
+def matching_failures(state_db: Path, request: RetryRequest) -> list[url_state.UrlFailure]:
+    """The failed URLs ``request`` would reset, read from the downloader's state (read-only)."""
+    return [f for f in url_state.recent_failures(state_db, limit=-1) if request.matches(f.url, f.reason)]
+
+
+async def publish_retry_request_async(settings: RabbitSettings, request: RetryRequest) -> None:
+    connection = await aio_pika.connect(amqp_url(settings), client_properties={"connection_name": "dyimages-retry"})
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        queue = await declare_control_queue(channel, settings.rabbitmq_queue)
+        message = aio_pika.Message(
+            request.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=request.request_id,
+        )
+        await channel.default_exchange.publish(message, routing_key=queue.name, timeout=PUBLISH_TIMEOUT_S)
+
+
+def publish_retry_request(settings: RabbitSettings, request: RetryRequest) -> None:
+    """Put ``request`` on the control queue; returns once RabbitMQ confirmed it (it is then durable)."""
+    asyncio.run(asyncio.wait_for(publish_retry_request_async(settings, request), timeout=PUBLISH_TIMEOUT_S * 2))

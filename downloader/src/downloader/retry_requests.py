@@ -1,0 +1,93 @@
+"""Consuming retry requests (``dyimages retry``, the status page's button) from the control queue.
+
+The request only names which failed URLs to fetch again (:class:`RetryRequest`); the downloader,
+the one writer of the URL state, resets them to ``pending`` and queues them like new URLs. A
+request is acknowledged only after the reset is durable, so a downloader stopped halfway gets it
+again. A body that is not a retry request is dead-lettered (``<queue>.dead``, visible in
+``dyimages failures``) with a log line, never retried; one whose handling keeps failing is
+returned to the queue and dead-lettered by RabbitMQ after its delivery limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import ValidationError
+
+from downloader.publisher import BROKER_ERRORS
+from dyimages_common.rabbit import connect, declare_control_queue
+from dyimages_common.retry import async_retrying
+from dyimages_common.retry_requests import RetryRequest
+from dyimages_common.settings import RabbitSettings
+
+log = logging.getLogger(__name__)
+
+# aiormq raises a bare RuntimeError for a channel asked of a connection that just closed.
+SETUP_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
+
+ApplyRetry = Callable[[RetryRequest], Awaitable[list[str]]]
+
+
+class RetryRequestConsumer:
+    """Consume ``<RABBITMQ_QUEUE>.control`` and hand each valid request to ``apply`` (one at a time)."""
+
+    def __init__(self, settings: RabbitSettings, apply: ApplyRetry, *, retry_max_s: float = 10.0) -> None:
+        self._settings = settings
+        self._apply = apply
+        self._retry_max_s = retry_max_s
+
+    async def run(self) -> None:
+        """Connect (waiting for the broker as long as it takes; the publisher already says it is away),
+        then consume until cancelled. The robust connection consumes again after a reconnect."""
+        connection = await self._connect()
+        try:
+            # The broker may go away while the queue is being set up: set it up again on a new channel.
+            async for attempt in async_retrying(*SETUP_ERRORS, maximum=self._retry_max_s):
+                with attempt:
+                    await self._consume(connection)
+            await asyncio.Event().wait()
+        finally:
+            await connection.close()
+
+    async def _consume(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        try:
+            await channel.set_qos(prefetch_count=1)
+            queue = await declare_control_queue(channel, self._settings.rabbitmq_queue)
+            await queue.consume(self._on_message)
+        except BaseException:
+            with contextlib.suppress(*SETUP_ERRORS):
+                await channel.close()
+            raise
+        log.info("taking retry requests from %s", queue.name)
+
+    async def _connect(self) -> AbstractRobustConnection:
+        async for attempt in async_retrying(*BROKER_ERRORS, maximum=self._retry_max_s):
+            with attempt:
+                return await connect(self._settings, "dyimages-downloader-control")
+        raise AssertionError("unreachable: the retry loop retries forever")
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            request = RetryRequest.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.warning(
+                "control queue: a message that is not a retry request was dead-lettered: %s",
+                exc.errors()[0]["msg"] if exc.errors() else exc,
+            )
+            await message.reject(requeue=False)
+            return
+        async with message.process(requeue=True):  # acknowledged only once the reset is durable
+            urls = await self._apply(request)
+        log.info(
+            "retry request %s from %s (%s): %d failed URL(s) back to pending",
+            request.request_id,
+            request.requested_by,
+            request.describe(),
+            len(urls),
+            extra={"request_id": request.request_id, "retried": len(urls)},
+        )

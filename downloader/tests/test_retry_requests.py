@@ -1,0 +1,159 @@
+"""`dyimages retry`: failed URLs fetched again by a real downloader process, through the real RabbitMQ.
+
+The CLI runs as its own process and only publishes a request to ``<queue>.control``; the downloader
+(watch mode) consumes it and resets the matching failed URLs in its state. Before this, a failed
+URL could never be fetched again (adding it to the file again is deduplicated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dyimages_common.messages import ImageDownloaded
+from dyimages_common.rabbit import Topology
+from dyimages_common.retry_requests import RetryRequest
+from testkit.downloader_state import downloader_env, url_row, wait_for_row
+from testkit.http_server import ImageServer, Route
+from testkit.images import jpeg
+from testkit.procs import start_module, stop
+from testkit.rabbit import AMQP_URL, read_messages
+
+pytestmark = pytest.mark.integration
+
+
+def dyimages(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search_app.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def refused_server() -> Iterator[ImageServer]:
+    """A server on 127.0.0.2: a loopback address the downloader's guard refuses unless allowed."""
+    with ImageServer(host="127.0.0.2") as server:
+        yield server
+
+
+def test_retry_by_reason_and_by_url_fetches_failed_urls_again(
+    tmp_path: Path,
+    image_server: ImageServer,
+    refused_server: ImageServer,
+    rabbit_queue: str,
+    fast_env: dict[str, str],
+) -> None:
+    missing_once = image_server.add("/was-missing.jpg", Route(body=jpeg(1), fail_times=1, fail_status=404))
+    refused = refused_server.add("/private.jpg", Route(body=jpeg(2)))
+    # QDRANT_PATH is for the CLI's settings; retry never opens it.
+    env, state_db = downloader_env(
+        tmp_path, rabbit_queue, [missing_once, refused], **fast_env, QDRANT_PATH=str(tmp_path / "qdrant")
+    )
+    downloader = start_module("downloader", env=env, log_path=tmp_path / "downloader.log")
+    try:
+        wait_for_row(state_db, missing_once, lambda r: r.status == "failed", "the 404", process=downloader)
+        before = wait_for_row(state_db, refused, lambda r: r.status == "failed", "the refusal", process=downloader)
+        assert before.last_error.startswith("refused_address: 127.0.0.2")
+        assert image_server.hits["/was-missing.jpg"] == 1
+
+        # Added to the file again: known, nothing happens (why retry exists).
+        (tmp_path / "urls.txt").write_text(f"{missing_once}\n{refused}\n{missing_once}#again\n")
+
+        result = dyimages(env, "retry", "--reason", "http_404", "--json")
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["schema_version"] == 1
+        assert answer["matching"] == 1
+        assert answer["matching_urls"] == [missing_once]
+        done = wait_for_row(state_db, missing_once, lambda r: r.status == "done", "the retried URL", process=downloader)
+        assert done.attempts == 1  # counted from zero again
+        assert image_server.hits["/was-missing.jpg"] == 2
+        assert url_row(state_db, refused) == before  # another reason: untouched
+
+        nothing = dyimages(env, "retry", "--reason", "http_404")
+        assert nothing.returncode == 1
+        assert "no failed URL matches" in nothing.stderr
+
+        result = dyimages(env, "retry", "--url", refused, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["matching_urls"] == [refused]
+        again = wait_for_row(
+            state_db,
+            refused,
+            lambda r: r.status == "failed" and r.updated_at > before.updated_at,
+            "the refused URL tried again",
+            process=downloader,
+        )
+        assert again.last_error.startswith("refused_address")  # still not allowed: refused again, not fetched
+        assert refused_server.hits["/private.jpg"] == 0
+    finally:
+        assert stop(downloader) == 0, (tmp_path / "downloader.log").read_text()[-3000:]
+    bodies = [ImageDownloaded.model_validate_json(body) for body in read_messages(rabbit_queue, idle_s=1)]
+    assert [message.url for message in bodies] == [missing_once]
+
+
+def test_a_request_made_while_the_downloader_is_stopped_waits_for_it(
+    tmp_path: Path, image_server: ImageServer, rabbit_queue: str, fast_env: dict[str, str]
+) -> None:
+    """The control queue is durable: `dyimages retry` with no downloader running is not lost, and a
+    body that is not a retry request is dead-lettered, not retried forever."""
+    missing_once = image_server.add("/late.jpg", Route(body=jpeg(3), fail_times=1, fail_status=410))
+    env, state_db = downloader_env(tmp_path, rabbit_queue, [missing_once], **fast_env)
+    once = subprocess.run(
+        [sys.executable, "-m", "downloader", "--once"], env={**os.environ, **env}, capture_output=True, timeout=120
+    )
+    assert once.returncode == 0, once.stderr[-2000:]
+    assert url_row(state_db, missing_once).status == "failed"
+
+    result = dyimages(env, "retry", "--json")  # no downloader runs now
+    assert result.returncode == 0, result.stderr
+    _publish_raw(rabbit_queue, b'{"not": "a retry request"}')
+
+    downloader = start_module("downloader", env=env, log_path=tmp_path / "downloader.log")
+    try:
+        wait_for_row(state_db, missing_once, lambda r: r.status == "done", "the waiting request", process=downloader)
+    finally:
+        assert stop(downloader) == 0
+    dead = read_messages(Topology.for_queue(rabbit_queue).dead_letter_queue, idle_s=1)
+    assert dead == [b'{"not": "a retry request"}']
+    assert read_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=1) == []
+    log = (tmp_path / "downloader.log").read_text()
+    assert "not a retry request was dead-lettered" in log
+
+
+def _publish_raw(queue: str, body: bytes) -> None:
+    import asyncio
+
+    import aio_pika
+
+    from dyimages_common.rabbit import declare_control_queue
+
+    async def publish() -> None:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            control = await declare_control_queue(channel, queue)
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=control.name)
+
+    asyncio.run(publish())
+
+
+def test_a_retry_request_names_what_it_matches() -> None:
+    by_reason = RetryRequest(reason="http_404")
+    assert by_reason.matches("u", "http_404: 404 Not Found")
+    assert not by_reason.matches("u", "http_4040: odd")
+    assert not by_reason.matches("u", "refused_address: 10.0.0.1 is private")
+    by_url = RetryRequest(urls=("a", "b"))
+    assert by_url.matches("a", "timeout: x")
+    assert not by_url.matches("c", "timeout: x")
+    assert RetryRequest().matches("anything", None)
