@@ -56,8 +56,8 @@ def test_compose_values_talk_plain_http_with_the_api_key_header(service: str, mo
     assert environment["QDRANT_HOST"] == "qdrant"
     assert environment["QDRANT_PORT"] == "6333"
     assert environment["QDRANT_API_KEY"] == KEY
-    assert "QDRANT_HTTPS" not in environment
-    assert "QDRANT_URL" not in environment
+    assert environment["QDRANT_HTTPS"] == "false"  # what compose passes when .env says nothing
+    assert environment["QDRANT_URL"] == ""
     with RecordingEndpoint() as endpoint:
         settings = settings_as_compose_gives(
             QdrantSettings, environment, monkeypatch, QDRANT_HOST="127.0.0.1", QDRANT_PORT=str(endpoint.port)
