@@ -202,3 +202,37 @@ def test_describe_reads_the_bundle(exported: tuple[EmbeddingSettings, Path]) -> 
     settings, _ = exported
     expected = ModelInfo(model=TINY_MODEL, pretrained="none", dim=512, device="cpu", context_length=77)
     assert describe(settings, Runtime("onnx", "cpu")) == expected
+
+
+def test_the_export_command_exports_once_then_exits_at_once(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        **embedding_env(tmp_path, free_port(), MODEL_CACHE_DIR=str(tmp_path / "models")),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    command = [sys.executable, "-m", "embedding.onnx_export"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "models" / "onnx").glob(f"{TINY_MODEL}-*")
+    stamp = (folder / MANIFEST_FILE).stat().st_mtime_ns
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert (folder / MANIFEST_FILE).stat().st_mtime_ns == stamp  # found whole: not exported again
+    bad = subprocess.run(command, env={**env, "MODEL_NAME": "no-such-model"}, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "no-such-model" in bad.stderr
+
+
+def test_auto_picks_torch_on_cuda_unless_onnxruntime_can_run_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-ins for the hardware (no GPU here): what torch and onnxruntime would report on a CUDA machine."""
+    from embedding import model, onnx_runtime, runtime
+
+    monkeypatch.setattr(runtime, "_torch_sees_cuda", lambda: True)
+    monkeypatch.setattr(model, "resolve_device", lambda setting: "cuda")
+    monkeypatch.setattr(onnx_runtime, "has_cuda_provider", lambda: False)
+    assert resolve_runtime(_settings(tmp_path, embedding_runtime="auto", device="auto")) == Runtime("torch", "cuda")
+    monkeypatch.setattr(onnx_runtime, "has_cuda_provider", lambda: True)
+    assert resolve_runtime(_settings(tmp_path, embedding_runtime="auto", device="auto")) == Runtime("onnx", "cuda")
+    assert resolve_runtime(_settings(tmp_path, embedding_runtime="auto", device="cpu")) == Runtime("onnx", "cpu")
