@@ -5,7 +5,8 @@ server in its own process (so its buffers are not in the measured process), and 
 Content-Length streamed slowly by the local test server, fetched 16 at a time by the in-process
 downloader, the real RabbitMQ behind it. Two measures: the budget's own peak, and, independent
 of it, the peak of Python's traced memory (``tracemalloc``: the bodies are Python bytes objects;
-Pillow's pixel buffers are not traced), which without the bound holds a dozen bodies or more.
+Pillow's pixel buffers are not traced), which without the bound holds a dozen bodies or more. The decode
+budget's peak shows decodes ran one at a time when each needs the whole decode budget.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
+from dyimages_common.images import decode_memory
 from dyimages_common.url_state import status_counts
 from testkit.http_server import ImageServer, Route
 from testkit.procs import free_port, start_module, stop, wait_http_ok
@@ -77,6 +79,10 @@ def test_bodies_in_flight_stay_within_the_byte_budget(
     # At most the budget, or one body alone: the large one, or a body of unknown length, for which
     # MAX_IMAGE_BYTES is reserved until it is read.
     assert BUDGET < downloader.budget.peak <= settings.max_image_bytes
+    # Decoding: 1 MiB of decode memory allowed, each 1024x1024 grey image needs 1 MiB plus the
+    # overhead, so one at a time; the large one (4 MiB of pixels) alone.
+    assert downloader.decode_budget.used == 0
+    assert downloader.decode_budget.peak == decode_memory(larger_than_budget, max_bytes=5 * MiB, max_pixels=10**8)
 
 
 def _download(
@@ -87,6 +93,7 @@ def _download(
         tmp_path,
         rabbit_environment,
         downloader_max_inflight_bytes=BUDGET,
+        downloader_max_decode_bytes=MiB,
         downloader_concurrency=16,
         downloader_per_host=16,
         downloader_timeout_s=60.0,

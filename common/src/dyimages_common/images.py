@@ -18,6 +18,7 @@ from dyimages_common.storage import FORMATS
 
 # Our own pixel cap is checked before decoding; Pillow's is disabled so it never decides first.
 Image.MAX_IMAGE_PIXELS = None
+DECODE_OVERHEAD = 2 * 1024 * 1024  # see decode_memory
 
 
 class ImageRejected(ValueError):
@@ -84,6 +85,34 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     info = ImageInfo(image.format, *FORMATS[image.format], image.width, image.height)  # type: ignore[index]
     _decode_fully(image)
     return info
+
+
+def decode_memory(data: bytes, *, max_bytes: int, max_pixels: int) -> int:
+    """An upper estimate of the bytes :func:`inspect_image` allocates to decode ``data`` (pixel and
+    coefficient buffers, not the bytes themselves), read from the header after the same checks it
+    makes before decoding (so it raises ImageRejected as it would). Lets a caller bound the memory
+    of decodes running at once, which the pixel cap alone does not (it bounds one decode).
+
+    Pillow keeps 1 byte per pixel for grey and palette images and 4 for the others. A JPEG decodes
+    at 1/8 scale, but a progressive one first holds every DCT coefficient of the full-size image
+    (2 bytes per sample of each component, at its sampling factors). Pillow decodes WebP through
+    libwebp's animation decoder, which keeps its own RGBA canvases (measured: about four times the
+    image's size in all; five are counted). Each decode also gets DECODE_OVERHEAD for the decoders' working
+    buffers (zlib's window, libjpeg's row buffers, Pillow's line buffer).
+    """
+    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    pixels = image.width * image.height
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 4
+    if image.format == "JPEG":
+        scaled = pixels * per_pixel // 64 + DECODE_OVERHEAD
+        if not image.info.get("progressive"):
+            return scaled
+        layers = getattr(image, "layer", None) or [("", 1, 1, 0)] * 3
+        h_max = max(layer[1] for layer in layers)
+        v_max = max(layer[2] for layer in layers)
+        samples = sum(pixels * layer[1] * layer[2] // (h_max * v_max) for layer in layers)
+        return 2 * samples + scaled
+    return pixels * per_pixel * (5 if image.format == "WEBP" else 1) + DECODE_OVERHEAD
 
 
 def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:

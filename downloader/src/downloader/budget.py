@@ -1,4 +1,5 @@
-"""A bound in bytes on the image bodies the downloader holds at once (DOWNLOADER_MAX_INFLIGHT_BYTES).
+"""Bounds in bytes on what the downloader holds at once: image bodies (DOWNLOADER_MAX_INFLIGHT_BYTES)
+and decoders' buffers (DOWNLOADER_MAX_DECODE_BYTES).
 
 A count of images is no bound on memory when one image may be 50 MiB. So a download reserves its
 size before it reads the body: the Content-Length when the server declares it (aiohttp refuses a
@@ -9,6 +10,12 @@ Reservations are granted strictly in arrival order, so a large one at the head i
 forever by small ones, and one larger than the whole budget is granted when nothing else is held
 (it then runs alone): no request can wait for ever. A download waiting for budget holds its
 connection but reads nothing: aiohttp stops reading the socket once its small buffer is full.
+
+Decoding has its own budget: before an image is decoded, its decode memory, estimated from its
+header (``dyimages_common.images.decode_memory``), is reserved there, so however many threads
+decode at once, their buffers stay bounded. It is a separate budget because a download waiting to
+decode already holds its body's bytes: with one shared budget, bodies could fill it and all wait
+for decode memory that only their own release would free.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from downloader import metrics
+from prometheus_client import Gauge
 
 
 class Reservation:
@@ -37,8 +44,9 @@ class Reservation:
 
 
 class ByteBudget:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
         self.limit = limit
+        self._gauge = gauge
         self.used = 0
         self.peak = 0  # the most bytes reserved at once: what the tests and the benchmark read
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
@@ -69,11 +77,13 @@ class ByteBudget:
     def _take(self, size: int) -> None:
         self.used += size
         self.peak = max(self.peak, self.used)
-        metrics.INFLIGHT_BYTES.set(self.used)
+        if self._gauge is not None:
+            self._gauge.set(self.used)
 
     def _give_back(self, size: int) -> None:
         self.used -= size
-        metrics.INFLIGHT_BYTES.set(self.used)
+        if self._gauge is not None:
+            self._gauge.set(self.used)
         self._wake()
 
     def _wake(self) -> None:

@@ -32,3 +32,8 @@ INFLIGHT_BYTES = Gauge(
     "Bytes of image bodies reserved now (being read, checked or stored); at most DOWNLOADER_MAX_INFLIGHT_BYTES, "
     "or one image when it alone is larger.",
 )
+DECODE_BYTES = Gauge(
+    "dyimages_downloader_decode_bytes",
+    "Decode memory reserved now (estimated from each image's header); at most DOWNLOADER_MAX_DECODE_BYTES, "
+    "or one image when it alone needs more.",
+)
