@@ -4,7 +4,8 @@ One task per URL, bounded three ways: a window on how many URL tasks exist at on
 per-host semaphore taken first (so a host with thousands of URLs waits on its own limit without
 holding global slots that other hosts could use), then the global concurrency semaphore. Retries
 of transient failures back off outside both, holding no slot. The image bodies held at once are
-bounded in bytes (``downloader.budget``), from before the body is read until the image is stored.
+bounded in bytes (``downloader.budget``), from before the body is read until the image is stored,
+and so is the decoders' memory, from before an image is decoded until it is.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from downloader.retry_requests import RetryRequestConsumer
 from downloader.settings import DownloaderSettings
 from downloader.state import KnownUrl, UrlStateStore
 from downloader.url_file import UrlFileReader
-from dyimages_common.images import ImageRejected
+from dyimages_common.images import ImageRejected, decode_memory
 from dyimages_common.retry_requests import RetryRequest
 from dyimages_common.storage import remove_stale_temp_files, write_atomic
 from dyimages_common.url_state import STATUSES
@@ -90,7 +91,8 @@ class Downloader:
         self._window = asyncio.Semaphore(max(2048, settings.downloader_concurrency * 32))
         self._global_slots = asyncio.Semaphore(settings.downloader_concurrency)
         self._body_slots = asyncio.Semaphore(settings.downloader_concurrency * 4)
-        self.budget = ByteBudget(settings.downloader_max_inflight_bytes)
+        self.budget = ByteBudget(settings.downloader_max_inflight_bytes, metrics.INFLIGHT_BYTES)
+        self.decode_budget = ByteBudget(settings.downloader_max_decode_bytes, metrics.DECODE_BYTES)
         self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._image_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._decode_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="decode")
@@ -307,18 +309,25 @@ class Downloader:
                 self._body_slots.release()
                 raise
         try:
-            image = await asyncio.get_running_loop().run_in_executor(
-                self._decode_pool,
-                lambda: check_image(
-                    fetched.data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
-                ),
-            )
+            image = await self._check(fetched.data)
             await self._keep(url, attempts, fetched.data, image)
         finally:
             self._in_flight.discard(current)
             self._body_slots.release()
             if fetched.reservation is not None:
                 fetched.reservation.release()
+
+    async def _check(self, data: bytes) -> CheckedImage:
+        """Check ``data`` in the decode pool, its decode memory (estimated from the header, which also
+        refuses what the header alone shows is wrong) reserved in the decode budget meanwhile."""
+        loop = asyncio.get_running_loop()
+        limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
+        need = await loop.run_in_executor(self._decode_pool, lambda: decode_memory(data, **limits))
+        reservation = await self.decode_budget.reserve(need)
+        try:
+            return await loop.run_in_executor(self._decode_pool, lambda: check_image(data, **limits))
+        finally:
+            reservation.release()
 
     async def _fetch(self, url: str) -> Fetched:
         assert self._fetcher is not None
