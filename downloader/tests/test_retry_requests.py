@@ -66,6 +66,14 @@ def test_retry_by_reason_and_by_url_fetches_failed_urls_again(
         assert before.last_error.startswith("refused_address: 127.0.0.2")
         assert image_server.hits["/was-missing.jpg"] == 1
 
+        shown = dyimages(env, "failures", "--json")
+        assert shown.returncode == 0, shown.stderr
+        hints = {row["url"]: row["hint"] for row in json.loads(shown.stdout)["downloads"]}
+        assert hints[missing_once] is None
+        assert hints[refused].startswith("to fetch it anyway, add 127.0.0.2/32 to DOWNLOADER_ALLOWED_NETWORKS")
+        table = dyimages({**env, "COLUMNS": "400"}, "failures").stdout
+        assert "add 127.0.0.2/32 to DOWNLOADER_ALLOWED_NETWORKS" in table
+
         # Added to the file again: known, nothing happens (why retry exists).
         (tmp_path / "urls.txt").write_text(f"{missing_once}\n{refused}\n{missing_once}#again\n")
 
