@@ -69,3 +69,13 @@ def wait_for_row(
             return row
         time.sleep(0.1)
     raise AssertionError(f"not within {timeout} s: {what}; last row of {url}: {row}")
+
+
+def wait_for_log(path: Path, text: str, timeout: float = 30.0) -> None:
+    """Until a process's log file holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not logged in {timeout} s:\n{path.read_text()[-2000:] if path.exists() else ''}")

@@ -8,7 +8,6 @@ allow its network and restart the downloader, and the URL must not stay failed f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from testkit.downloader_state import downloader_env, url_row, wait_for_row
+from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.procs import free_port, start_module, stop
@@ -38,15 +37,6 @@ def fresh_process_caches() -> Iterator[None]:
     st.cache_data.clear()
 
 
-def _wait_for_log(path: Path, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not logged in {timeout} s:\n{path.read_text()[-2000:] if path.exists() else ''}")
-
-
 def test_a_refused_address_names_its_setting_and_the_retry_button_fetches_it_once_allowed(
     tmp_path: Path, rabbit_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,7 +55,7 @@ def test_a_refused_address_names_its_setting_and_the_retry_button_fetches_it_onc
         allowed = {**env, "DOWNLOADER_ALLOWED_NETWORKS": "127.0.0.1/32,127.0.0.2/32"}
         downloader = start_module("downloader", env=allowed, log_path=log)
         try:
-            _wait_for_log(log, "taking retry requests from")
+            wait_for_log(log, "taking retry requests from")
             assert url_row(state_db, url).status == "failed"
 
             for key, value in {

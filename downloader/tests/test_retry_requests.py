@@ -19,11 +19,12 @@ import pytest
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.rabbit import Topology
 from dyimages_common.retry_requests import RetryRequest
-from testkit.downloader_state import downloader_env, url_row, wait_for_row
+from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.procs import start_module, stop
 from testkit.rabbit import AMQP_URL, read_messages
+from testkit.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +166,26 @@ def test_a_retry_request_names_what_it_matches() -> None:
     assert by_url.matches("a", "timeout: x")
     assert not by_url.matches("c", "timeout: x")
     assert RetryRequest().matches("anything", None)
+
+
+def test_retry_requests_are_taken_after_the_broker_was_away_and_dropped(
+    tmp_path: Path, image_server: ImageServer, rabbit_queue: str, fast_env: dict[str, str]
+) -> None:
+    """The control queue's consumer waits for a broker that is away at start, and consumes again after
+    its connection is cut (the robust connection), while the downloader goes on downloading."""
+    gone = image_server.add("/gone-then-back.jpg", Route(body=jpeg(4), fail_times=1, fail_status=404))
+    cli_env, state_db = downloader_env(tmp_path, rabbit_queue, [gone], **fast_env)
+    with TcpProxy("127.0.0.1", int(cli_env["RABBITMQ_PORT"])) as broker:
+        env = {**cli_env, "RABBITMQ_PORT": str(broker.port)}
+        downloader = start_module("downloader", env=env, log_path=tmp_path / "downloader.log")
+        try:
+            wait_for_row(state_db, gone, lambda r: r.status == "failed", "the 404 (broker away)", process=downloader)
+            broker.open()
+            wait_for_log(tmp_path / "downloader.log", "taking retry requests from")
+            broker.drop()  # cut both of the downloader's connections
+            broker.open()
+            result = dyimages(cli_env, "retry", "--url", gone)  # straight to the broker; waits there if need be
+            assert result.returncode == 0, result.stderr
+            wait_for_row(state_db, gone, lambda r: r.status == "done", "the retry after the drop", process=downloader)
+        finally:
+            assert stop(downloader) == 0, (tmp_path / "downloader.log").read_text()[-3000:]
