@@ -5,9 +5,10 @@ No real image crashes or hangs the real model on demand, so tests of poison isol
 stand-in between the client and the real service: every request is forwarded to the real service
 and its answer returned, except
 
-* an ``/embed`` request whose body names a poison path: answered 500 (``poison_action="500"``) or
-  never answered (``"hang"``: held until the client gives up), as an image that crashes or hangs the
-  model would be;
+* an ``/embed`` request whose body names a poison path: answered 500 (``poison_action="500"``),
+  never answered (``"hang"``: held until the client gives up), or its connection cut and every
+  request failed for ``crash_down_s`` after it (``"crash"``: the service died and restarts), as an
+  image that fails, hangs or crashes the model would;
 * anything at all while :attr:`FaultyEmbedding.failing` is set: answered 500 (a service failing
   every request, its probes included: down, not poisoned)::
 
@@ -26,9 +27,12 @@ from aiohttp import web
 
 
 class FaultyEmbedding:
-    def __init__(self, upstream: str, poison: set[str] | None = None, poison_action: str = "500") -> None:
-        if poison_action not in ("500", "hang"):
-            raise ValueError("poison_action is '500' or 'hang'")
+    def __init__(
+        self, upstream: str, poison: set[str] | None = None, poison_action: str = "500", crash_down_s: float = 1.5
+    ) -> None:
+        if poison_action not in ("500", "hang", "crash"):
+            raise ValueError("poison_action is '500', 'hang' or 'crash'")
+        self.crash_down_s = crash_down_s
         self.upstream = upstream.rstrip("/")
         self.poison = set(poison or ())
         self.poison_action = poison_action
@@ -55,6 +59,11 @@ class FaultyEmbedding:
             self.hits["poisoned"] += 1
             if self.poison_action == "hang":
                 await self._release.wait()  # held until the stand-in stops; the client gives up first
+            if self.poison_action == "crash":
+                self.failing = True
+                asyncio.get_running_loop().call_later(self.crash_down_s, setattr, self, "failing", False)
+                assert request.transport is not None
+                request.transport.abort()  # the connection dies with the "service"
             return web.Response(status=500, text="stand-in: this request crashes the model")
         self.hits["forwarded"] += 1
         assert self._session is not None

@@ -2,8 +2,9 @@
 
 The embedding service is the real one (the session's LitServe process). No real image makes the
 real model crash or hang on demand, so a fault-injecting stand-in (``testkit.faulty_embedding``)
-sits in front of it: it forwards everything, except that it answers 500, or never answers, to an
-``/embed`` request naming the poison image, or fails every request while it is told to.
+sits in front of it: it forwards everything, except that it answers 500, never answers, or dies for
+a moment (cut connection, then every request failing), on an ``/embed`` request naming the poison
+image, or fails every request while it is told to.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def _shas(points) -> set[str]:
     return {point.payload["sha256"] for point in points}
 
 
-@pytest.mark.parametrize(("action", "reason"), [("500", "embed_server_error"), ("hang", "embed_timeout")])
+@pytest.mark.parametrize(
+    ("action", "reason"), [("500", "embed_server_error"), ("hang", "embed_timeout"), ("crash", "embed_crashed")]
+)
 def test_a_poison_image_is_dead_lettered_with_its_reason_and_the_rest_indexed(
     rig, embedding_service, action: str, reason: str
 ) -> None:
-    events = rig.images(7_000 if action == "500" else 7_100, 13)
+    events = rig.images({"500": 7_000, "hang": 7_100, "crash": 7_300}[action], 13)
     poison = events[5]
     with FaultyEmbedding(embedding_service.url, poison={poison.path}, poison_action=action) as standin:
         rig.publish(events)

@@ -24,7 +24,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import REINDEX_HINT, collection_model, collection_weights
+from dyimages_common.qdrant import REINDEX_HINT, collection_model
 
 if TYPE_CHECKING:
     from search_app.query_cache import QueryCache
@@ -260,8 +260,11 @@ def check_query_model(client: QdrantClient, collection: str, answered: ModelIden
     (its scores would be meaningless); ``answered`` None (no embedding asked) checks nothing."""
     if answered is None:
         return
-    model, _ = _qdrant(lambda: collection_model(client, collection))
-    weights = _qdrant(lambda: collection_weights(client, collection))
+    try:  # one round trip; no collection or no Qdrant: the search itself says which
+        metadata = client.get_collection(collection).config.metadata or {}
+    except (*QDRANT_ERRORS, ValueError):
+        return
+    model, weights = metadata.get("model"), metadata.get("pretrained")
     if (model is not None and model != answered.model) or (weights is not None and weights != answered.pretrained):
         raise IndexMismatch(
             f"the index holds vectors of {model} ({weights or 'weights not recorded'}), but the embedding "

@@ -23,6 +23,7 @@ EMBED_FAILED = "embed_failed"
 EMBED_REFUSED = "embed_refused"
 EMBED_SERVER_ERROR = "embed_server_error"  # the service answered 5xx for this image alone, every try
 EMBED_TIMEOUT = "embed_timeout"  # the service never answered for this image alone, every try
+EMBED_CRASHED = "embed_crashed"  # the service went down while it held this image alone, every try
 
 _REASON_WORD = re.compile(r"^([a-z][a-z_]{1,31}):")
 

@@ -13,8 +13,8 @@ Faults:
   embedding service counts as down while it fails its probe (``/health`` and one short text).
 * A batch whose ``/embed`` request fails (5xx, timeout, connection cut) while the service passes
   its probe is suspect: it is split in halves until the image at fault is alone, and that image is
-  dead-lettered after ``INDEXER_EMBED_ATTEMPTS`` such failures (``embed_server_error`` or
-  ``embed_timeout``); the rest is indexed. A service that dies while it holds the request counts
+  dead-lettered after ``INDEXER_EMBED_ATTEMPTS`` such failures (``embed_server_error``,
+  ``embed_timeout`` or ``embed_crashed``); the rest is indexed. A service that dies while it holds the request counts
   the same once it is back (an image that crashes it). Failures while the service is down count
   for nothing: the batch waits.
 * An answer from another model or other weights than the collection's (replicas behind one URL
@@ -63,6 +63,7 @@ from dyimages_common.rabbit import REASON_HEADER, Topology, connect, declare_top
 from dyimages_common.retry import async_retrying
 from indexer import metrics
 from indexer.batch import (
+    EMBED_CRASHED,
     EMBED_FAILED,
     EMBED_REFUSED,
     EMBED_SERVER_ERROR,
@@ -90,6 +91,15 @@ class StartupError(RuntimeError):
 
 class ModelChanged(RuntimeError):
     """The embedding service now answers with another model or weights than the collection's: stop."""
+
+
+def _failure_reason(error: EmbeddingUnavailable) -> str:
+    """The dead-letter reason word for an image whose request keeps failing this way."""
+    if isinstance(error, EmbeddingTimeout):
+        return EMBED_TIMEOUT
+    if isinstance(error, EmbeddingConnectionLost):
+        return EMBED_CRASHED
+    return EMBED_SERVER_ERROR
 
 
 class Progress:
@@ -407,7 +417,7 @@ class Indexer:
                 if failures < self.settings.indexer_embed_attempts:
                     log.warning("an image failed %d time(s) while the embedding service works (%r)", failures, exc)
                     continue
-                reason = EMBED_TIMEOUT if isinstance(exc, EmbeddingTimeout) else EMBED_SERVER_ERROR
+                reason = _failure_reason(exc)
                 detail = f"failed {failures} times while the embedding service answered other requests; last: {exc}"
                 return [(images[0], None, f"{reason}: {detail}")]
             self._check_model(result.identity)
