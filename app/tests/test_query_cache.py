@@ -137,9 +137,8 @@ def test_a_repeated_query_comes_from_redis_and_equals_the_uncached_answer(librar
         # Another page, other filters: other result keys, the same cached vector.
         before = lookups()
         page_two = search(client, COLLECTION, cached, Query(text=QUERY), limit=5, offset=5, cache=cache)
-        pngs = search(
-            client, COLLECTION, cached, Query(text=QUERY, filters=Filters(content_types=("image/png",))), cache=cache
-        )
+        only_png = Filters(content_types=("image/png",))
+        pngs = search(client, COLLECTION, cached, Query(text=QUERY, filters=only_png), limit=5, cache=cache)
         assert counted_since(before) == {("vector", "hit"): 2, ("results", "miss"): 2}
         assert [hit.rank for hit in page_two] == [6, 7, 8, 9, 10]
         assert {hit.content_type for hit in pngs} == {"image/png"}
@@ -166,6 +165,17 @@ def test_the_model_identity_is_asked_again_only_after_its_ttl(library: Library) 
         time.sleep(0.6)
         identity()
         assert counting.asked == 2
+
+
+def test_a_quoted_negative_phrase_is_cached_with_its_spacing_normalised(library: Library, prefix: str) -> None:
+    cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix)
+    with parts(library, cache) as (client, counting, cached):
+        first = search(client, COLLECTION, cached, Query(text='beach -"parked   cars"'), limit=5, cache=cache)
+        before = lookups()
+        again = search(client, COLLECTION, cached, Query(text='beach  -" parked cars "'), limit=5, cache=cache)
+    assert counted_since(before) == {("vector", "hit"): 2, ("results", "hit"): 1}
+    assert counting.texts == ["beach", "parked   cars"]
+    assert again == first
 
 
 def test_pages_expire_after_the_results_ttl_and_vectors_after_a_week(library: Library, prefix: str) -> None:

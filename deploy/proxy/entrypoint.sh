@@ -40,9 +40,11 @@ fail() { echo "proxy: $*" >&2; exit 2; }
 : "${PROXY_RUN_DIR:=/tmp/dyimages-proxy}"
 : "${PROXY_ACCESS_LOG:=/dev/stdout}"
 
-case "$PROXY_PASSWORD" in
-  "" | changeme | change-me | password | secret | admin | dyimages | guest)
-    fail "PROXY_PASSWORD is empty or a placeholder; set a real one in .env (./scripts/init-env makes one)" ;;
+[ -n "$PROXY_PASSWORD" ] || fail "PROXY_PASSWORD is empty; set a real one in .env (./scripts/init-env makes one)"
+lowered=$(printf '%s' "$PROXY_PASSWORD" | tr '[:upper:]' '[:lower:]')
+case "$lowered" in
+  *change*me* | *password* | *passwort* | *placeholder* | *example* | *secret* | *dyimages* | *admin*)
+    fail "PROXY_PASSWORD looks like a placeholder; set a real one in .env (./scripts/init-env makes one)" ;;
 esac
 [ "${#PROXY_PASSWORD}" -ge 12 ] || fail "PROXY_PASSWORD is shorter than 12 characters"
 case "$PROXY_USER" in

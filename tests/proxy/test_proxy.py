@@ -34,7 +34,9 @@ from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique
 pytestmark = pytest.mark.integration
 
 ENTRYPOINT = REPO_ROOT / "deploy" / "proxy" / "entrypoint.sh"
-USER, PASSWORD = "tester", "a-long-test-password-7f3a"
+USER, PASSWORD = "tester", "correct-horse-battery-7f3a"
+MiB = 1024 * 1024
+MAX_IMAGE_BYTES = 3 * MiB  # above nginx's default body limit (1 MiB), which must not apply to uploads
 METRICS_PORT = free_port()  # the app's /metrics
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
 # Payload text a hostile page could put in a URL: it must reach the browser as text, never as HTML.
@@ -152,12 +154,12 @@ def proxy_library(
 
 @pytest.fixture(scope="session")
 def app_upstream(proxy_library: Library, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app (``python -m search_app``) over the library, 1 MiB upload limit; yields host:port."""
+    """The real app (``python -m search_app``) over the library, a 3 MiB upload limit; yields host:port."""
     env = {
         **proxy_library.env,
         "APP_TOP_K": "4",
         "APP_THUMBNAIL_PX": "96",
-        "MAX_IMAGE_BYTES": str(1024 * 1024),
+        "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "METRICS_PORT": str(METRICS_PORT),
     }
@@ -168,11 +170,10 @@ def app_upstream(proxy_library: Library, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture
 def proxy(app_upstream: str) -> Callable[..., contextlib.AbstractContextManager[Proxy]]:
     """Start a proxy in front of the app: ``with proxy(PROXY_UPLOAD_RATE="1r/m") as p: ...``."""
-    return lambda **settings: running_proxy(app_upstream, MAX_IMAGE_BYTES=str(1024 * 1024), **settings)
+    return lambda **settings: running_proxy(app_upstream, MAX_IMAGE_BYTES=str(MAX_IMAGE_BYTES), **settings)
 
 
 AUTH = httpx.BasicAuth(USER, PASSWORD)
-MiB = 1024 * 1024
 
 
 def static_asset(proxy: Proxy) -> str:
@@ -280,9 +281,13 @@ def test_sessions_open_at_once_are_limited_per_client(proxy) -> None:
 def test_uploads_above_max_image_bytes_stop_at_the_proxy_and_smaller_ones_need_the_xsrf_token(proxy) -> None:
     with proxy() as p:
         too_big = httpx.put(
-            f"{p.url}/_stcore/upload_file/s/f", auth=AUTH, files={"file": ("big.jpg", b"x" * (MiB + 100 * 1024))}
+            f"{p.url}/_stcore/upload_file/s/f",
+            auth=AUTH,
+            files={"file": ("big.jpg", b"x" * (MAX_IMAGE_BYTES + 100 * 1024))},
         )
-        small = httpx.put(f"{p.url}/_stcore/upload_file/s/f", auth=AUTH, files={"file": ("a.jpg", b"x" * 1000)})
+        small = httpx.put(
+            f"{p.url}/_stcore/upload_file/s/f", auth=AUTH, files={"file": ("a.jpg", b"x" * (MAX_IMAGE_BYTES - MiB))}
+        )
     assert too_big.status_code == 413
     assert "Image too large" in too_big.text
     # Within the limit the app answers: without the XSRF cookie and header Streamlit refuses it.
@@ -316,7 +321,9 @@ def check_tls(proxy, cert: Path, key: Path) -> None:
     assert plain.headers["location"] == f"https://127.0.0.1:{https_port}/"
 
 
-@pytest.mark.parametrize("password", ["", "changeme", "password", "short-pw"])
+@pytest.mark.parametrize(
+    "password", ["", "short-pw1", "change-me-please-now", "MyPassword-2024!", "an-example-password", "secret-secret-42"]
+)
 def test_refuses_to_start_with_an_empty_placeholder_or_short_password(password: str, tmp_path: Path) -> None:
     require_nginx()
     tmp_path.chmod(0o777)
