@@ -202,6 +202,7 @@ def test_failures_lists_downloads_and_dead_letters_without_consuming_them(own_li
                 "reason": "not_an_image: cannot identify image data",
                 "attempts": 3,
                 "updated_at": data["downloads"][0]["updated_at"],
+                "hint": None,  # only a refused address has one (downloader/tests/test_retry_requests.py)
             }
         ]
         letters = data["dead_letters"]
