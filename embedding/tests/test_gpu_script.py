@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,3 +40,18 @@ def test_without_a_gpu_the_script_says_so_and_exits_0(tmp_path: Path) -> None:
     assert "no NVIDIA GPU" in result.stdout
     assert time.monotonic() - started < 10
     assert results.read_text() == "# before\n"
+
+
+def test_bench_embedding_refuses_cuda_without_a_gpu() -> None:
+    """DEVICE=cuda must run every side on the GPU or refuse: here there is none, so it refuses at once."""
+    for args, env in (["--device", "cuda"], {}), ([], {"DEVICE": "cuda"}):
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", "embedding", "--quick", *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0
+        assert "torch sees no CUDA device" in result.stderr
