@@ -34,9 +34,9 @@ MiB = 1024 * 1024
 BUDGET = 3 * MiB
 
 
-def _noise_png(seed: int, side: int) -> bytes:
-    """An incompressible greyscale PNG of about side² bytes (stored, not deflated: quick to make)."""
-    image = Image.frombytes("L", (side, side), random.Random(seed).randbytes(side * side))
+def _noise_png(seed: int, width: int, height: int) -> bytes:
+    """An incompressible greyscale PNG of about width x height bytes (stored, not deflated: quick)."""
+    image = Image.frombytes("L", (width, height), random.Random(seed).randbytes(width * height))
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=0)
     return buffer.getvalue()
@@ -51,8 +51,8 @@ def test_bodies_in_flight_stay_within_the_byte_budget(
     site = tmp_path / "site"
     site.mkdir()
     for i in range(60):
-        (site / f"{i}.png").write_bytes(_noise_png(i, 1024))
-    larger_than_budget = _noise_png(200, 2048)
+        (site / f"{i}.png").write_bytes(_noise_png(i, 1024, 1024))
+    larger_than_budget = _noise_png(200, 2048, 1600)
     assert len(larger_than_budget) > BUDGET
     (site / "large.png").write_bytes(larger_than_budget)
     port = free_port()
@@ -61,7 +61,8 @@ def test_bodies_in_flight_stay_within_the_byte_budget(
         wait_http_ok(f"http://127.0.0.1:{port}/large.png", timeout=30, process=static)
         urls = [f"http://127.0.0.1:{port}/{file.name}" for file in sorted(site.iterdir())]
         urls += [
-            image_server.add(f"/chunked-{i}.png", Route(body=_noise_png(100 + i, 1024), drip=0.0002)) for i in (1, 2)
+            image_server.add(f"/chunked-{i}.png", Route(body=_noise_png(100 + i, 1024, 1024), drip=0.0002))
+            for i in (1, 2)
         ]
         (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
         downloader, traced_peak, settings = _download(tmp_path, rabbit_environment, settings_for)
@@ -80,9 +81,12 @@ def test_bodies_in_flight_stay_within_the_byte_budget(
     # MAX_IMAGE_BYTES is reserved until it is read.
     assert BUDGET < downloader.budget.peak <= settings.max_image_bytes
     # Decoding: 1 MiB of decode memory allowed, each 1024x1024 grey image needs 1 MiB plus the
-    # overhead, so one at a time; the large one (4 MiB of pixels) alone.
+    # overhead (3 MiB), so one at a time; the large one (5.1 MiB) alone. Two at once would be 6 MiB.
+    small = decode_memory(_noise_png(0, 1024, 1024), max_bytes=5 * MiB, max_pixels=10**8)
+    large = decode_memory(larger_than_budget, max_bytes=5 * MiB, max_pixels=10**8)
+    assert small < large < 2 * small
     assert downloader.decode_budget.used == 0
-    assert downloader.decode_budget.peak == decode_memory(larger_than_budget, max_bytes=5 * MiB, max_pixels=10**8)
+    assert downloader.decode_budget.peak == large
 
 
 def _download(
