@@ -189,3 +189,19 @@ def test_retry_requests_are_taken_after_the_broker_was_away_and_dropped(
             wait_for_row(state_db, gone, lambda r: r.status == "done", "the retry after the drop", process=downloader)
         finally:
             assert stop(downloader) == 0, (tmp_path / "downloader.log").read_text()[-3000:]
+
+
+def test_a_state_the_cli_cannot_read_still_sends_the_request(tmp_path: Path, rabbit_queue: str) -> None:
+    """Where the CLI cannot read the downloader's state (another machine, a broken file), it says so and
+    sends the request anyway: the downloader, which can, decides what matches."""
+    broken = tmp_path / "state.sqlite3"
+    broken.write_bytes(b"this is not a SQLite database" * 100)
+    env, _ = downloader_env(tmp_path, rabbit_queue, [], STATE_DB=str(broken))
+    result = dyimages(env, "retry", "--reason", "timeout", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["matching"] is None
+    assert answer["state_error"].startswith(f"cannot read the downloader state {broken}")
+    assert "cannot read the downloader state" in result.stderr
+    queued = read_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=1)
+    assert [RetryRequest.model_validate_json(body).reason for body in queued] == ["timeout"]
