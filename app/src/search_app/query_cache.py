@@ -13,8 +13,8 @@ Two kinds of entries, both under the ``dyimages:query:`` prefix:
   point count**. That count is the invalidation signal: the indexer writes one point per distinct
   image and nothing deletes single points (only ``dyimages drop`` deletes the whole collection),
   so every newly indexed image raises the count and moves every later query to fresh keys; stale
-  pages are never read again and expire. It costs one count per query (a cheap call on the server;
-  a scan of the in-memory points in embedded mode). What the count does not see is a second URL
+  pages are never read again and expire. It costs one count per query (0.06 ms in embedded mode at
+  2,000 points here; one request to the server). What the count does not see is a second URL
   merged into an existing point (same vector, same ranking, a longer ``urls`` list): pages live
   only APP_RESULTS_CACHE_TTL_S seconds, which bounds that staleness.
 
