@@ -4,8 +4,9 @@ No Qdrant server binary can be had on the test machines, so the tests that pin d
 clients reach the server (scheme, path, the ``api-key`` header) let the real qdrant-client talk
 to this instead. It is NOT a Qdrant: it answers every request with one canned, Qdrant-shaped JSON
 body (the root with a version, anything under ``/collections`` ``{"result": {"exists": true}, "status": "ok"}``),
-enough for qdrant-client's version check and ``collection_exists``. What it proves is what the
-client sent; what a real server would do with it stays unverified (docs/architecture.md).
+enough for qdrant-client's version check and ``collection_exists``; a test may script other answers
+(``answer``). What it proves is what the client sent; what a real server would do with it stays
+unverified (docs/architecture.md).
 
     with RecordingEndpoint() as endpoint:                 # plain HTTP on 127.0.0.1
         client = connect_qdrant(settings_pointing_at(endpoint.port))
@@ -24,6 +25,7 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +40,10 @@ class Recorded:
     method: str
     path: str
     headers: dict[str, str]  # lower-case names
+    body: Any = None  # the JSON body, parsed (None when there was none)
+
+
+Answer = Callable[[Recorded], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,9 @@ class RecordingEndpoint:
     failed TLS handshakes).
     """
 
-    def __init__(self, tls: TlsFiles | None = None) -> None:
+    def __init__(self, tls: TlsFiles | None = None, answer: Answer | None = None) -> None:
         self.tls = tls
+        self.answer = answer  # a test's own answers (a dict) for some requests; None: the canned ones
         self.requests: list[Recorded] = []
         self.handshake_errors: list[str] = []
         endpoint = self
@@ -78,20 +85,19 @@ class RecordingEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                endpoint.requests.append(
-                    Recorded(
-                        scheme="https" if endpoint.tls else "http",
-                        method=self.command,
-                        path=self.path,
-                        headers={name.lower(): value for name, value in self.headers.items()},
-                    )
+                raw = self.rfile.read(length) if length else b""
+                recorded = Recorded(
+                    scheme="https" if endpoint.tls else "http",
+                    method=self.command,
+                    path=self.path,
+                    headers={name.lower(): value for name, value in self.headers.items()},
+                    body=json.loads(raw) if raw else None,
                 )
-                body: dict[str, Any]
-                if "/collections" not in self.path:  # qdrant-client's version check asks the root
+                endpoint.requests.append(recorded)
+                body = endpoint.answer(recorded) if endpoint.answer else None
+                if body is None and "/collections" not in self.path:  # qdrant-client's version check asks the root
                     body = {"title": "recording stand-in (not Qdrant)", "version": "1.19.0"}
-                else:
+                elif body is None:
                     body = {"result": {"exists": True}, "status": "ok", "time": 0.0}
                 data = json.dumps(body).encode()
                 self.send_response(200)
