@@ -54,10 +54,16 @@ class Request:
         return repr((q.text, image, q.like, q.filters, self.top_k))
 
 
+def markdown_text(text: object) -> str:
+    """Payload text for Markdown, every Markdown character escaped: shown as the text it is, never as
+    a link, an image or markup (Streamlit escapes raw HTML itself)."""
+    return "".join(f"\\{c}" if c in MARKDOWN_SPECIAL else c for c in str(text))
+
+
 def markdown_link(text: str, url: str) -> str:
     """A Markdown link to an http(s) URL from a payload, safe whatever characters either holds;
     anything else is shown as plain, escaped text."""
-    escaped = "".join(f"\\{c}" if c in MARKDOWN_SPECIAL else c for c in text)
+    escaped = markdown_text(text)
     if not url.lower().startswith(("http://", "https://")):
         return escaped
     return f"[{escaped}](<{url.replace('<', '%3C').replace('>', '%3E').replace(' ', '%20')}>)"
@@ -118,14 +124,16 @@ def _details(hit: Hit, settings: AppSettings) -> None:
     try:
         st.image(resources.thumbnail_of(settings, hit.path, settings.app_preview_px), alt=hit.url, width="stretch")
     except ThumbnailError as exc:
-        st.warning(f"The image cannot be shown: {exc}")
-    kind = FORMAT_LABELS.get(hit.content_type, hit.content_type)
+        st.warning(f"The image cannot be shown: {markdown_text(exc)}")
+    kind = markdown_text(FORMAT_LABELS.get(hit.content_type, hit.content_type))
     size = f" · {hit.bytes:,} bytes" if hit.bytes else ""
     st.markdown(f"**Score** {hit.score:.4f} · **{hit.width} × {hit.height}** · {kind}{size}")
     st.markdown("**Sources**\n\n" + "\n".join(f"- {markdown_link(url, url)}" for url in hit.urls))
     st.caption(
-        f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
-        f"model {hit.model or '-'}"
+        markdown_text(
+            f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
+            f"model {hit.model or '-'}"
+        )
     )
     st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=_more_like, args=(hit.sha256, hit.path))
 
@@ -187,7 +195,7 @@ def _like_banner(settings: AppSettings, sha256: str) -> None:
         if path:
             with contextlib.suppress(ThumbnailError):
                 st.image(resources.thumbnail_of(settings, path, 64), width=64)
-        st.markdown(f"More like image `{sha256[:12]}…`")
+        st.markdown(f"More like image {markdown_text(sha256[:12])}…")
         st.button("Clear", key="clear_like", on_click=_clear_like, icon=":material/close:")
 
 
