@@ -4,7 +4,8 @@ and decoders' buffers (DOWNLOADER_MAX_DECODE_BYTES).
 A count of images is no bound on memory when one image may be 50 MiB. So a download reserves its
 size before it reads the body: the Content-Length when the server declares it (aiohttp refuses a
 body longer than that), else MAX_IMAGE_BYTES, shrunk to the real size once the body is read. The
-reservation is held until the image is checked and stored, then given back.
+reservation is held until the image is checked and stored, then given back. (A body being finished
+is briefly held twice, its read buffer and its bytes; that transient is not counted.)
 
 Reservations are granted strictly in arrival order, so a large one at the head is not overtaken
 forever by small ones, and one larger than the whole budget is granted when nothing else is held

@@ -23,13 +23,13 @@ class DownloaderSettings(RabbitSettings, StateDbSettings, MetricsSettings):
     downloader_concurrency: int = Field(64, ge=1, le=4096, description="Downloads in flight, all hosts together.")
     downloader_per_host: int = Field(8, ge=1, le=1024, description="Downloads in flight to one host.")
     downloader_max_inflight_bytes: int = Field(
-        192 * 1024 * 1024,
+        128 * 1024 * 1024,
         ge=1024 * 1024,
         description="Bytes of image bodies held at once (being read, checked or stored), all downloads "
         "together; a body larger than this is read alone.",
     )
     downloader_max_decode_bytes: int = Field(
-        128 * 1024 * 1024,
+        96 * 1024 * 1024,
         ge=1024 * 1024,
         description="Memory the decoders may use at once, estimated from each image's header; an image "
         "that needs more decodes alone. With DOWNLOADER_MAX_INFLIGHT_BYTES, the defaults keep the "
