@@ -54,9 +54,10 @@ PHOTOS: tuple[tuple[tuple[int, int], float, str, dict[str, object]], ...] = (
     ((3000, 2000), 7, "JPEG", {"quality": 92}),
     ((4000, 3000), 6, "JPEG", {"quality": 92}),
     ((6000, 4000), 10, "JPEG", {"quality": 92}),
-    ((6000, 4000), 20, "JPEG", {"quality": 95, "progressive": True}),
+    ((6000, 4000), 30, "JPEG", {"quality": 96, "progressive": True}),
     ((2000, 1500), 3, "PNG", {"compress_level": 1}),
     ((3000, 2000), 4, "PNG", {"compress_level": 1}),
+    ((4000, 3000), 3.6, "PNG", {"compress_level": 1}),
 )
 
 
