@@ -40,6 +40,7 @@ PER_SIZE_FIELDS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_quick_vectorstore_bench_emits_a_line_per_size_and_a_summary(tmp_path: Path) -> None:
     result = subprocess.run(
