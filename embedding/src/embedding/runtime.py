@@ -113,7 +113,17 @@ def describe(settings: EmbeddingSettings, runtime: Runtime) -> ModelInfo:
 
 
 def load_backend(settings: EmbeddingSettings, runtime: Runtime, device: str, threads: int) -> Backend:
-    """The worker's model on ``device`` (``cpu`` or ``cuda:N``, as LitServe assigns it) with ``threads``."""
+    """The worker's model on ``device`` (``cpu`` or ``cuda:N``, as LitServe assigns it), warmed up."""
+    backend = _load(settings, runtime, device, threads)
+    # One text and one image through the model before /health says ready: the first run of a
+    # session plans and allocates its memory (ONNX Runtime) or builds kernels (CUDA), which would
+    # otherwise land on the first user's query after every start.
+    backend.embed_texts(backend.tokenize(["warm-up"]))
+    backend.embed_images([backend.preprocess(Image.new("RGB", (256, 256)))])
+    return backend
+
+
+def _load(settings: EmbeddingSettings, runtime: Runtime, device: str, threads: int) -> Backend:
     if runtime.name == "torch":
         import torch
 
