@@ -149,6 +149,8 @@ def filter_mask(count: int) -> np.ndarray:
 
 
 # --- the two child processes ---------------------------------------------------------------------
+# They import qdrant-client, the indexer and the app inside the functions: this process, which only
+# compares results, then holds none of them, and each child's memory is its own side's alone.
 
 
 def fill(folder: Path, count: int) -> dict[str, Any]:
