@@ -125,8 +125,15 @@ def test_prometheus_scrapes_every_service_where_compose_runs_it() -> None:
     assert targets(jobs["rabbitmq"]) == {"rabbitmq:15692"}
 
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
-    for service in ("downloader", "indexer"):
-        assert str(compose[service]["environment"]["METRICS_PORT"]) == "9100"
+    scraped = set().union(*(targets(job) for job in jobs.values()))
+    # Every service compose gives a metrics port is scraped on it.
+    with_metrics = {
+        f"{name}:{service['environment']['METRICS_PORT']}"
+        for name, service in compose.items()
+        if isinstance(service.get("environment"), dict) and "METRICS_PORT" in service["environment"]
+    }
+    assert {"downloader:9100", "indexer:9100", "app:9100"} <= with_metrics
+    assert with_metrics <= scraped, f"not scraped: {with_metrics - scraped}"
     assert str(compose["embedding"]["environment"]["EMBEDDING_PORT"]) == "8000"
     # Grafana reads the dashboards from where the provider looks for them.
     provider_path = yaml.safe_load(DASHBOARD_PROVIDERS.read_text())["providers"][0]["options"]["path"]
