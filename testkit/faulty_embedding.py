@@ -8,7 +8,8 @@ and its answer returned, except
 * an ``/embed`` request whose body names a poison path: answered 500 (``poison_action="500"``),
   never answered (``"hang"``: held until the client gives up), or its connection cut and every
   request failed for ``crash_down_s`` after it (``"crash"``: the service died and restarts), as an
-  image that fails, hangs or crashes the model would;
+  image that fails, hangs or crashes the model would; or answered 504 (``"504"``: the service too
+  busy to compute it) the first ``poison_times`` times, then forwarded;
 * anything at all while :attr:`FaultyEmbedding.failing` is set: answered 500 (a service failing
   every request, its probes included: down, not poisoned)::
 
@@ -28,11 +29,17 @@ from aiohttp import web
 
 class FaultyEmbedding:
     def __init__(
-        self, upstream: str, poison: set[str] | None = None, poison_action: str = "500", crash_down_s: float = 1.5
+        self,
+        upstream: str,
+        poison: set[str] | None = None,
+        poison_action: str = "500",
+        crash_down_s: float = 1.5,
+        poison_times: int = 3,
     ) -> None:
-        if poison_action not in ("500", "hang", "crash"):
-            raise ValueError("poison_action is '500', 'hang' or 'crash'")
+        if poison_action not in ("500", "hang", "crash", "504"):
+            raise ValueError("poison_action is '500', 'hang', 'crash' or '504'")
         self.crash_down_s = crash_down_s
+        self.poison_times = poison_times
         self.upstream = upstream.rstrip("/")
         self.poison = set(poison or ())
         self.poison_action = poison_action
@@ -55,8 +62,13 @@ class FaultyEmbedding:
         if self.failing:
             self.hits["failed"] += 1
             return web.Response(status=500, text="stand-in: failing every request")
-        if request.path == "/embed" and any(path.encode() in body for path in self.poison):
+        poisoned = request.path == "/embed" and any(path.encode() in body for path in self.poison)
+        if poisoned and self.poison_action == "504" and self.hits["poisoned"] >= self.poison_times:
+            poisoned = False  # busy no more: computed like any other
+        if poisoned:
             self.hits["poisoned"] += 1
+            if self.poison_action == "504":
+                return web.Response(status=504, text="stand-in: too busy, not computed")
             if self.poison_action == "hang":
                 await self._release.wait()  # held until the stand-in stops; the client gives up first
             if self.poison_action == "crash":

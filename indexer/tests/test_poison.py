@@ -4,7 +4,7 @@ The embedding service is the real one (the session's LitServe process). No real 
 real model crash or hang on demand, so a fault-injecting stand-in (``testkit.faulty_embedding``)
 sits in front of it: it forwards everything, except that it answers 500, never answers, or dies for
 a moment (cut connection, then every request failing), on an ``/embed`` request naming the poison
-image, or fails every request while it is told to.
+image (or answers it 504, too busy, a few times), or fails every request while it is told to.
 """
 
 from __future__ import annotations
@@ -88,3 +88,20 @@ def test_a_service_failing_every_request_for_a_while_is_waited_for_and_nothing_i
     assert _shas(rig.points()) == {event.sha256 for event in events}
     assert rig.depths() == {"queued": 0, "dead_lettered": 0}
     assert "does not pass its probe" in log.read_text()
+
+
+def test_an_image_answered_504_is_not_blamed_the_service_was_too_busy_to_compute_it(rig, embedding_service) -> None:
+    """504 means the request waited too long for the model and was never computed: overload, not poison.
+    Even with one attempt allowed, the image is retried until computed, not dead-lettered (5 refusals:
+    more than the splits of a batch of 6 would use up, were 504 blamed)."""
+    events = rig.images(7_400, 6)
+    busy = events[2]
+    with FaultyEmbedding(embedding_service.url, poison={busy.path}, poison_action="504", poison_times=5) as standin:
+        rig.publish(events)
+        result = rig.run(timeout=180, EMBEDDING_SERVICE_URL=standin.url, INDEXER_EMBED_ATTEMPTS="1")
+        refused = standin.hits["poisoned"]
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert refused == 5
+    assert rig.dead_letters() == []
+    assert _shas(rig.points()) == {event.sha256 for event in events}

@@ -131,7 +131,11 @@ class EmbeddingConnectionLost(EmbeddingUnavailable):
 
 
 class EmbeddingTimeout(EmbeddingUnavailable):
-    """No answer within the client's timeout (or the service's own 504): overloaded, or the request hangs it."""
+    """No answer within the client's timeout: the service is overloaded, or the request hangs it."""
+
+
+class EmbeddingBusy(EmbeddingUnavailable):
+    """504: the request waited too long for the model and was never computed; the service is overloaded."""
 
 
 class EmbeddingRequestError(ValueError):
@@ -155,7 +159,7 @@ def _image_payload(paths: list[str] | None = None, data: list[bytes] | None = No
 
 def _parse(response: httpx.Response, expected: int) -> EmbedResponse:
     if response.status_code == 504:
-        raise EmbeddingTimeout(f"embedding service timed the request out (504): {response.text[:300]}")
+        raise EmbeddingBusy(f"embedding service too busy, the request was not computed (504): {response.text[:300]}")
     if response.status_code >= 500:
         raise EmbeddingUnavailable(f"embedding service answered {response.status_code}: {response.text[:300]}")
     if response.status_code >= 400:

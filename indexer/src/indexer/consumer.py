@@ -52,6 +52,7 @@ from pydantic import ValidationError
 
 from dyimages_common.embedding_api import (
     AsyncEmbeddingClient,
+    EmbeddingBusy,
     EmbeddingConnectionLost,
     EmbeddingRequestError,
     EmbeddingTimeout,
@@ -433,10 +434,14 @@ class Indexer:
 
         It is when the service passed its probe right away (it serves others, not this one), or when
         the connection broke while the service held the request and the service was down after it
-        (the request may crash it). A service that refused the connection, or failed its probe
-        after answering 5xx or timing out (down, starting, overloaded), blames nothing.
+        (the request may crash it). A service that refused the connection, answered 504 (the request
+        waited too long and never reached the model: overloaded), or failed its probe after
+        answering 5xx or timing out (down, starting, overloaded), blames nothing.
         """
         waited = await self._wait_for_embedding()
+        if isinstance(error, EmbeddingBusy):
+            await asyncio.sleep(min(1.0, self.settings.indexer_retry_max_s))  # do not add to the overload
+            return False
         return not waited or isinstance(error, EmbeddingConnectionLost)
 
     async def _wait_for_embedding(self) -> bool:
