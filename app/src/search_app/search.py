@@ -200,7 +200,6 @@ class CachedEmbedder:
         return self.answered_by_fn()
 
 
-
 def normalise(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if norm == 0.0 or not np.isfinite(norm):
