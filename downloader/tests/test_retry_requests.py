@@ -7,6 +7,7 @@ URL could never be fetched again (adding it to the file again is deduplicated).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,16 +15,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 
+from downloader.retry_requests import RetryRequestConsumer
 from dyimages_common.messages import ImageDownloaded
-from dyimages_common.rabbit import Topology
-from dyimages_common.retry_requests import RetryRequest
+from dyimages_common.rabbit import Topology, declare_control_queue
+from dyimages_common.retry_requests import RetryRequest, publish_retry_request_async
+from dyimages_common.settings import RabbitSettings, load_settings
 from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.procs import start_module, stop
-from testkit.rabbit import AMQP_URL, read_messages
+from testkit.rabbit import AMQP_URL, read_messages, take_messages
 from testkit.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -141,12 +145,6 @@ def test_a_request_made_while_the_downloader_is_stopped_waits_for_it(
 
 
 def _publish_raw(queue: str, body: bytes) -> None:
-    import asyncio
-
-    import aio_pika
-
-    from dyimages_common.rabbit import declare_control_queue
-
     async def publish() -> None:
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
@@ -205,3 +203,31 @@ def test_a_state_the_cli_cannot_read_still_sends_the_request(tmp_path: Path, rab
     assert "cannot read the downloader state" in result.stderr
     queued = read_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=1)
     assert [RetryRequest.model_validate_json(body).reason for body in queued] == ["timeout"]
+
+
+async def test_a_request_is_acknowledged_only_after_it_was_applied(
+    rabbit_queue: str, rabbit_environment: dict[str, str]
+) -> None:
+    """A reset that fails (a broken disk) leaves the request in the queue; it is applied on redelivery."""
+    settings = load_settings(RabbitSettings)
+    applied: list[str] = []
+
+    async def apply(request: RetryRequest) -> list[str]:
+        applied.append(request.request_id)
+        if len(applied) == 1:
+            raise OSError("disk I/O error")
+        return []
+
+    request = RetryRequest(urls=("https://x.example/a.jpg",))
+    await publish_retry_request_async(settings, request)
+    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, retry_max_s=0.5).run())
+    try:
+        for _ in range(200):
+            if len(applied) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    assert applied == [request.request_id, request.request_id]
+    assert await take_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=0.5) == []
