@@ -30,6 +30,7 @@ from embedding.loop import PipelinedLoop
 from embedding.model import describe_model
 from embedding.settings import EmbeddingSettings
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG
+from testkit.embedding import MODEL_CACHE_DIR
 from testkit.images import jpeg
 from testkit.storage import store
 
@@ -51,6 +52,7 @@ def make_api(images_dir: Path, max_batch_size: int, batch_timeout_ms: float) -> 
         model_name=TINY_MODEL,
         model_pretrained="none",
         model_config_file=TINY_MODEL_CONFIG,
+        model_cache_dir=MODEL_CACHE_DIR,  # the ONNX bundle is exported there once, not into /models
         device="cpu",
         images_dir=images_dir,
         embedding_max_batch_size=max_batch_size,
