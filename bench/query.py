@@ -6,14 +6,20 @@
   embedding service (``python -m embedding``, ViT-B-32 with random weights: the same compute as
   trained weights) over HTTP, then embedded Qdrant returns the top 10 with payloads. Every query
   text is distinct, so no cache helps; warm (after warm-up queries).
-* raw text: the same model's OpenCLIP text encoder in this process (tokenise, ``encode_text``,
-  normalise), the same texts, alternating with the queries so both see the same machine load.
+* raw text: the same model's OpenCLIP text encoder run exactly as ``bench embedding`` runs it
+  (:class:`bench.embedding.InProcessWorker`): in a child process with its own session, the same
+  torch threads and the service's OpenMP wait policy (PASSIVE), ``encode_text`` on the tokenised
+  text, normalised; the same texts, alternating query by query with the service so both see the
+  same machine load. The service runs the same runtime (``--runtime``, default torch: the service's
+  CPU default is ONNX Runtime, faster than the torch reference). ``ratio`` is query p50 over raw
+  p50: what HTTP, the service and Qdrant add (a busy-waiting reference in this process once fought
+  the service for the cores and made the ratio come out below 1, as if they cost less than nothing).
 * browser (information): the app served by ``streamlit run``, headless Chromium types each query;
   time from Enter until all 10 thumbnails are loaded in the page, at N points.
 * info points (information): the same query path at M points (embedded mode is brute force).
 
-The store holds N synthetic points (normalised random vectors, payloads as the indexer writes
-them, a real tiny JPEG behind each for the thumbnails) in qdrant-client's embedded on-disk mode.
+The store holds N synthetic points (normalised random vectors, payloads made by the indexer's own
+``point_payload``, a real tiny JPEG behind each for the thumbnails) in qdrant-client's embedded on-disk mode.
 Its folder is on /dev/shm: embedded mode commits every point to SQLite, ~10 ms each on this
 machine's disk, which would make filling 100,000 points take a quarter of an hour; searching is
 the same (embedded mode searches in memory), only the fill is faster.
@@ -22,34 +28,37 @@ the same (embedded mode searches in memory), only the fill is faster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import open_clip
-import torch
 from qdrant_client import QdrantClient, models
 
+from bench.embedding import MODEL, InProcessWorker  # the same model on both sides
 from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.points import point_id, url_domain
+from dyimages_common.messages import ImageDownloaded
+from dyimages_common.points import point_id
 from dyimages_common.qdrant import ensure_collection
 from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from indexer.payloads import point_payload
 from search_app.search import Query, ServiceEmbedder, search, search_vector
 from testkit.browser import chromium, search_in_browser, streamlit_app
 from testkit.embedding import run_embedding_service
 from testkit.images import jpeg
 
-MODEL = "ViT-B-32"
 COLLECTION = "images"
 DIM = 512
 TOP_K = 10
 FILL_BATCH = 2000
+SETTLE_S = 0.05  # pause before each timed call (outside the clock)
 
 _COLOURS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple", "grey", "pink"]
 _THINGS = ["bicycle", "cat", "dog", "car", "boat", "house", "tree", "bird", "horse", "chair", "lamp", "kite"]
@@ -74,6 +83,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=0, help="measured queries (default 100, quick 30)")
     parser.add_argument("--browser-queries", type=int, default=None, help="browser queries (default 10, quick 3)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads, both sides")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="the service's EMBEDDING_RUNTIME (default torch, the reference's own, so the ratio compares like "
+        "with like; onnx is the service's CPU default, faster than the torch reference)",
+    )
     args = parser.parse_args(argv)
     args.queries = args.queries or (30 if args.quick else 100)
     if args.info_points is None:
@@ -84,8 +100,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def fill(client: QdrantClient, images_dir: Path | None, start: int, stop: int, rng: np.random.Generator) -> None:
-    """Points ``start`` to ``stop``: random unit vectors, indexer-shaped payloads, tiny JPEGs when asked."""
-    now = datetime.now(UTC).isoformat()
+    """Points ``start`` to ``stop``: random unit vectors, the indexer's payloads, tiny JPEGs when asked."""
+    now = datetime.now(UTC)
+    revision = uuid.uuid4().hex
     for first in range(start, stop, FILL_BATCH):
         last = min(first + FILL_BATCH, stop)
         vectors = rng.standard_normal((last - first, DIM)).astype(np.float32)
@@ -97,38 +114,19 @@ def fill(client: QdrantClient, images_dir: Path | None, start: int, stop: int, r
             path = stored_path(sha, "jpg")
             if images_dir is not None:
                 write_atomic(images_dir, path, data)
-            url = f"https://site{number % 7}.example/{number}.jpg"
-            payload = {
-                "sha256": sha,
-                "path": path,
-                "url": url,
-                "urls": [url],
-                "domains": [url_domain(url)],
-                "content_type": "image/jpeg",
-                "width": 64,
-                "height": 48,
-                "bytes": len(data),
-                "downloaded_at": now,
-                "indexed_at": now,
-                "model": MODEL,
-            }
+            event = ImageDownloaded(
+                sha256=sha,
+                path=path,
+                url=f"https://site{number % 7}.example/{number}.jpg",
+                content_type="image/jpeg",
+                width=64,
+                height=48,
+                bytes=len(data),
+                downloaded_at=now,
+            )
+            payload = point_payload(None, [event], model=MODEL, indexed_at=now, revision=revision)
             points.append(models.PointStruct(id=point_id(sha), vector=vectors[offset].tolist(), payload=payload))
         client.upsert(COLLECTION, points, wait=True)
-
-
-class TextEncoder:
-    """The raw text encoder: the same OpenCLIP model, in this process."""
-
-    def __init__(self, threads: int) -> None:
-        torch.set_num_threads(threads)
-        self.model = open_clip.create_model(MODEL, pretrained=None)
-        self.model.eval()
-        self.tokenizer = open_clip.get_tokenizer(MODEL)
-
-    @torch.inference_mode()
-    def __call__(self, text: str) -> np.ndarray:
-        features = self.model.encode_text(self.tokenizer([text]))
-        return (features / features.norm(dim=-1, keepdim=True))[0].numpy()
 
 
 def timed_ms(call: Callable[[], object]) -> tuple[float, object]:
@@ -142,19 +140,34 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    client: QdrantClient, embedding: EmbeddingClient, encoder: TextEncoder | None, texts: list[str]
+    client: QdrantClient, embedding: EmbeddingClient, encoder: InProcessWorker | None, texts: list[str]
 ) -> dict[str, list[float]]:
-    """Alternate the app's query path, the raw encoder and a Qdrant-only search, text by text."""
+    """Alternate the app's query path, the raw encoder (its own process) and a Qdrant-only search, text by text.
+
+    The query path and the raw encoder take turns going first, and each timed call starts after a
+    short pause, so neither always follows the other's work (nor this process's Qdrant search,
+    whose BLAS threads may still be spinning) onto a busy CPU.
+    """
     embedder = ServiceEmbedder(embedding)
     probe = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     times: dict[str, list[float]] = {"query": [], "raw": [], "qdrant": []}
-    for text in texts:
-        elapsed, hits = timed_ms(lambda t=text: search(client, COLLECTION, embedder, Query(text=t), limit=TOP_K))
+
+    def query(text: str) -> None:
+        time.sleep(SETTLE_S)
+        elapsed, hits = timed_ms(lambda: search(client, COLLECTION, embedder, Query(text=text), limit=TOP_K))
         if len(hits) != TOP_K:  # type: ignore[arg-type]
             raise RuntimeError(f"expected {TOP_K} results, got {hits!r}")
         times["query"].append(elapsed)
+
+    def raw(text: str) -> None:
         if encoder is not None:
-            times["raw"].append(timed_ms(lambda t=text: encoder(t))[0])
+            time.sleep(SETTLE_S)
+            times["raw"].append(float(encoder.call("text_ms", text)))  # timed in the worker, as bench embedding does
+
+    for number, text in enumerate(texts):
+        for side in (query, raw) if number % 2 == 0 else (raw, query):
+            side(text)
+        time.sleep(SETTLE_S)
         times["qdrant"].append(timed_ms(lambda: search_vector(client, COLLECTION, probe, limit=TOP_K))[0])
     return times
 
@@ -167,6 +180,8 @@ def browser_ms(env: dict[str, str], log_dir: Path, texts: list[str]) -> list[flo
 
 def run(argv: list[str]) -> dict:
     args = _parse(argv)
+    # The service waits passively in OpenMP unless told otherwise; the reference worker inherits the same.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     texts = query_texts(5 + args.queries + args.browser_queries + 5 + min(args.queries, 30))
     warm, measured = texts[:5], texts[5 : 5 + args.queries]
     browser_texts = texts[5 + args.queries : 5 + args.queries + args.browser_queries]
@@ -186,6 +201,7 @@ def run(argv: list[str]) -> dict:
             "MODEL_NAME": MODEL,
             "MODEL_PRETRAINED": "none",
             "EMBEDDING_TORCH_THREADS": str(args.threads),
+            "EMBEDDING_RUNTIME": args.runtime,
             "LOG_LEVEL": "WARNING",
         }
         started = time.perf_counter()
@@ -193,8 +209,9 @@ def run(argv: list[str]) -> dict:
         ensure_collection(client, COLLECTION, dim=DIM, model=MODEL)
         fill(client, images_dir if args.browser_queries else None, 0, args.points, rng)
         print(f"filled {args.points} points in {time.perf_counter() - started:.0f} s", flush=True)
-        encoder = TextEncoder(args.threads)
+        encoder = InProcessWorker(args.threads, "cpu", "fp32")  # as bench embedding runs it on the CPU
         with (
+            contextlib.closing(encoder),
             run_embedding_service(images_dir, root, **service_env) as service,
             EmbeddingClient(service.url, timeout=120) as embedding,
         ):
@@ -209,11 +226,19 @@ def run(argv: list[str]) -> dict:
                 "p99_ms": percentile(times["query"], 99),
                 "raw_text_p50_ms": round(raw_p50, 1),
                 "ratio": round(p50 / raw_p50, 3),
+                "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+                "runtime": args.runtime,
                 "raw_text_p99_ms": percentile(times["raw"], 99),
                 "qdrant_p50_ms": round(statistics.median(times["qdrant"]), 1),
                 "qdrant_p99_ms": percentile(times["qdrant"], 99),
             }
             print(f"{args.points} points: {result}", flush=True)
+            if result["ratio"] < 1:
+                print(
+                    "warning: ratio below 1: the raw encoder measured slower than the whole query path, so the two "
+                    "sides got different shares of a busy CPU; rerun on a quiet machine",
+                    flush=True,
+                )
 
             if args.browser_queries:
                 client.close()  # embedded mode: one process at a time; the app opens the folder now
