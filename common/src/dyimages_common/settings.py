@@ -80,9 +80,19 @@ class QdrantSettings(BaseServiceSettings):
         return None if value == "" else value
 
 
-class EmbeddingClientSettings(BaseServiceSettings):
+class EmbeddingTimeoutSettings(BaseServiceSettings):
+    """The one timeout the embedding service and its clients share (see ``dyimages_common.embedding_api``)."""
+
+    embedding_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long a client waits for the embedding service; the service answers 504 to a request "
+        "that has waited half of it for the model.",
+    )
+
+
+class EmbeddingClientSettings(EmbeddingTimeoutSettings):
     embedding_service_url: str = Field("http://embedding:8000", pattern=r"^https?://")
-    embedding_timeout_s: float = Field(120.0, gt=0)
 
 
 class ImagesDirSettings(BaseServiceSettings):

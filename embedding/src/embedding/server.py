@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dyimages_common.embedding_api import INFO_PATH, ModelInfo, server_request_timeout
-from dyimages_common.settings import EmbeddingClientSettings, settings_or_exit
 from embedding import metrics
 from embedding.api import EmbeddingAPI
 from embedding.settings import EmbeddingSettings
@@ -105,8 +104,7 @@ def serve(settings: EmbeddingSettings, info: ModelInfo) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean stop, 1 if the server failed."""
     _sigterm_as_interrupt()
     litserve.server.configure_logging = _keep_our_log_handlers
-    client_timeout_s = settings_or_exit(EmbeddingClientSettings).embedding_timeout_s
-    server = build_server(settings, info, server_request_timeout(client_timeout_s))
+    server = build_server(settings, info, server_request_timeout(settings.embedding_timeout_s))
     log.info(
         "serving %s (%s) on %s:%d, device %s",
         info.model,

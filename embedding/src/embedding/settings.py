@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
-from dyimages_common.settings import ImagesDirSettings
+from dyimages_common.settings import EmbeddingTimeoutSettings, ImagesDirSettings
 
 
-class EmbeddingSettings(ImagesDirSettings):
+class EmbeddingSettings(ImagesDirSettings, EmbeddingTimeoutSettings):
     model_name: str = Field("ViT-B-32", min_length=1, description="OpenCLIP architecture name.")
     model_pretrained: str = Field(
         "laion2b_s34b_b79k",
