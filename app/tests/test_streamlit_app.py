@@ -276,3 +276,17 @@ def test_search_in_an_index_of_another_vector_size_says_to_reindex(own_library: 
     at = search_for(start(), QUERY)
     assert "768-dimensional vectors of ViT-L-14" in at.error[0].value
     assert "dyimages reindex" in at.error[0].value
+
+
+def test_search_in_an_index_of_other_weights_of_the_same_size_says_to_reindex(own_library: Library) -> None:
+    # Same model name and vector size as the service (dy-tiny, 512), other weights: only the check of
+    # the query vector's model against the index's catches it.
+    client = QdrantClient(path=str(own_library.qdrant_path))
+    try:
+        ensure_collection(client, COLLECTION, dim=512, model="dy-tiny", pretrained="other-weights")
+    finally:
+        client.close()
+    at = search_for(start(), QUERY)
+    assert at.error, "a query vector of other weights was searched without a word"
+    assert "other-weights" in at.error[0].value
+    assert "dyimages reindex" in at.error[0].value

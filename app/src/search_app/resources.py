@@ -122,6 +122,7 @@ def embedder(settings: AppSettings, client: EmbeddingClient) -> Embedder:
     local = CachedEmbedder(
         text_fn=lambda text: cached.text(client, url, text),
         image_fn=lambda data: cached.image(client, url, data),
+        answered_by_fn=lambda: client.answered_by,
     )
     shared = query_cache(settings)
     return local if shared is None else shared.embedder(local, _identity(client, url))
