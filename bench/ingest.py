@@ -10,9 +10,16 @@ indexer has written (and acknowledged) the N-th image, read from its /metrics; t
 checks the folder holds exactly N points.
 
 Reference (one process, no network, no queue): read each file, decode, preprocess (OpenCLIP's own
-transform), run the same model with the same torch thread count and the same batch size, and
-upsert into an embedded Qdrant folder, batch after batch, a thread pool decoding the next batch
-while the model runs (as the service does), with the service's OpenMP wait policy.
+transform), run the same model with the same torch thread count and the same batch size as the
+indexer (``INDEXER_BATCH_SIZE``'s default unless ``--batch``), a thread pool decoding the next batch
+while the model runs (as the service does), with the service's OpenMP wait policy; and write each
+batch to an embedded Qdrant folder with the indexer's own write (:func:`indexer.store.write_images`,
+the same payloads and conditional upserts, into a collection made by ``ensure_collection``) on one
+writer thread, so that a batch is written while the next one is embedded, as the indexer's two
+batches in flight do. The service runs the reference's runtime (``--runtime``, default torch; its
+CPU default, ONNX Runtime, is faster than the torch reference). The reference once wrote between
+model batches, point by point committed to the embedded store, which slowed it and flattered the
+pipeline.
 
 Rounds alternate reference and end-to-end so both see about the same load on a shared machine;
 ``ratio`` is the median over rounds of end-to-end over the reference run beside it. On a busy
@@ -44,6 +51,7 @@ from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.storage import sha256_hex
+from indexer.settings import IndexerSettings
 from testkit.embedding import embedding_env
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
@@ -51,6 +59,7 @@ from testkit.procs import free_port, start_module, stop, wait_http_ok
 from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
 
 MODEL = "ViT-B-32"
+INDEXER_BATCH = int(IndexerSettings.model_fields["indexer_batch_size"].default)  # the indexer's default batch
 PRETRAINED = "none"
 IMAGE_SIZE = (640, 480)
 # The embedding service's default (see embedding/__main__.py); the reference runs with the same.
@@ -72,46 +81,64 @@ def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> Non
     model (``threads`` torch threads) runs on this one, as the service's decode pool does.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
+    from datetime import UTC, datetime
 
+    import numpy as np
     import open_clip
     import torch
     from PIL import Image
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
+
+    from dyimages_common.messages import ImageDownloaded
+    from dyimages_common.qdrant import ensure_collection
+    from dyimages_common.storage import stored_path
+    from indexer.store import ImageVector, write_images
 
     torch.set_num_threads(int(threads))
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=None)
     model.eval()
     client = QdrantClient(path=qdrant_path)
-    client.create_collection("images", vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE))
+    ensure_collection(client, "images", dim=512, model=MODEL, pretrained=PRETRAINED)
     files = sorted(Path(files_dir).iterdir())
     chunks = [files[start : start + int(batch)] for start in range(0, len(files), int(batch))]
 
-    def decode(path: Path) -> torch.Tensor:
-        return preprocess(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
+    def decode(path: Path) -> tuple[ImageDownloaded, torch.Tensor]:
+        data = path.read_bytes()
+        sha = sha256_hex(data)
+        event = ImageDownloaded(
+            sha256=sha,
+            path=stored_path(sha, "jpg"),
+            url=f"http://127.0.0.1/{path.name}",
+            content_type="image/jpeg",
+            width=IMAGE_SIZE[0],
+            height=IMAGE_SIZE[1],
+            bytes=len(data),
+            downloaded_at=datetime.now(UTC),
+        )
+        return event, preprocess(Image.open(io.BytesIO(data)).convert("RGB"))
 
-    def embed(pixels: list[Future[torch.Tensor]]) -> list[list[float]]:
-        batch_pixels = torch.stack([future.result() for future in pixels])
+    def embed(decoded: list[Future[tuple[ImageDownloaded, torch.Tensor]]]) -> list[ImageVector]:
+        events, pixels = zip(*(future.result() for future in decoded), strict=True)
         with torch.inference_mode():
-            features = model.encode_image(batch_pixels)
-        return (features / features.norm(dim=-1, keepdim=True)).tolist()
+            features = model.encode_image(torch.stack(pixels))
+        vectors = (features / features.norm(dim=-1, keepdim=True)).numpy().astype(np.float32)
+        return [ImageVector(e.sha256, vector, [e]) for e, vector in zip(events, vectors, strict=True)]
 
-    with ThreadPoolExecutor(int(threads)) as pool:
+    with ThreadPoolExecutor(int(threads)) as pool, ThreadPoolExecutor(1) as writer:
         embed([pool.submit(decode, path) for path in files[:2]])  # warm-up, as the service had
         started, cpu_started = time.perf_counter(), time.process_time()
         upcoming = [pool.submit(decode, path) for path in chunks[0]]
-        for number, chunk in enumerate(chunks):
+        writing: Future[int] | None = None
+        for number in range(len(chunks)):
             current = upcoming
             if number + 1 < len(chunks):
                 upcoming = [pool.submit(decode, path) for path in chunks[number + 1]]
-            vectors = embed(current)
-            client.upsert(
-                "images",
-                [
-                    models.PointStruct(id=number * int(batch) + index, vector=vector, payload={"path": path.name})
-                    for index, (path, vector) in enumerate(zip(chunk, vectors, strict=True))
-                ],
-                wait=True,
-            )
+            images = embed(current)
+            if writing is not None:  # one batch written while the next is embedded, no more
+                writing.result()
+            writing = writer.submit(write_images, client, "images", images, model=MODEL)
+        if writing is not None:
+            writing.result()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert client.count("images").count == len(files)
     client.close()
@@ -126,6 +153,7 @@ def _reference_round(files_dir: Path, threads: int, batch: int, workdir: Path) -
         text=True,
         check=False,
         env={**os.environ, "OMP_WAIT_POLICY": OMP_WAIT_POLICY},
+        start_new_session=True,  # its own session and scheduling group, as each service of the pipeline has
     )
     shutil.rmtree(qdrant_path, ignore_errors=True)
     if result.returncode != 0:
@@ -278,7 +306,19 @@ def run(argv: list[str]) -> dict[str, object]:
     parser.add_argument("--images", type=int, help="distinct images (default 1,000)")
     parser.add_argument("--rounds", type=int, help="rounds of each (default 3; --quick 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
-    parser.add_argument("--batch", type=int, default=32, help="images per model batch, both sides")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="the embedding service's EMBEDDING_RUNTIME (default torch, the reference's own, so the ratio "
+        "compares like with like; onnx is the service's CPU default)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=INDEXER_BATCH,
+        help=f"images per model batch and write, both sides (default {INDEXER_BATCH})",
+    )
     args = parser.parse_args(argv)
     count = args.images or (200 if args.quick else 1_000)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -302,6 +342,7 @@ def run(argv: list[str]) -> dict[str, object]:
             EMBEDDING_TORCH_THREADS=str(args.threads),
             EMBEDDING_MAX_BATCH_SIZE=str(args.batch),
             OMP_WAIT_POLICY=OMP_WAIT_POLICY,
+            EMBEDDING_RUNTIME=args.runtime,
             LOG_LEVEL="WARNING",
         )
         embedding = start_module("embedding", env=env, log_path=workdir / "embedding.log")
@@ -354,6 +395,7 @@ def _figures(
         "model": f"{MODEL}/{PRETRAINED}",
         "threads": args.threads,
         "omp_wait_policy": OMP_WAIT_POLICY,
+        "runtime": args.runtime,
         "batch": args.batch,
         "image_size": "x".join(map(str, IMAGE_SIZE)),
         "cpu_count": os.cpu_count(),
