@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from dyimages_common.storage import sha256_hex, stored_path, write_atomic
 from search_app.audit import KINDS
 from search_app.cli import app
+from testkit.compose import load_compose, service_environment
 from testkit.images import jpeg
 from testkit.indexed_library import COLLECTION, Library, Picture, dead_letter, messages
 from testkit.messages import publish
@@ -316,3 +317,17 @@ def test_an_unreachable_broker_exits_3(books: Books, monkeypatch: pytest.MonkeyP
     result = runner.invoke(app, ["audit", "--json"])
     assert result.exit_code == 3, result.output
     assert "RabbitMQ" in result.stderr
+
+
+# -- the stack gives the app the URL file ---------------------------------------------------------------
+
+
+def test_compose_gives_the_app_the_downloaders_url_file_read_only() -> None:
+    services = load_compose()["services"]
+    app_file = Path(service_environment("app")["URLS_FILE"])
+    assert app_file == Path(service_environment("downloader")["URLS_FILE"])
+    mounts = {volume.split(":")[1]: volume for volume in services["app"]["volumes"]}
+    downloader_mounts = {volume.split(":")[1]: volume for volume in services["downloader"]["volumes"]}
+    folder = str(app_file.parent)
+    assert mounts[folder].endswith(":ro")
+    assert mounts[folder].split(":")[0] == downloader_mounts[folder].split(":")[0]  # the same host folder
