@@ -22,11 +22,15 @@ engine_running() {
 
 engine_install() {
   local apt_dir=$SMOKE_DIR/apt
-  if [ -x "$ENGINE_ROOT/usr/sbin/dockerd" ] && [ -x "$ENGINE_ROOT/usr/bin/docker" ]; then return 0; fi
+  if [ -x "$ENGINE_ROOT/usr/sbin/dockerd" ] && [ -x "$ENGINE_ROOT/usr/bin/docker" ] && command -v iptables >/dev/null; then
+    return 0
+  fi
   engine_log "installing containerd, runc, tini, debootstrap (Debian 12) with apt"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends containerd runc tini debootstrap iproute2 >/dev/null
+  # iptables: only for the DNS rules dockerd sets inside each container (its own network namespace);
+  # with --iptables=false the host rules stay untouched.
+  apt-get install -y -qq --no-install-recommends containerd runc tini debootstrap iproute2 iptables >/dev/null
   engine_log "fetching dockerd, docker CLI, buildx and compose (Debian 13) into $ENGINE_ROOT"
   mkdir -p "$apt_dir"/{parts,lists/partial,cache/archives/partial,debs}
   # The system's first deb822 stanza (its mirror and key), with the suite changed to trixie.
@@ -58,7 +62,7 @@ engine_start() {
   setsid "$ENGINE_ROOT/usr/sbin/dockerd" --host "$DOCKER_HOST" --data-root "$ENGINE_DATA" \
     --exec-root "$SMOKE_DIR/exec" --pidfile "$SMOKE_DIR/dockerd.pid" --storage-driver=overlay2 \
     --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
-    --bridge=none --userland-proxy-path="$ENGINE_ROOT/usr/sbin/docker-proxy" \
+    --bridge=none --init-path=/usr/bin/tini-static --userland-proxy-path="$ENGINE_ROOT/usr/sbin/docker-proxy" \
     >"$SMOKE_DIR/dockerd.log" 2>&1 </dev/null &
   ENGINE_STARTED=1
   local _

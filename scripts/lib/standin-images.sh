@@ -10,6 +10,7 @@ PYTHON_STANDIN=python:3.11.14-slim-bookworm     # the tags the Dockerfile and do
 UV_STANDIN=ghcr.io/astral-sh/uv:0.13.8
 RABBITMQ_STANDIN=rabbitmq:3.13.7-management-alpine
 PROMETHEUS_STANDIN=prom/prometheus:v3.13.2
+REDIS_STANDIN=redis:7.4.6-alpine
 
 standin_log() { printf '[stand-in] %s\n' "$*" >&2; }
 
@@ -109,10 +110,23 @@ DF
 )"
 }
 
+# Redis laid out like the official image (data in /data, the redis user; compose gives the command).
+standin_redis() {
+  standin_from_python "$REDIS_STANDIN" "redis-server redis-tools" "$(cat <<'DF'
+RUN mkdir -p /data && chown redis:redis /data
+WORKDIR /data
+USER redis
+EXPOSE 6379
+CMD ["redis-server"]
+DF
+)"
+}
+
 # Every stand-in the smoke may need; the python stand-in first (the others build on it).
 standin_images() {
   image_available "$PYTHON_STANDIN" || standin_python
   image_available "$UV_STANDIN" || standin_uv
   image_available "$RABBITMQ_STANDIN" || standin_rabbitmq
   image_available "$PROMETHEUS_STANDIN" || standin_prometheus
+  image_available "$REDIS_STANDIN" || standin_redis
 }

@@ -4,7 +4,7 @@ engine, the stand-in images and a throwaway copy of the repository in ``SMOKE_RE
 keeps it out of the plain pytest run.
 
 What cannot be had on this machine, and what the smoke does instead (each said again where it matters):
-- no image can be pulled: Python, uv, RabbitMQ and Prometheus are local stand-ins built from Debian
+- no image can be pulled: Python, uv, RabbitMQ, Redis and Prometheus are local stand-ins built from Debian
   packages and the uv wheel (scripts/lib/standin-images.sh);
 - no Qdrant server image: ``compose.smoke.yml`` runs the indexer and the app on qdrant-client's
   embedded store in a shared volume, one process at a time (the store locks its folder);
@@ -37,9 +37,9 @@ PROJECT = "dyimages-smoke"
 SUBNET = "172.30.77.0/24"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 OUR_SERVICES = ("downloader", "indexer", "embedding", "app")
-RUNNING = ("rabbitmq", "embedding", "downloader", "indexer", "app", "photos")
+RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "photos")
 # scikit-image's sample photos (real photographs, in the venv): name -> loader.
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera")
 APP_URL = "http://127.0.0.1:8501"
 SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER)_")
 REPORT: dict[str, Any] = {}
@@ -79,7 +79,8 @@ class Stack:
             [*command, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
-            pytest.fail(f"docker compose {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+            logs = self.compose("logs", "--tail=25", check=False).stdout if "up" in args or "start" in args else ""
+            pytest.fail(f"docker compose {' '.join(args)} -> {result.returncode}\n{result.stderr[-3000:]}\n{logs}")
         return result
 
     def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -137,6 +138,25 @@ def _write_photos(folder: Path) -> None:
         path.chmod(0o644)
 
 
+def _container_stderr(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the container wrote to stderr, without the engine's own warnings (IP forwarding is off)."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("WARNING: IPv4 forwarding")]
+
+
+def _wait_scraped(stack: Stack, jobs: set[str], timeout: float = 120) -> None:
+    """Until Prometheus reports every target of ``jobs`` up (fails with each target's last error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = stack.exec("prometheus", "wget", "-qO-", "http://127.0.0.1:9090/api/v1/targets").stdout
+        targets = [t for t in json.loads(body)["data"]["activeTargets"] if t["labels"]["job"] in jobs]
+        health = {t["labels"]["job"]: (t["health"], t.get("lastError", "")) for t in targets}
+        if set(health) == jobs and all(state == "up" for state, _ in health.values()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"scrape targets not all up: {health}")
+        time.sleep(3)
+
+
 def _photo_url(name: str) -> str:
     return f"http://photos:8080/{name}.jpg"
 
@@ -188,7 +208,8 @@ def test_grafana_refuses_to_start_without_its_password(stack: Stack) -> None:
     config = json.loads(
         stack.compose("--profile", "monitoring", "config", "--format", "json", files=("docker-compose.yml",)).stdout
     )
-    entrypoint = config["services"]["grafana"]["entrypoint"]
+    # `compose config` prints `$` escaped as `$$`; the container gets it unescaped.
+    entrypoint = [part.replace("$$", "$") for part in config["services"]["grafana"]["entrypoint"]]
     image = os.environ["SMOKE_PYTHON_IMAGE"]
     refused = stack.docker(
         "run",
@@ -202,7 +223,7 @@ def test_grafana_refuses_to_start_without_its_password(stack: Stack) -> None:
         check=False,
     )
     assert refused.returncode == 1
-    assert refused.stderr.strip() == "Set GRAFANA_ADMIN_PASSWORD in .env to use the monitoring profile"
+    assert _container_stderr(refused) == ["Set GRAFANA_ADMIN_PASSWORD in .env to use the monitoring profile"]
     allowed = stack.docker(
         "run",
         "--rm",
@@ -235,14 +256,22 @@ def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> Non
     started = time.monotonic()
     stack.compose("build", *OUR_SERVICES, timeout=3600)
     REPORT["build_seconds"] = round(time.monotonic() - started)
-    sizes = {}
+    sizes, code_sizes = {}, {}
     for service in OUR_SERVICES:
         image = json.loads(stack.docker("image", "inspect", f"{PROJECT}-{service}").stdout)[0]
         assert image["Config"]["User"] == "dyimages"
         assert not any(var.startswith("SSL_CERT_FILE=") for var in image["Config"]["Env"]), "no build CA in images"
         sizes[service] = f"{image['Size'] / 1e6:.0f} MB"
+        # The service's own code is a small layer of its own: a code change does not re-ship the deps.
+        history = stack.docker("history", "--no-trunc", "--format", "{{json .}}", f"{PROJECT}-{service}").stdout
+        code_layers = [json.loads(line) for line in history.splitlines() if "COPY /layer/ /" in line]
+        assert len(code_layers) == 1, history
+        code_sizes[service] = code_layers[0]["Size"]
     REPORT["image_sizes"] = sizes
-    print(f"\n[smoke] build: {REPORT['build_seconds']} s; image sizes: {sizes}")
+    REPORT["code_layer_sizes"] = code_sizes
+    print(f"\n[smoke] build: {REPORT['build_seconds']} s; image sizes: {sizes}; code layers: {code_sizes}")
+    for service, size in code_sizes.items():
+        assert not size.endswith(("MB", "GB")), f"{service} code layer {size}"
 
 
 @pytest.mark.timeout(1200)
@@ -258,21 +287,10 @@ def test_up_build_brings_every_container_healthy_and_none_runs_as_root(stack: St
 
 
 @pytest.mark.timeout(600)
-def test_prometheus_scrapes_every_target_under_the_monitoring_profile(stack: Stack) -> None:
+def test_prometheus_scrapes_every_service_under_the_monitoring_profile(stack: Stack) -> None:
     """Prometheus is Debian's package in a stand-in image; Grafana's image cannot be had (not started)."""
     stack.compose("--profile", "monitoring", "up", "-d", "--no-deps", "--wait", "prometheus")
-    deadline = time.monotonic() + 120
-    while True:
-        body = stack.exec("prometheus", "wget", "-qO-", "http://127.0.0.1:9090/api/v1/targets").stdout
-        targets = json.loads(body)["data"]["activeTargets"]
-        health = {t["labels"]["job"]: (t["health"], t.get("lastError", "")) for t in targets}
-        if {"downloader", "indexer", "embedding", "rabbitmq"} <= set(health) and all(
-            state == "up" for state, _ in health.values()
-        ):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"scrape targets not all up: {health}")
-        time.sleep(3)
+    _wait_scraped(stack, {"downloader", "indexer", "embedding", "rabbitmq"})
 
 
 @pytest.mark.timeout(900)
@@ -306,6 +324,12 @@ def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) 
         shown = result_images(driver)
     assert len(shown) == len(PHOTOS)
     assert all(image["width"] > 0 for image in shown)
+
+
+def test_prometheus_scrapes_the_apps_metrics_once_a_page_was_viewed(stack: Stack) -> None:
+    """The app serves /metrics from its first page view on (the browser test made one)."""
+    _wait_scraped(stack, {"app"})
+    stack.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
 
 
 @pytest.mark.timeout(1200)

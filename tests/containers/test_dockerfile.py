@@ -32,12 +32,16 @@ def test_our_services_build_from_one_dockerfile_one_target_each(compose: dict[st
         assert build.get("dockerfile", "Dockerfile") == "Dockerfile"
         assert build["target"] == name
         assert stages[name] == "runtime", f"{name} is the shared non-root runtime plus its venv"
-        assert stages[f"{name}-venv"] == "workspace"
+        assert stages[f"{name}-deps"] == "workspace"
+        assert stages[f"{name}-venv"] == f"{name}-deps"
+        assert f"COPY --from={name}-deps /app/.venv /app/.venv\nCOPY --from={name}-venv /layer/ /" in dockerfile, (
+            "third-party dependencies and the service's code in separate layers"
+        )
         assert f"uv-sync --no-install-workspace --package dyimages-{name}" in dockerfile, "dependencies layer first"
         assert f"uv-sync --no-editable --package dyimages-{name}" in dockerfile
     assert re.match(r"^3\.11(\.2)?$", python_version), "Debian 12's Python 3.11.2 must satisfy .python-version"
     assert f"python:{python_version}." in dockerfile, "the image runs the Python the tests run"
-    assert "exec uv sync --frozen --no-dev" in dockerfile
+    assert "'uv sync --frozen --no-dev \"$@\"'" in dockerfile, "every install is from the lock file"
     assert dockerfile.count("--mount=type=cache") == 2 * len(OUR_SERVICES)
     runtime = dockerfile[dockerfile.index("AS runtime") :]
     users = re.findall(r"^USER (\S+)", runtime, flags=re.MULTILINE)
@@ -60,3 +64,4 @@ def test_the_build_context_keeps_what_the_dockerfile_copies() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     for needed in (".python-version", "uv.lock", "pyproject.toml", "common", *OUR_SERVICES):
         assert needed not in ignored
+    assert "downloader/image_urls.txt" in ignored, "editing the URL list must not rebuild the downloader"
