@@ -134,7 +134,7 @@ def stats(
         raise typer.Exit(3)
 
 
-def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int) -> Filters:
+def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int, min_score: float | None) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
         _fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", 1)
@@ -143,6 +143,7 @@ def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int)
         content_types=tuple(FORMAT_NAMES[name.lower()] for name in fmt),
         min_width=min_width,
         min_height=min_height,
+        min_score=min_score,
     )
 
 
@@ -165,20 +166,25 @@ def search_command(
     fmt: Annotated[list[str] | None, typer.Option("--format", help="Only jpeg, png, webp or gif (repeatable).")] = None,
     min_width: Annotated[int, typer.Option("--min-width", min=0)] = 0,
     min_height: Annotated[int, typer.Option("--min-height", min=0)] = 0,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", min=-1.0, max=1.0, help="Hide results whose cosine score is below this."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Search by text, image, or both (best first).
 
     --json prints {"schema_version": 1, "collection": str,
     "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
-    "filters": {"domains", "content_types", "min_width", "min_height"}},
+    "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null}},
     "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
     "width", "height", "bytes", "downloaded_at", "indexed_at", "model"}]}.
-    "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [].
+    "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [];
+    with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak).
     """
     settings = _settings()
     limit = top_k or settings.app_top_k
-    filters = _filters(domain or [], fmt or [], min_width, min_height)
+    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score)
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
     if query.is_empty():
         _fail("nothing to search for: give a TEXT or --image", 1)
@@ -215,6 +221,7 @@ def search_command(
                         "content_types": list(filters.content_types),
                         "min_width": filters.min_width,
                         "min_height": filters.min_height,
+                        "min_score": filters.min_score,
                     },
                 },
                 "results": [hit.to_json() for hit in hits],
@@ -222,7 +229,7 @@ def search_command(
         )
         return
     if not hits:
-        out.print("no results")
+        out.print("no results" + (f" scoring at least {min_score}" if min_score is not None else ""))
         return
     table = Table("#", "score", "size", "format", "image")
     table.add_column("url", overflow="fold")

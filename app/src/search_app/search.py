@@ -67,12 +67,18 @@ def parse_text(text: str) -> ParsedText:
 
 @dataclass(frozen=True)
 class Filters:
-    """Conditions on payload fields; empty means no condition."""
+    """Conditions on results; empty means no condition.
+
+    Every field but ``min_score`` is a payload condition (:meth:`to_qdrant`); ``min_score`` is the lowest
+    cosine similarity shown (Qdrant's ``score_threshold``), kept here so that the UI's paging signature and
+    the result cache's key change with it like with any other filter.
+    """
 
     domains: tuple[str, ...] = ()
     content_types: tuple[str, ...] = ()
     min_width: int = 0
     min_height: int = 0
+    min_score: float | None = None
 
     def to_qdrant(self, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
         must: list[models.Condition] = []
@@ -304,12 +310,14 @@ def search_vector(
     offset: int = 0,
     exclude_ids: Sequence[str] = (),
 ) -> list[Hit]:
-    """The best ``limit`` points after ``offset`` for ``vector``, best first."""
+    """The best ``limit`` points after ``offset`` for ``vector``, best first; none scoring below
+    ``filters.min_score`` (so a page past the last strong match is empty, not filled with weak ones)."""
     try:
         response = client.query_points(
             collection,
             query=vector.tolist(),
             query_filter=filters.to_qdrant(exclude_ids),
+            score_threshold=filters.min_score,
             limit=limit,
             offset=offset,
             with_payload=True,

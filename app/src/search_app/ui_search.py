@@ -113,8 +113,21 @@ def _sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         )
         min_width = st.number_input("Minimum width (px)", 0, 100_000, 0, step=100, key="min_width")
         min_height = st.number_input("Minimum height (px)", 0, 100_000, 0, step=100, key="min_height")
+        min_score = st.slider(
+            "Minimum score",
+            0.0,
+            1.0,
+            0.0,
+            step=0.01,
+            key="min_score",
+            help="Hide weak matches: results whose cosine score is below this. 0 shows every result.",
+        )
     filters = Filters(
-        domains=tuple(domains), content_types=tuple(formats), min_width=int(min_width), min_height=int(min_height)
+        domains=tuple(domains),
+        content_types=tuple(formats),
+        min_width=int(min_width),
+        min_height=int(min_height),
+        min_score=float(min_score) or None,
     )
     return filters, int(top_k)
 
@@ -258,7 +271,9 @@ def render() -> None:
     st.session_state["hits"] = hits
     if not hits:
         st.info(
-            "**No results.** Nothing indexed matches these filters; remove a filter or a negative term.",
+            "**No results.** Nothing indexed matches these filters"
+            + (f" with a score of at least {filters.min_score:.2f}" if filters.min_score else "")
+            + "; remove a filter or a negative term, or lower the minimum score.",
             icon=":material/search_off:",
         )
         return
