@@ -10,7 +10,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("cache", "downloader", "embedding", "ingest", "query", "soak", "vectorstore")
+BENCHMARKS = ("cache", "downloader", "embedding", "ingest", "quality", "query", "soak", "vectorstore")
 
 
 def main(argv: list[str]) -> int:
