@@ -213,9 +213,12 @@ def _backends(name: str, folder: Path) -> tuple:
 def _compare_vectors(onnx: OnnxModel, reference, images: list[Image.Image]) -> tuple[float, float, np.ndarray]:
     got_images = onnx.embed_images([onnx.preprocess(image) for image in images])
     want_images = reference.embed_images([reference.preprocess(image) for image in images])
-    got_texts = onnx.embed_texts(onnx.tokenize(CORPUS))
     want_texts = reference.embed_texts(reference.tokenize(CORPUS))
-    return float(np.abs(got_images - want_images).max()), float(np.abs(got_texts - want_texts).max()), want_images
+    # The whole corpus in one batch (cut at its longest text: 77), and each text alone (cut after
+    # its own <end_of_text>: 2 ids for "", a dozen for a query), as a search sends it.
+    got_texts = [onnx.embed_texts(onnx.tokenize(CORPUS))] + [onnx.embed_texts(onnx.tokenize([t])) for t in CORPUS]
+    text_diff = max(float(np.abs(got - want_texts).max()) for got in [got_texts[0], np.concatenate(got_texts[1:])])
+    return float(np.abs(got_images - want_images).max()), text_diff, want_images
 
 
 def _sample_images() -> list[Image.Image]:
@@ -234,6 +237,14 @@ def test_tiny_model_vectors_equal_the_torch_backend(tmp_path: Path) -> None:
     wrong = dataclasses.replace(onnx.preprocess, mean=(0.485, 0.456, 0.406))
     wrong_vectors = onnx.embed_images([wrong(image) for image in images])
     assert float(np.abs(wrong_vectors - vectors).max()) > 100 * TOLERANCE
+    # The text tower takes trimmed ids, and cutting one id too many (the <end_of_text>) is caught.
+    assert onnx.meta.trim_tokens
+    tokens = onnx.tokenizer(["a photo of a cat"])
+    end = int(tokens.argmax(axis=1)[0])
+    right = onnx.text_session.run(None, {"tokens": tokens[:, : end + 1]})[0]
+    too_short = onnx.text_session.run(None, {"tokens": tokens[:, :end]})[0]
+    assert float(np.abs(right - reference.embed_texts(reference.tokenize(["a photo of a cat"]))).max()) <= TOLERANCE
+    assert float(np.abs(too_short - right).max()) > 100 * TOLERANCE
 
 
 @pytest.mark.integration  # ViT-B-32: a 600 MB checkpoint and a minute of export on a small CPU

@@ -27,7 +27,7 @@ from embedding.preprocess import ImagePreprocess
 from embedding.settings import EmbeddingSettings
 
 # Bump when the export changes what it writes (opset, graph, files): every cached bundle is re-exported.
-EXPORTER_VERSION = 1
+EXPORTER_VERSION = 2
 IMAGE_FILE, TEXT_FILE, VOCAB_FILE, META_FILE, MANIFEST_FILE = (
     "image.onnx",
     "text.onnx",
@@ -113,6 +113,8 @@ class BundleMeta:
     context_length: int
     tokenizer_clean: str
     preprocess: ImagePreprocess
+    # The text tower takes token ids cut after the longest text's <end_of_text> (see onnx_export).
+    trim_tokens: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
@@ -122,6 +124,7 @@ class BundleMeta:
                 "dim": self.dim,
                 "context_length": self.context_length,
                 "tokenizer": {"kind": "openclip-simple", "clean": self.tokenizer_clean, "vocab": VOCAB_FILE},
+                "trim_tokens": self.trim_tokens,
                 "preprocess": self.preprocess.to_dict(),
             },
             indent=1,
@@ -137,6 +140,7 @@ class BundleMeta:
             context_length=int(data["context_length"]),
             tokenizer_clean=data["tokenizer"]["clean"],
             preprocess=ImagePreprocess.from_dict(data["preprocess"]),
+            trim_tokens=bool(data.get("trim_tokens", False)),
         )
 
 

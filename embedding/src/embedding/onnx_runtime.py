@@ -87,5 +87,13 @@ class OnnxModel:
         return self.image_session.run(None, {"pixels": np.stack(items)})[0]
 
     def embed_texts(self, items: list[np.ndarray]) -> np.ndarray:
-        """Token ids (each (context,) int64) -> L2-normalised float32 vectors (N, dim)."""
-        return self.text_session.run(None, {"tokens": np.stack(items)})[0]
+        """Token ids (each (context,) int64) -> L2-normalised float32 vectors (N, dim).
+
+        With a trimming bundle only the ids up to the longest text's <end_of_text> (the highest id,
+        so argmax finds it) go in: a typical query is a dozen tokens, not 77, and the causal mask
+        makes the padding after <end_of_text> invisible to it anyway.
+        """
+        tokens = np.stack(items)
+        if self.meta.trim_tokens:
+            tokens = tokens[:, : int(tokens.argmax(axis=1).max()) + 1]
+        return self.text_session.run(None, {"tokens": tokens})[0]
