@@ -24,7 +24,7 @@ def test_recorded_scores_belong_to_the_committed_checkpoint_size() -> None:
     record = json.loads(DEMO_SCORES.read_text())
     assert record["checkpoint"] == DEMO_CHECKPOINT.name
     assert DEMO_CHECKPOINT.stat().st_size < 15 * 1024 * 1024
-    assert record["held_out"]["recall_at_5"] > 0.5  # the model learnt its world (chance is ~0.05)
+    assert record["held_out"]["recall_at_5"] >= 0.99  # the README says 99 in 100 (chance is ~0.05)
 
 
 def test_short_training_run_reproduces_the_recorded_scores(tmp_path: Path) -> None:
