@@ -26,6 +26,7 @@ from dyimages_common.settings import settings_or_exit
 from dyimages_common.storage import FORMATS
 from search_app.audit import KINDS, UrlFileUnreadable, audit
 from search_app.clients import Clients, open_clients, open_qdrant
+from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
 from search_app.reindex import ReindexResult, messages_for, publish_all
 from search_app.search import (
     QDRANT_ERRORS,
@@ -327,6 +328,49 @@ def drop(
         f"deleted collection {settings.qdrant_collection}"
         if existed
         else f"collection {settings.qdrant_collection} did not exist"
+    )
+
+
+@app.command()
+def prune(
+    yes: Annotated[bool, typer.Option("--yes", help="Remove them; default: only list them.")] = False,
+    max_share: Annotated[
+        float, typer.Option("--max-share", min=0.0, max=1.0, help="Refuse to remove more than this share of images.")
+    ] = MAX_SHARE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
+) -> None:
+    """List the images whose every URL has left URLS_FILE; with --yes remove their points and files.
+
+    A dry run by default. Refused (exit 1, nothing removed) when URLS_FILE lists no URL, or when more than
+    --max-share (default half) of the indexed images would go: a truncated URL file never removes anything
+    by itself. URLS_FILE missing or unreadable: exit 2. --yes needs write access to IMAGES_DIR and STATE_DB
+    (the downloader's volume; the app mounts it read-only): stop the downloader and run it where that volume
+    is writable. --json prints {"schema_version": 1, "listed_urls": int, "indexed": int, "removed": bool,
+    "images": [{"sha256", "path", "urls"}]}.
+    """
+    settings = _settings()
+    with _clients(settings) as clients:
+        try:
+            plan = plan_prune(settings, clients.qdrant, max_share=max_share)
+            if yes:
+                apply_prune(settings, clients.qdrant, plan)
+        except UrlFileUnreadable as exc:
+            _fail(str(exc), 2)
+        except PruneRefused as exc:
+            _fail(str(exc), 1)
+        except sqlite3.Error as exc:
+            _fail(f"cannot use the downloader state {settings.state_db_path}: {exc}", 3)
+    if as_json:
+        _print_json(plan.to_json())
+        return
+    for point in plan.remove:
+        out.print(f"{point.sha256[:12]} {point.path} ({', '.join(point.urls)})", highlight=False, soft_wrap=True)
+    verb = "removed" if plan.removed else "would remove"
+    out.print(
+        f"{verb} {len(plan.remove)} of {plan.indexed} indexed images (no URL of theirs among the "
+        f"{plan.listed_urls} in {settings.urls_file})" + ("" if yes or not plan.remove else "; --yes removes them"),
+        highlight=False,
+        soft_wrap=True,
     )
 
 
