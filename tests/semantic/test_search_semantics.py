@@ -1,9 +1,10 @@
 """What a person typing a query gets, with a model that understands its world (the demo model).
 
 Every query goes through the app's own search function (and, in the last test, `dyimages search
---json`) to the real embedding service and the embedded Qdrant the real indexer filled (see conftest.py). These catch mistakes on the query side
-that vector parity cannot: a negative term's sign, a text embedded by the wrong tower, a filter that
-drops the best match, a page that repeats or skips a result.
+--json`) to the real embedding service and the embedded Qdrant the real indexer filled (see
+conftest.py). These catch mistakes on the query side that vector parity cannot: a negative term's
+sign, a text embedded by the wrong tower, a filter that drops the best match, a page that repeats
+or skips a result.
 """
 
 from __future__ import annotations
