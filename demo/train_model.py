@@ -159,7 +159,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images-per-scene", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the same count gives the same weights)")
     parser.add_argument("--out", type=Path, default=DEMO_CHECKPOINT, help="checkpoint file to write")
     parser.add_argument("--scores", type=Path, default=DEMO_SCORES, help="scores JSON to write")
