@@ -1,9 +1,18 @@
 import asyncio
+import hashlib
 
 import aio_pika
 import pytest
 
-from dyimages_common.rabbit import DELIVERY_LIMIT, REASON_HEADER, Topology, connect, declare_topology, queue_depths
+from dyimages_common.rabbit import (
+    DELIVERY_LIMIT,
+    REASON_HEADER,
+    Topology,
+    connect,
+    declare_topology,
+    persistent_message,
+    queue_depths,
+)
 from dyimages_common.settings import RabbitSettings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -49,3 +58,28 @@ async def test_rejected_messages_are_dead_lettered_by_the_broker(rabbit_environm
         assert dead.body == b"poison"
         assert await declared.queue.get(timeout=5, fail=False) is None
         await dead.ack()
+
+
+async def test_a_persistent_message_arrives_persistent_with_the_id_of_its_body(
+    rabbit_environment: dict[str, str],
+) -> None:
+    """One rule for every publisher: the same body has the same message_id wherever it is published."""
+    settings = load_settings(RabbitSettings)
+    connection = await connect(settings, "test")
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, settings.rabbitmq_queue)
+        for body in (b'{"a": 1}', b'{"a": 1}', b'{"a": 2}'):
+            await channel.default_exchange.publish(
+                persistent_message(body, headers={REASON_HEADER: "x"}), routing_key=settings.rabbitmq_queue
+            )
+        received = []
+        for _ in range(3):
+            message = await declared.queue.get(timeout=5)
+            await message.ack()
+            received.append(message)
+    assert {m.delivery_mode for m in received} == {aio_pika.DeliveryMode.PERSISTENT}
+    assert [m.message_id for m in received] == [hashlib.sha256(m.body).hexdigest() for m in received]
+    assert received[0].message_id == received[1].message_id != received[2].message_id
+    assert received[0].headers[REASON_HEADER] == "x"
+    assert received[0].content_type == "application/json"

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aio_pika
 from PIL import Image, UnidentifiedImageError
 from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import point_id
-from dyimages_common.rabbit import connect, declare_topology
+from dyimages_common.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.storage import FORMATS, UnsafePathError, check_stored_path
 from search_app.search import QDRANT_ERRORS
 from search_app.settings import AppSettings
@@ -137,13 +136,7 @@ async def _publish(
             await asyncio.gather(
                 *(
                     exchange.publish(
-                        aio_pika.Message(
-                            message.model_dump_json().encode(),
-                            content_type="application/json",
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            message_id=message.sha256,
-                        ),
-                        routing_key=declared.queue.name,
+                        persistent_message(message.model_dump_json().encode()), routing_key=declared.queue.name
                     )
                     for message in window
                 )

@@ -11,11 +11,14 @@
   ``<queue>.dead`` like any other dead letter.
 
 Every declaration uses the same arguments everywhere: RabbitMQ refuses a redeclaration with
-different ones, so they live here and nowhere else.
+different ones, so they live here and nowhere else. Every message the project publishes is built by
+:func:`persistent_message`, so each has the same durability and the same ``message_id`` rule.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +30,24 @@ from dyimages_common.settings import RabbitSettings
 
 DELIVERY_LIMIT = 20
 REASON_HEADER = "x-dyimages-reason"
+
+
+def persistent_message(
+    body: bytes, *, headers: Mapping[str, Any] | None = None, content_type: str | None = "application/json"
+) -> aio_pika.Message:
+    """A message that survives a broker restart (persistent, on durable quorum queues).
+
+    Its ``message_id`` is the SHA-256 of the body: the same message has the same id wherever it goes
+    (sent again after a lost confirm, republished by a reindex, copied to the dead-letter queue), so
+    a log line or a dead letter can be matched with the message it came from.
+    """
+    return aio_pika.Message(
+        body,
+        headers=dict(headers) if headers else None,
+        content_type=content_type,
+        message_id=hashlib.sha256(body).hexdigest(),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
 
 
 @dataclass(frozen=True)

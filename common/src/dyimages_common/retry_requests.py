@@ -23,7 +23,7 @@ import aio_pika
 from pydantic import BaseModel, ConfigDict, Field
 
 from dyimages_common import url_state
-from dyimages_common.rabbit import amqp_url, declare_control_queue
+from dyimages_common.rabbit import amqp_url, declare_control_queue, persistent_message
 from dyimages_common.settings import RabbitSettings
 
 MAX_URLS_PER_REQUEST = 10_000
@@ -71,12 +71,7 @@ async def publish_retry_request_async(settings: RabbitSettings, request: RetryRe
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await declare_control_queue(channel, settings.rabbitmq_queue)
-        message = aio_pika.Message(
-            request.model_dump_json().encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=request.request_id,
-        )
+        message = persistent_message(request.model_dump_json().encode())
         await channel.default_exchange.publish(message, routing_key=queue.name, timeout=PUBLISH_TIMEOUT_S)
 
 

@@ -21,8 +21,8 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from downloader.metrics import PUBLISHED
-from dyimages_common.rabbit import connect, declare_topology
-from dyimages_common.retry import async_retrying
+from dyimages_common.rabbit import connect, declare_topology, persistent_message
+from dyimages_common.retry import async_retrying, backoff_s
 from dyimages_common.settings import RabbitSettings
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class Publisher:
             if refused:
                 failures += 1
                 error = next(outcome for outcome in outcomes if outcome is not None)
-                delay = min(self._retry_max_s, self._retry_initial_s * 2 ** min(failures, 10))
+                delay = backoff_s(failures, initial=self._retry_initial_s, maximum=self._retry_max_s)
                 log.warning(
                     "%d message(s) not confirmed (%r); the broker may be away, trying again in %.1f s",
                     len(refused),
@@ -153,11 +153,7 @@ class Publisher:
                 failures = 0
 
     async def _publish_one(self, channel: AbstractChannel, body: str) -> None:
-        message = aio_pika.Message(
-            body.encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        message = persistent_message(body.encode())
         try:
             await channel.default_exchange.publish(
                 message, routing_key=self._settings.rabbitmq_queue, timeout=PUBLISH_TIMEOUT_S
