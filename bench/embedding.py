@@ -16,7 +16,8 @@ Reference and the two services alternate in rounds on the same images, so all se
 load; figures are medians over rounds. Text: single-query latency, alternating the raw text encoder
 (pre-tokenized) and each service (one text per request), p50 of each. Then, per service: the
 first query after it sat idle for ``--idle-s`` seconds, the first query after a restart once
-/health answers, and the peak RSS of its processes.
+/health answers, and the peak RSS of its processes. The ONNX bundle is exported before any service
+starts (``python -m embedding.onnx_export``, a no-op once cached), so those are serving figures.
 
 ``--device cuda`` moves every side to the GPU (the service with ``DEVICE=cuda``) and reports the
 device each side really ran on; without a CUDA device it refuses. The ONNX side runs on CUDA only
@@ -36,6 +37,8 @@ import io
 import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +55,7 @@ from skimage import data as photos
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.storage import sha256_hex, stored_path, write_atomic
 from embedding.onnx_runtime import has_cuda_provider
-from testkit.embedding import EmbeddingService, run_embedding_service
+from testkit.embedding import EmbeddingService, embedding_env, run_embedding_service
 
 MODEL = "ViT-B-32"
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -249,6 +252,9 @@ def run(argv: list[str]) -> dict:
             "EMBEDDING_ONNX_OPTIMIZATION": args.onnx_optimization,
             "LOG_LEVEL": "WARNING",
         }
+        if "onnx" in runtimes:  # export ahead (once per model): the figures are the serving ones, not the export's
+            export_env = {**os.environ, **embedding_env(images_dir, 0, EMBEDDING_RUNTIME="onnx", **env)}
+            subprocess.run([sys.executable, "-m", "embedding.onnx_export"], env=export_env, check=True)
         try:
             devices["reference"] = str(local.call("device_type"))
             with contextlib.ExitStack() as stack:
