@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from dyimages_common.embedding_api import EmbeddingRequestError, EmbeddingUnavailable
 from dyimages_common.logs import configure_logging
@@ -26,6 +30,7 @@ from dyimages_common.settings import settings_or_exit
 from dyimages_common.storage import FORMATS
 from search_app.audit import KINDS, UrlFileUnreadable, audit
 from search_app.clients import Clients, open_clients, open_qdrant
+from search_app.progress import IngestProgress, IngestSample, ProgressTracker, duration
 from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
 from search_app.reindex import ReindexResult, messages_for, publish_all
 from search_app.search import (
@@ -98,6 +103,11 @@ def _print_json(data: dict[str, Any]) -> None:
 @app.command()
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Follow ingest: pending, downloaded, indexed, rate and ETA, refreshed.")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes (--watch).")] = 2.0,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Stop after this many refreshes; 0: Ctrl-C.")] = 0,
 ) -> None:
     """Index size, model, queue depths and URL counts.
 
@@ -107,8 +117,15 @@ def stats(
     "queue": {"queue", "queued", "dead_lettered", "error"},
     "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
     A part that could not be read has null values and its "error" says why; the exit code is then 3.
+    --watch shows ingest progress until Ctrl-C (or --samples): a bar of the URLs the downloader finished
+    (done or failed), the images indexed, both rates and the ETA of the pending URLs (search_app.progress);
+    with --json one object per refresh, {"schema_version": 1, "pending", "downloaded", "failed", "indexed",
+    "downloaded_fraction", "download_rate": float|null, "index_rate": float|null, "eta_s": float|null}.
     """
     settings = _settings()
+    if watch:
+        _watch(settings, interval, samples, as_json)
+        return
     with _clients(settings) as clients:
         status = collect_status(clients.qdrant, clients.embedding, settings)
     if as_json:
@@ -133,6 +150,41 @@ def stats(
                 err.print(f"[yellow]warning:[/yellow] {part.error}", highlight=False, soft_wrap=True)
     if any(part.error for part in (status.index, status.embedding, status.queue, status.urls)):
         raise typer.Exit(3)
+
+
+def _progress_view(progress: IngestProgress) -> Group:
+    sample = progress.sample
+    rate = "-" if progress.download_rate is None else f"{progress.download_rate:.1f}/s"
+    index_rate = "-" if progress.index_rate is None else f"{progress.index_rate:.1f}/s"
+    table = Table(show_header=False, box=None)
+    table.add_row("pending", f"{sample.pending:,}")
+    table.add_row("downloaded", f"{sample.downloaded:,} ({sample.failed:,} failed) · {rate}")
+    table.add_row("indexed", f"{sample.indexed:,} images · {index_rate}")
+    table.add_row("ETA", duration(progress.eta_s))
+    bar = ProgressBar(total=max(sample.total, 1), completed=sample.finished)
+    return Group(Text(f"{sample.finished:,} of {sample.total:,} URLs finished"), bar, table)
+
+
+def _watch(settings: AppSettings, interval: float, samples: int, as_json: bool) -> None:
+    """``stats --watch``: sample the status every ``interval`` seconds and show the progress over the window."""
+    tracker = ProgressTracker()
+    view = nullcontext() if as_json else Live(console=out, auto_refresh=False)
+    with _clients(settings) as clients, view as live:
+        taken = 0
+        try:
+            while True:
+                status = collect_status(clients.qdrant, clients.embedding, settings)
+                progress = tracker.add(IngestSample.from_status(status, time.monotonic()))
+                taken += 1
+                if as_json:
+                    _print_json(progress.to_json())
+                else:
+                    live.update(_progress_view(progress), refresh=True)  # type: ignore[union-attr]
+                if samples and taken >= samples:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int, min_score: float | None) -> Filters:

@@ -1,0 +1,116 @@
+"""Ingest progress for people: pending → downloaded → indexed, with a rate and an ETA.
+
+One :class:`IngestSample` is what the status already reads (the downloader's URL counts and the points in
+the index) at one moment; two samples give the rates. Shared by the status page (a fragment that refreshes
+itself) and ``dyimages stats --watch``, so both say the same numbers.
+
+* ``finished`` URLs are ``done`` or ``failed``: both leave the downloader's to-do list;
+* the download rate is finished URLs per second between the oldest and the newest sample kept
+  (a window, :data:`WINDOW`, so one slow poll does not swing the ETA);
+* the ETA is the pending (and retrying) URLs at that rate: ``None`` while nothing finished in the window
+  (unknown, never "forever"), 0 when nothing is pending;
+* the index rate is new points per second over the same window; points are distinct images, so several
+  URLs of the same bytes count once there.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from search_app.status import Status
+
+WINDOW = 30  # samples kept for the rates
+
+
+@dataclass(frozen=True)
+class IngestSample:
+    at: float  # seconds on a monotonic clock
+    pending: int  # pending + retrying URLs
+    downloaded: int  # done URLs
+    failed: int
+    indexed: int  # points in the index
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.downloaded + self.failed
+
+    @property
+    def finished(self) -> int:
+        return self.downloaded + self.failed
+
+    @classmethod
+    def from_status(cls, status: Status, at: float) -> IngestSample:
+        counts = status.urls.counts
+        return cls(
+            at=at,
+            pending=counts.get("pending", 0) + counts.get("retrying", 0),
+            downloaded=counts.get("done", 0),
+            failed=counts.get("failed", 0),
+            indexed=status.index.points or 0,
+        )
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    sample: IngestSample
+    download_rate: float | None  # finished URLs per second; None with one sample
+    index_rate: float | None  # new points per second; None with one sample
+    eta_s: float | None  # seconds until no URL is pending; None when unknown
+
+    @property
+    def downloaded_fraction(self) -> float:
+        """Share of the known URLs the downloader is done with (stored or failed for good)."""
+        return self.sample.finished / self.sample.total if self.sample.total else 1.0
+
+    @classmethod
+    def between(cls, first: IngestSample, last: IngestSample) -> IngestProgress:
+        elapsed = last.at - first.at
+        if elapsed <= 0:
+            return cls(last, None, None, 0.0 if last.pending == 0 else None)
+        download_rate = max(0.0, (last.finished - first.finished) / elapsed)
+        index_rate = max(0.0, (last.indexed - first.indexed) / elapsed)
+        if last.pending == 0:
+            eta: float | None = 0.0
+        else:
+            eta = last.pending / download_rate if download_rate > 0 else None
+        return cls(last, download_rate, index_rate, eta)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.sample
+        return {
+            "pending": s.pending,
+            "downloaded": s.downloaded,
+            "failed": s.failed,
+            "indexed": s.indexed,
+            "downloaded_fraction": self.downloaded_fraction,
+            "download_rate": self.download_rate,
+            "index_rate": self.index_rate,
+            "eta_s": self.eta_s,
+        }
+
+
+class ProgressTracker:
+    """The last :data:`WINDOW` samples; :meth:`add` returns the progress over them."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.samples: deque[IngestSample] = deque(maxlen=window)
+
+    def add(self, sample: IngestSample) -> IngestProgress:
+        self.samples.append(sample)
+        return IngestProgress.between(self.samples[0], sample)
+
+
+def duration(seconds: float | None) -> str:
+    """``1 h 02 min``, ``3 min 05 s``, ``12 s``; ``unknown`` for None."""
+    if seconds is None:
+        return "unknown"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
