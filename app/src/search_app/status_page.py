@@ -21,6 +21,7 @@ from search_app.status import (
     collect_status,
     request_retry,
 )
+from search_app.ui_progress import render_ingest_progress
 
 
 def _number(value: int | None) -> str:
@@ -46,6 +47,7 @@ def render() -> None:
     cols[1].metric("Waiting in queue", _number(queue.queued))
     cols[2].metric("Dead-lettered", _number(queue.dead_lettered))
     cols[3].metric("URLs failed", _number(urls.counts.get("failed")))
+    render_ingest_progress()
 
     st.subheader("Model")
     if emb.error:
