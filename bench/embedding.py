@@ -253,7 +253,7 @@ def run(argv: list[str]) -> dict:
             "LOG_LEVEL": "WARNING",
         }
         if "onnx" in runtimes:  # export ahead (once per model): the figures are the serving ones, not the export's
-            export_env = {**os.environ, **embedding_env(images_dir, 0, EMBEDDING_RUNTIME="onnx", **env)}
+            export_env = {**os.environ, **embedding_env(images_dir, 8000, EMBEDDING_RUNTIME="onnx", **env)}
             subprocess.run([sys.executable, "-m", "embedding.onnx_export"], env=export_env, check=True)
         try:
             devices["reference"] = str(local.call("device_type"))
