@@ -140,7 +140,7 @@ def _settings_class(service: str) -> type[BaseSettings]:
 
 SETTINGS_CLASSES = {
     "downloader": "downloader.settings:DownloaderSettings",
-    "indexer": "indexer.config:IndexerSettings",
+    "indexer": "indexer.settings:IndexerSettings",
     "embedding": "embedding.settings:EmbeddingSettings",
     "app": "search_app.settings:AppSettings",
 }

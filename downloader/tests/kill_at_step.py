@@ -24,12 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import downloader.service
+import downloader.storing
 from downloader.state import UrlStateStore
 
 STEP = os.environ["KILL_AT"]
 IMAGES = Path(os.environ["IMAGES_DIR"]).resolve()
-_real_fsync, _real_replace, _real_write_atomic = os.fsync, os.replace, downloader.service.write_atomic
+_real_fsync, _real_replace, _real_write_atomic = os.fsync, os.replace, downloader.storing.write_atomic
 _real_commit = UrlStateStore._commit
 _folders_fsynced: list[Path] = []
 _renamed: list[Path] = []
@@ -83,7 +83,7 @@ def _commit(self: UrlStateStore, writes: list[tuple[str, Any]]) -> None:
 
 os.fsync = _fsync
 os.replace = _replace
-downloader.service.write_atomic = _write_atomic  # type: ignore[assignment]
+downloader.storing.write_atomic = _write_atomic  # type: ignore[assignment]
 UrlStateStore._commit = _commit  # type: ignore[method-assign]
 sys.argv = ["downloader", "--once"]
 runpy.run_module("downloader", run_name="__main__", alter_sys=True)

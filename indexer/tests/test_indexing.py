@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from dyimages_common import exit_codes
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import connect_qdrant, ensure_collection
@@ -103,7 +104,7 @@ def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
 
     result = rig.run()
 
-    assert result.returncode == 3
+    assert result.returncode == exit_codes.MODEL_MISMATCH
     assert "dyimages reindex" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("indexer: collection 'images' holds vectors of model")
     assert rig.depths() == {"queued": 3, "dead_lettered": 0}

@@ -28,8 +28,8 @@ from qdrant_client import QdrantClient
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.settings import RabbitSettings, load_settings
-from indexer.config import IndexerSettings
 from indexer.consumer import Indexer
+from indexer.settings import IndexerSettings
 from testkit.messages import publish, stored_image
 
 pytestmark = pytest.mark.integration

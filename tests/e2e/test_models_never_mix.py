@@ -20,6 +20,7 @@ import pytest
 import torch
 from qdrant_client import QdrantClient, models
 
+from dyimages_common import exit_codes
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import connect_qdrant, ensure_collection
@@ -103,7 +104,7 @@ def test_the_indexer_refuses_answers_of_other_weights_behind_its_url_and_returns
         proxy.target = ("127.0.0.1", _port(other_weights.url))
         proxy.open()
         asyncio.run(publish(rabbit, second))
-        assert indexer.wait(timeout=120) == 3
+        assert indexer.wait(timeout=120) == exit_codes.MODEL_MISMATCH
     finally:
         stop(indexer)
         proxy.close()

@@ -151,19 +151,10 @@ class UrlStateStore:
             )
         )
 
-    async def record_stored(self, url: str, attempts: int, sha256: str, path: str, message: str) -> None:
-        """The URL brought a new image: its file is on disk; ``message`` is still to be published."""
-        await self._write(
-            (
-                "UPDATE urls SET status = 'done', attempts = ?, sha256 = ?, path = ?, message = ?, published = 0, "
-                "last_error = NULL, updated_at = ? WHERE url = ?",
-                (attempts, sha256, path, message, now_iso(), url),
-            )
-        )
-
-    async def record_duplicate(self, url: str, attempts: int, sha256: str, path: str, message: str) -> None:
-        """The URL brought bytes already stored from another URL: no new file; ``message`` (still to be
-        published) tells the indexer to add this URL to the image's point."""
+    async def record_done(self, url: str, attempts: int, sha256: str, path: str, message: str) -> None:
+        """The URL brought an image: a new one whose file is now on disk, or bytes already stored from
+        another URL (no new file). Either way ``message`` is still to be published: it tells the
+        indexer to add this URL to the image's point."""
         await self._write(
             (
                 "UPDATE urls SET status = 'done', attempts = ?, sha256 = ?, path = ?, message = ?, published = 0, "
