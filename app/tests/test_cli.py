@@ -46,6 +46,7 @@ HIT_FIELDS = {
     "downloaded_at",
     "indexed_at",
     "model",
+    "similar",
 }
 
 
@@ -78,7 +79,14 @@ def test_search_json_is_the_index_order_with_the_documented_fields(library_envir
         "image": None,
         "top_k": 5,
         "offset": 0,
-        "filters": {"domains": [], "content_types": [], "min_width": 0, "min_height": 0, "min_score": None},
+        "filters": {
+            "domains": [],
+            "content_types": [],
+            "min_width": 0,
+            "min_height": 0,
+            "min_score": None,
+            "collapse": None,
+        },
     }
     results = data["results"]
     assert [r["sha256"] for r in results] == expected[:5]

@@ -34,6 +34,7 @@ from search_app.progress import IngestProgress, IngestSample, ProgressTracker, d
 from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
 from search_app.reindex import ReindexResult, messages_for, publish_all
 from search_app.search import (
+    NEAR_DUPLICATE_COSINE,
     QDRANT_ERRORS,
     CollectionMissing,
     Filters,
@@ -187,7 +188,9 @@ def _watch(settings: AppSettings, interval: float, samples: int, as_json: bool) 
             return
 
 
-def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int, min_score: float | None) -> Filters:
+def _filters(
+    domain: list[str], fmt: list[str], min_width: int, min_height: int, min_score: float | None, collapse: bool
+) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
         _fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", 1)
@@ -197,6 +200,7 @@ def _filters(domain: list[str], fmt: list[str], min_width: int, min_height: int,
         min_width=min_width,
         min_height=min_height,
         min_score=min_score,
+        collapse=NEAR_DUPLICATE_COSINE if collapse else None,
     )
 
 
@@ -223,21 +227,27 @@ def search_command(
         float | None,
         typer.Option("--min-score", min=-1.0, max=1.0, help="Hide results whose cosine score is below this."),
     ] = None,
+    collapse: Annotated[
+        bool, typer.Option("--collapse", help="Fold near-duplicates (cosine >= 0.94) into the better result.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Search by text, image, or both (best first).
 
     --json prints {"schema_version": 1, "collection": str,
     "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
-    "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null}},
+    "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null,
+    "collapse": float|null}},
     "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
-    "width", "height", "bytes", "downloaded_at", "indexed_at", "model"}]}.
+    "width", "height", "bytes", "downloaded_at", "indexed_at", "model", "similar": [sha256]}]}.
     "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [];
-    with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak).
+    with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak);
+    with --collapse a result within cosine 0.94 of a better one on the same page is listed in that one's
+    "similar" instead of on its own (ranks stay those of the uncollapsed list).
     """
     settings = _settings()
     limit = top_k or settings.app_top_k
-    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score)
+    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score, collapse)
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
     if query.is_empty():
         _fail("nothing to search for: give a TEXT or --image", 1)
@@ -275,6 +285,7 @@ def search_command(
                         "min_width": filters.min_width,
                         "min_height": filters.min_height,
                         "min_score": filters.min_score,
+                        "collapse": filters.collapse,
                     },
                 },
                 "results": [hit.to_json() for hit in hits],
@@ -288,7 +299,8 @@ def search_command(
     table.add_column("url", overflow="fold")
     for hit in hits:
         size = f"{hit.width}x{hit.height}"
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", size, hit.content_type, hit.sha256[:12], hit.url)
+        similar = f" +{len(hit.similar)} similar" if hit.similar else ""
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", size, hit.content_type, hit.sha256[:12] + similar, hit.url)
     out.print(table)
 
 

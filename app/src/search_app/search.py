@@ -69,9 +69,11 @@ def parse_text(text: str) -> ParsedText:
 class Filters:
     """Conditions on results; empty means no condition.
 
-    Every field but ``min_score`` is a payload condition (:meth:`to_qdrant`); ``min_score`` is the lowest
-    cosine similarity shown (Qdrant's ``score_threshold``), kept here so that the UI's paging signature and
-    the result cache's key change with it like with any other filter.
+    Every field but ``min_score`` and ``collapse`` is a payload condition (:meth:`to_qdrant`); ``min_score``
+    is the lowest cosine similarity shown (Qdrant's ``score_threshold``); ``collapse`` folds each result
+    whose vector is within that cosine of a better one into it (:func:`collapse_near_duplicates`). Both are
+    kept here so that the UI's paging signature and the result cache's key change with them like with any
+    other filter.
     """
 
     domains: tuple[str, ...] = ()
@@ -79,6 +81,7 @@ class Filters:
     min_width: int = 0
     min_height: int = 0
     min_score: float | None = None
+    collapse: float | None = None
 
     def to_qdrant(self, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
         must: list[models.Condition] = []
@@ -132,6 +135,7 @@ class Hit:
     downloaded_at: str | None
     indexed_at: str | None
     model: str | None
+    similar: list[str] = field(default_factory=list)  # sha256 of near-duplicates folded into this result
 
     @classmethod
     def from_point(cls, point: models.ScoredPoint, rank: int) -> Hit:
@@ -300,6 +304,23 @@ def _qdrant(call: Callable[[], Any]) -> Any:
         raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc
 
 
+NEAR_DUPLICATE_COSINE = 0.94  # clip-retrieval's threshold for "the same picture"
+
+
+def collapse_near_duplicates(hits: Sequence[Hit], vectors: Sequence[np.ndarray], threshold: float) -> list[Hit]:
+    """Fold each hit whose vector has a cosine of at least ``threshold`` with a better-ranked kept hit into
+    the first such hit (its ``similar``); kept hits keep their rank, so the numbers say where they stood."""
+    kept: list[tuple[Hit, np.ndarray]] = []
+    for hit, vector in zip(hits, vectors, strict=True):
+        unit = vector / (np.linalg.norm(vector) or 1.0)
+        twin = next((k for k, (_, other) in enumerate(kept) if float(unit @ other) >= threshold), None)
+        if twin is None:
+            kept.append((hit, unit))
+        else:
+            kept[twin][0].similar.append(hit.sha256)
+    return [hit for hit, _ in kept]
+
+
 def search_vector(
     client: QdrantClient,
     collection: str,
@@ -311,7 +332,8 @@ def search_vector(
     exclude_ids: Sequence[str] = (),
 ) -> list[Hit]:
     """The best ``limit`` points after ``offset`` for ``vector``, best first; none scoring below
-    ``filters.min_score`` (so a page past the last strong match is empty, not filled with weak ones)."""
+    ``filters.min_score`` (so a page past the last strong match is empty, not filled with weak ones); with
+    ``filters.collapse``, near-duplicates within the page folded into the better result."""
     try:
         response = client.query_points(
             collection,
@@ -321,13 +343,18 @@ def search_vector(
             limit=limit,
             offset=offset,
             with_payload=True,
+            with_vectors=filters.collapse is not None,
         )
     except (*QDRANT_ERRORS, ValueError) as exc:
         explained = _explain(client, collection, exc, vector_size=len(vector))
         if explained is exc:
             raise
         raise explained from exc
-    return [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
+    hits = [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
+    if filters.collapse is None:
+        return hits
+    vectors = [np.asarray(point.vector, dtype=np.float32) for point in response.points]
+    return collapse_near_duplicates(hits, vectors, filters.collapse)
 
 
 def search(

@@ -15,6 +15,7 @@ from dyimages_common.storage import FORMATS
 from search_app import resources
 from search_app.clients import Clients
 from search_app.search import (
+    NEAR_DUPLICATE_COSINE,
     CollectionMissing,
     Filters,
     Hit,
@@ -122,12 +123,18 @@ def _sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
             key="min_score",
             help="Hide weak matches: results whose cosine score is below this. 0 shows every result.",
         )
+        collapse = st.checkbox(
+            "Collapse near-duplicates",
+            key="collapse",
+            help=f"Show images within cosine {NEAR_DUPLICATE_COSINE} of a better result as '+N similar' on it.",
+        )
     filters = Filters(
         domains=tuple(domains),
         content_types=tuple(formats),
         min_width=int(min_width),
         min_height=int(min_height),
         min_score=float(min_score) or None,
+        collapse=NEAR_DUPLICATE_COSINE if collapse else None,
     )
     return filters, int(top_k)
 
@@ -161,7 +168,8 @@ def _card(hit: Hit, settings: AppSettings) -> None:
     except ThumbnailError:
         st.caption(":material/broken_image: image file missing")
     domain = hit.domains[0] if hit.domains else hit.url
-    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · {markdown_link(domain, hit.url)}")
+    similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
+    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · {markdown_link(domain, hit.url)}{similar}")
     left, right = st.columns(2)
     if left.button("Details", key=f"details_{hit.sha256}", width="stretch"):
         _details(hit, settings)
@@ -281,5 +289,6 @@ def render() -> None:
     without = f" · without {', '.join(negatives)}" if negatives else ""
     st.caption(f"{len(hits)} results in {elapsed_ms:.0f} ms{without}", help="Query embedding plus vector search.")
     _grid(hits, settings)
-    if len(hits) == shown and shown < settings.app_max_results:
+    fetched = len(hits) + sum(len(hit.similar) for hit in hits)  # folded near-duplicates were fetched too
+    if fetched == shown and shown < settings.app_max_results:
         st.button("Load more", key="load_more", on_click=_load_more, args=(settings,), icon=":material/expand_more:")
