@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from qdrant_client import QdrantClient, models
-from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 import search_app
@@ -22,6 +20,7 @@ from dyimages_common.points import point_id
 from dyimages_common.qdrant import ensure_collection
 from search_app.cli import app
 from search_app.search import NEAR_DUPLICATE_COSINE, Filters, Query, search
+from testkit.app_driver import searching_by_image
 from testkit.indexed_library import Library
 
 runner = CliRunner()
@@ -108,13 +107,7 @@ def test_ui_collapse_shows_plus_n_similar_and_still_loads_more(
     monkeypatch.setenv("APP_TOP_K", "6")
     library = library_environment
     indexed = library.vectors()  # before the app holds the Qdrant folder
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.run()
-        uploader = next(u for u in at.file_uploader if u.key.startswith("query_image"))
-        uploader.set_value(("query.jpg", library.pictures[3].data, "image/jpeg")).run()
+    with searching_by_image(library.pictures[3].data) as at:
         ranked = [hit.sha256 for hit in at.session_state["hits"]]
         at.checkbox(key="collapse").check().run()
         assert not at.exception, at.exception
@@ -127,6 +120,3 @@ def test_ui_collapse_shows_plus_n_similar_and_still_loads_more(
         ]
         assert marks == [bool(similar) for _, similar in expected]
         assert "load_more" in [button.key for button in at.button]  # 6 fetched, fewer shown: more remain
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()

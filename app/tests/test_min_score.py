@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-import streamlit as st
 from qdrant_client import QdrantClient
-from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 import search_app
@@ -23,6 +21,7 @@ from dyimages_common.embedding_api import EmbeddingClient
 from search_app.cli import app
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Query, ServiceEmbedder, search
+from testkit.app_driver import searching_by_image
 from testkit.indexed_library import COLLECTION, Library
 
 pytestmark = pytest.mark.integration
@@ -88,14 +87,7 @@ def test_cli_min_score_text_output_says_why_nothing_is_shown(library_environment
 def test_ui_minimum_score_hides_weak_matches(library_environment: Library, tmp_path: Path) -> None:
     library = library_environment
     picture = library.pictures[3]
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.run()
-        uploader = next(u for u in at.file_uploader if u.key.startswith("query_image"))
-        uploader.set_value(("query.jpg", picture.data, "image/jpeg")).run()
-        assert not at.exception, at.exception
+    with searching_by_image(picture.data) as at:
         everything = at.session_state["hits"]
         assert len(everything) == 12
         kept, threshold = threshold_between([hit.score for hit in everything])
@@ -113,9 +105,6 @@ def test_ui_minimum_score_hides_weak_matches(library_environment: Library, tmp_p
         assert [hit.sha256 for hit in at.session_state["hits"]] in ([], [picture.sha256])
         at.slider(key="min_score").set_value(0.0).run()
         assert len(at.session_state["hits"]) == 12  # 0 shows every result again
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
 def test_a_cached_page_is_kept_apart_per_minimum_score(library: Library, tmp_path: Path) -> None:
