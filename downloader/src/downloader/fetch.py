@@ -18,12 +18,24 @@ import aiohttp
 from yarl import URL
 
 from downloader.budget import ByteBudget, Reservation
-from downloader.guard import refused_in
+from downloader.guard import AddressPolicy, guarded_connector, refused_in
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Statuses worth another try: the server is overloaded, restarting, or asks us to slow down.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
 CHUNK = 64 * 1024
+
+
+def open_session(
+    policy: AddressPolicy, *, connect_timeout_s: float, concurrency: int, per_host: int, user_agent: str
+) -> aiohttp.ClientSession:
+    """The HTTP session: every connection through the address guard, the concurrency limits on it."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=None)
+    connector = guarded_connector(policy, limit=concurrency, limit_per_host=per_host)
+    headers = {"User-Agent": user_agent, "Accept": "image/*,*/*;q=0.5"}
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers, trust_env=False, auto_decompress=True
+    )
 
 
 class FetchFailed(Exception):

@@ -14,20 +14,17 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections import deque
-
-import aiohttp
-from yarl import URL
 
 from downloader import metrics
 from downloader.bookkeeping import UrlBook, format_counts
 from downloader.budget import ByteBudget
-from downloader.fetch import Fetched, Fetcher, FetchFailed
-from downloader.guard import AddressPolicy, guarded_connector
+from downloader.fetch import Fetched, Fetcher, FetchFailed, open_session
+from downloader.guard import AddressPolicy
 from downloader.publisher import Publisher
 from downloader.retry_requests import RetryRequestConsumer
 from downloader.settings import DownloaderSettings
+from downloader.slots import DownloadSlots
 from downloader.state import UrlStateStore
 from downloader.storing import ImageKeeper
 from downloader.url_file import UrlFileReader
@@ -67,12 +64,10 @@ class Downloader:
         self.internal_errors = 0  # bugs or a broken disk, not bad URLs: --once then exits non-zero
         self._backlog_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._in_flight: set[asyncio.Task[None]] = set()  # tasks past their slots: fetching or storing
         self._window = asyncio.Semaphore(max(2048, settings.downloader_concurrency * 32))
-        self._global_slots = asyncio.Semaphore(settings.downloader_concurrency)
-        self._body_slots = asyncio.Semaphore(settings.downloader_concurrency * 4)
+        self._slots = DownloadSlots(concurrency=settings.downloader_concurrency, per_host=settings.downloader_per_host)
+        self._in_flight = self._slots.in_flight
         self.budget = ByteBudget(settings.downloader_max_inflight_bytes, metrics.INFLIGHT_BYTES)
-        self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._publisher = Publisher(
             settings, self._state.mark_published, retry_max_s=settings.downloader_broker_retry_max_s
         )
@@ -107,7 +102,13 @@ class Downloader:
             log.info("resuming: %s; %d message(s) to publish", format_counts(self.counts()), len(snapshot.unpublished))
         self._state.start()
         cleanup = self._keeper.remove_stale_temp_files()
-        async with self._session() as session:
+        async with open_session(
+            AddressPolicy(self.settings.allowed_networks),
+            connect_timeout_s=self.settings.downloader_connect_timeout_s,
+            concurrency=self.settings.downloader_concurrency,
+            per_host=self.settings.downloader_per_host,
+            user_agent=self.settings.downloader_user_agent,
+        ) as session:
             self._fetcher = Fetcher(
                 session,
                 max_bytes=self.settings.max_image_bytes,
@@ -131,20 +132,6 @@ class Downloader:
         self._keeper.shutdown()
         await self._state.close()
         self._book.log_summary(self._publisher.unconfirmed, final=True)
-
-    def _session(self) -> aiohttp.ClientSession:
-        """The HTTP session: every connection through the address guard, the concurrency limits on it."""
-        policy = AddressPolicy(self.settings.allowed_networks)
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.settings.downloader_connect_timeout_s, sock_read=None
-        )
-        connector = guarded_connector(
-            policy, limit=self.settings.downloader_concurrency, limit_per_host=self.settings.downloader_per_host
-        )
-        headers = {"User-Agent": self.settings.downloader_user_agent, "Accept": "image/*,*/*;q=0.5"}
-        return aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers=headers, trust_env=False, auto_decompress=True
-        )
 
     def _log_summary(self) -> None:
         self._book.log_summary(self._publisher.unconfirmed)
@@ -208,14 +195,6 @@ class Downloader:
 
     # One URL.
 
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
-        host = URL(url).host or ""
-        slot = self._host_slots.get(host)
-        if slot is None:
-            slot = asyncio.Semaphore(self.settings.downloader_per_host)
-            self._host_slots[host] = slot
-        return slot
-
     async def _handle(self, url: str) -> None:
         attempts = self._book.known[url].attempts
         remaining = max(1, self.settings.downloader_max_attempts - attempts)
@@ -244,32 +223,13 @@ class Downloader:
             self._queued.discard(url)
 
     async def _attempt(self, url: str, attempts: int) -> None:
-        """One try. Slots are taken host first, so waiting on a busy host holds nothing else; the
-        body slot and the body's bytes in the budget are kept until the image is stored, so however
-        much faster the network is than the decoder, at most ``4 x concurrency`` bodies, and at most
-        DOWNLOADER_MAX_INFLIGHT_BYTES of them (or one larger body alone), wait in memory."""
-        current = asyncio.current_task()
-        assert current is not None
-        host_slot = self._host_slot(url)
-        async with host_slot:
-            await self._body_slots.acquire()
-            try:
-                async with self._global_slots:
-                    self._in_flight.add(current)
-                    fetched = await self._fetch(url)
-            except BaseException:
-                self._in_flight.discard(current)
-                self._body_slots.release()
-                raise
-        try:
+        """One try: fetched under its slots (:mod:`downloader.slots`), then checked and stored while the
+        body slot and its bytes in the budget (at most DOWNLOADER_MAX_INFLIGHT_BYTES, or one larger
+        body alone) are still held."""
+        async with self._slots.fetched(url, self._fetch) as fetched:
             image = await self._keeper.check(fetched.data)
             await self._keeper.keep(url, attempts, fetched.data, image)
             self._book.done(url, attempts)
-        finally:
-            self._in_flight.discard(current)
-            self._body_slots.release()
-            if fetched.reservation is not None:
-                fetched.reservation.release()
 
     async def _fetch(self, url: str) -> Fetched:
         assert self._fetcher is not None
