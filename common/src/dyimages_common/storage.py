@@ -77,7 +77,7 @@ def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
     """
     target = resolve_stored_path(images_dir, path)
     if target.exists():
-        _fsync_path(target)
+        fsync_path(target)
         _fsync_folders(images_dir, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
     return target
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """fsync a file or a directory by path (a directory is opened read-only, as POSIX allows)."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -111,7 +111,7 @@ def _fsync_folders(images_dir: Path, target: Path) -> None:
     root = images_dir.resolve()
     folder = target.parent
     while True:
-        _fsync_path(folder)
+        fsync_path(folder)
         if folder == root or not folder.is_relative_to(root):
             return
         folder = folder.parent
