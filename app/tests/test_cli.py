@@ -86,6 +86,7 @@ def test_search_json_is_the_index_order_with_the_documented_fields(library_envir
             "min_height": 0,
             "min_score": None,
             "collapse": None,
+            "match_words": False,
         },
     }
     results = data["results"]

@@ -7,7 +7,6 @@ pick duplicates by eye: the oracle folds the uncollapsed results with numpy over
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from dyimages_common.points import point_id
 from dyimages_common.qdrant import ensure_collection
 from search_app.cli import app
 from search_app.search import NEAR_DUPLICATE_COSINE, Filters, Query, search
-from testkit.app_driver import searching_by_image
+from testkit.app_driver import search_json, searching_by_image
 from testkit.indexed_library import Library
 
 runner = CliRunner()
@@ -73,12 +72,6 @@ def test_a_near_duplicate_folds_into_the_better_result_and_ranks_stay(tmp_path: 
         ]
     finally:
         client.close()
-
-
-def search_json(*args: str) -> dict:
-    result = runner.invoke(app, ["search", *args, "--json"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
 
 
 @pytest.mark.integration

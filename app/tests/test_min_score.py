@@ -8,7 +8,6 @@ and everything below must vanish, on every page.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from dyimages_common.embedding_api import EmbeddingClient
 from search_app.cli import app
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Query, ServiceEmbedder, search
-from testkit.app_driver import searching_by_image
+from testkit.app_driver import search_json, searching_by_image
 from testkit.indexed_library import COLLECTION, Library
 
 pytestmark = pytest.mark.integration
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.integration
 runner = CliRunner()
 REDIS_URL = "redis://127.0.0.1:6379/0"  # the shared server; these tests fail when it is not running
 APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
-
-
-def search_json(*args: str) -> dict:
-    result = runner.invoke(app, ["search", *args, "--json"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
 
 
 def threshold_between(scores: list[float]) -> tuple[int, float]:

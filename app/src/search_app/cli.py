@@ -189,7 +189,13 @@ def _watch(settings: AppSettings, interval: float, samples: int, as_json: bool) 
 
 
 def _filters(
-    domain: list[str], fmt: list[str], min_width: int, min_height: int, min_score: float | None, collapse: bool
+    domain: list[str],
+    fmt: list[str],
+    min_width: int,
+    min_height: int,
+    min_score: float | None,
+    collapse: bool,
+    words: bool = False,
 ) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
@@ -201,6 +207,7 @@ def _filters(
         min_height=min_height,
         min_score=min_score,
         collapse=NEAR_DUPLICATE_COSINE if collapse else None,
+        match_words=words,
     )
 
 
@@ -230,6 +237,9 @@ def search_command(
     collapse: Annotated[
         bool, typer.Option("--collapse", help="Fold near-duplicates (cosine >= 0.94) into the better result.")
     ] = False,
+    words: Annotated[
+        bool, typer.Option("--words", help="Also match TEXT's words in the source URLs (file name, path).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")] = False,
 ) -> None:
     """Search by text, image, or both (best first).
@@ -237,17 +247,19 @@ def search_command(
     --json prints {"schema_version": 1, "collection": str,
     "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
     "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null,
-    "collapse": float|null}},
+    "collapse": float|null, "match_words": bool}},
     "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
     "width", "height", "bytes", "downloaded_at", "indexed_at", "model", "similar": [sha256]}]}.
     "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [];
     with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak);
     with --collapse a result within cosine 0.94 of a better one on the same page is listed in that one's
-    "similar" instead of on its own (ranks stay those of the uncollapsed list).
+    "similar" instead of on its own (ranks stay those of the uncollapsed list). With --words the order fuses
+    (reciprocal rank) the vector ranking with, per word of TEXT (3+ characters, the first 5), the ranking
+    of the images whose URLs contain it, and "score" is the fused score, not a cosine.
     """
     settings = _settings()
     limit = top_k or settings.app_top_k
-    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score, collapse)
+    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score, collapse, words)
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
     if query.is_empty():
         _fail("nothing to search for: give a TEXT or --image", 1)
@@ -286,6 +298,7 @@ def search_command(
                         "min_height": filters.min_height,
                         "min_score": filters.min_score,
                         "collapse": filters.collapse,
+                        "match_words": filters.match_words,
                     },
                 },
                 "results": [hit.to_json() for hit in hits],

@@ -71,8 +71,9 @@ class Filters:
 
     Every field but ``min_score`` and ``collapse`` is a payload condition (:meth:`to_qdrant`); ``min_score``
     is the lowest cosine similarity shown (Qdrant's ``score_threshold``); ``collapse`` folds each result
-    whose vector is within that cosine of a better one into it (:func:`collapse_near_duplicates`). Both are
-    kept here so that the UI's paging signature and the result cache's key change with them like with any
+    whose vector is within that cosine of a better one into it (:func:`collapse_near_duplicates`);
+    ``match_words`` fuses the ranking with the query's words in the source URLs (:func:`search_vector`). All
+    three are kept here so that the UI's paging signature and the result cache's key change with them like with any
     other filter.
     """
 
@@ -82,6 +83,7 @@ class Filters:
     min_height: int = 0
     min_score: float | None = None
     collapse: float | None = None
+    match_words: bool = False
 
     def to_qdrant(self, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
         must: list[models.Condition] = []
@@ -321,6 +323,69 @@ def collapse_near_duplicates(hits: Sequence[Hit], vectors: Sequence[np.ndarray],
     return [hit for hit, _ in kept]
 
 
+FUSION_DEPTH = 1000  # each ranking fused holds this many: the fused order is the same on every page
+MAX_WORDS = 5
+MIN_WORD_CHARS = 3
+
+
+def query_words(text: str) -> list[str]:
+    """The words of a query's positive text worth matching in URLs: at least 3 characters, the first 5."""
+    return [word for word in dict.fromkeys(text.split()) if len(word) >= MIN_WORD_CHARS][:MAX_WORDS]
+
+
+def _ranking(
+    client: QdrantClient,
+    collection: str,
+    vector: np.ndarray,
+    filters: Filters,
+    exclude_ids: Sequence[str],
+    words: Sequence[str],
+    limit: int,
+    offset: int,
+) -> models.QueryResponse:
+    """The vector ranking alone, or (``words``) fused by reciprocal rank with, per word, the vector ranking
+    of the images whose source URLs contain it (Qdrant's text match on ``urls``: file name and path)."""
+    payload_filter = filters.to_qdrant(exclude_ids)
+    with_vectors = filters.collapse is not None
+    if not words:
+        return client.query_points(
+            collection,
+            query=vector.tolist(),
+            query_filter=payload_filter,
+            score_threshold=filters.min_score,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+    depth = max(FUSION_DEPTH, offset + limit)
+    base = list(payload_filter.must or []) if payload_filter else []
+    excluded = payload_filter.must_not if payload_filter else None
+    prefetch = [
+        models.Prefetch(query=vector.tolist(), filter=payload_filter, score_threshold=filters.min_score, limit=depth),
+        *(
+            models.Prefetch(
+                query=vector.tolist(),
+                filter=models.Filter(
+                    must=[*base, models.FieldCondition(key="urls", match=models.MatchText(text=word))],
+                    must_not=excluded,
+                ),
+                limit=depth,
+            )
+            for word in words
+        ),
+    ]
+    return client.query_points(
+        collection,
+        prefetch=prefetch,
+        query=models.FusionQuery(fusion=models.Fusion.RRF),
+        limit=limit,
+        offset=offset,
+        with_payload=True,
+        with_vectors=with_vectors,
+    )
+
+
 def search_vector(
     client: QdrantClient,
     collection: str,
@@ -330,21 +395,15 @@ def search_vector(
     limit: int = 10,
     offset: int = 0,
     exclude_ids: Sequence[str] = (),
+    words: Sequence[str] = (),
 ) -> list[Hit]:
     """The best ``limit`` points after ``offset`` for ``vector``, best first; none scoring below
     ``filters.min_score`` (so a page past the last strong match is empty, not filled with weak ones); with
-    ``filters.collapse``, near-duplicates within the page folded into the better result."""
+    ``filters.collapse``, near-duplicates within the page folded into the better result. With ``words``
+    the order is the reciprocal-rank fusion of :func:`_ranking` and ``score`` is the fused score (each
+    ranking adds 1/(k + rank)), not a cosine; the minimum score then applies to the vector ranking."""
     try:
-        response = client.query_points(
-            collection,
-            query=vector.tolist(),
-            query_filter=filters.to_qdrant(exclude_ids),
-            score_threshold=filters.min_score,
-            limit=limit,
-            offset=offset,
-            with_payload=True,
-            with_vectors=filters.collapse is not None,
-        )
+        response = _ranking(client, collection, vector, filters, exclude_ids, words, limit, offset)
     except (*QDRANT_ERRORS, ValueError) as exc:
         explained = _explain(client, collection, exc, vector_size=len(vector))
         if explained is exc:
@@ -381,9 +440,18 @@ def search(
         check_query_model(client, collection, answered_by(embedder))
     exclude = [point_id(query.like)] if query.like else []
 
+    words = query_words(query.parsed.positive) if query.filters.match_words else []
+
     def run() -> list[Hit]:
         return search_vector(
-            client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude
+            client,
+            collection,
+            vector,
+            filters=query.filters,
+            limit=limit,
+            offset=offset,
+            exclude_ids=exclude,
+            words=words,
         )
 
     if cache is None:

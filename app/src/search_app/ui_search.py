@@ -128,6 +128,12 @@ def _sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
             key="collapse",
             help=f"Show images within cosine {NEAR_DUPLICATE_COSINE} of a better result as '+N similar' on it.",
         )
+        words = st.checkbox(
+            "Match words in file names and URLs",
+            key="match_words",
+            help="Fuse the ranking with the images whose source URLs contain your words (e.g. IMG_2041); "
+            "scores are then fused ranks, not cosines.",
+        )
     filters = Filters(
         domains=tuple(domains),
         content_types=tuple(formats),
@@ -135,6 +141,7 @@ def _sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         min_height=int(min_height),
         min_score=float(min_score) or None,
         collapse=NEAR_DUPLICATE_COSINE if collapse else None,
+        match_words=words,
     )
     return filters, int(top_k)
 
