@@ -17,7 +17,8 @@ from dyimages_common.settings import (
 
 class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings, MetricsSettings):
     urls_file: Path = Field(
-        Path("/data/urls/image_urls.txt"), description="The downloader's URL list, read (only) by `dyimages audit`."
+        Path("/data/urls/image_urls.txt"),
+        description="The downloader's URL list, read (only) by `dyimages audit` and `dyimages prune`.",
     )
     app_host: str = Field("0.0.0.0", min_length=1, description="Address the UI listens on.")  # noqa: S104
     app_port: int = Field(8501, ge=1, le=65535, description="Port the UI listens on.")
