@@ -79,4 +79,8 @@ engine_stop() {
   local _
   for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   rm -f "$SMOKE_DIR/dockerd.pid"
+  # dockerd leaves its data root bind-mounted on itself (and any mount it lost track of): unmount, deepest first.
+  awk -v dir="$SMOKE_DIR" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
+    umount "$mount" 2>/dev/null || umount -l "$mount" || true
+  done
 }
