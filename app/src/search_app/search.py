@@ -277,8 +277,9 @@ def check_query_model(client: QdrantClient, collection: str, answered: ModelIden
         return
     model, weights = metadata.get("model"), metadata.get("pretrained")
     if (model is not None and model != answered.model) or (weights is not None and weights != answered.pretrained):
+        size = f"{metadata['dim']}-dimensional " if metadata.get("dim") else ""
         raise IndexMismatch(
-            f"the index holds vectors of {model} ({weights or 'weights not recorded'}), but the embedding "
+            f"the index holds {size}vectors of {model} ({weights or 'weights not recorded'}), but the embedding "
             f"service answered with {answered}. {REINDEX_HINT}"
         )
 
