@@ -26,6 +26,9 @@ PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "width": models.PayloadSchemaType.INTEGER,
     "height": models.PayloadSchemaType.INTEGER,
     "model": models.PayloadSchemaType.KEYWORD,
+    # Words of the source URLs (file names, paths) for the search's word matching: without a text
+    # index the server answers a full-text match by scanning every payload.
+    "urls": models.PayloadSchemaType.TEXT,
 }
 
 REINDEX_HINT = (
