@@ -21,6 +21,7 @@ import runpy
 import signal
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,16 @@ STEP = os.environ["KILL_AT"]
 IMAGES = Path(os.environ["IMAGES_DIR"]).resolve()
 _real_fsync, _real_replace, _real_write_atomic = os.fsync, os.replace, downloader.storing.write_atomic
 _real_commit = UrlStateStore._commit
-_folders_fsynced: list[Path] = []
+# Per thread: images are stored by several writer threads at once, and each one's rename and
+# folder fsyncs happen in that thread; a shared list would let one writer's rename clear another's.
+_seen = threading.local()
 _renamed: list[Path] = []
+
+
+def _folders_fsynced() -> list[Path]:
+    if not hasattr(_seen, "folders"):
+        _seen.folders = []
+    return _seen.folders
 
 
 def _die() -> None:
@@ -43,7 +52,7 @@ def _die() -> None:
 def _fsync(fd: int) -> None:
     _real_fsync(fd)
     if stat.S_ISDIR(os.fstat(fd).st_mode):
-        _folders_fsynced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        _folders_fsynced().append(Path(os.readlink(f"/proc/self/fd/{fd}")))
 
 
 def _replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
@@ -53,7 +62,7 @@ def _replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
     _real_replace(src, dst, *args, **kwargs)
     if in_images:
         _renamed.append(Path(dst).resolve())
-        _folders_fsynced.clear()
+        _folders_fsynced().clear()
         if STEP == "renamed":
             _die()
 
@@ -61,7 +70,7 @@ def _replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
 def _write_atomic(images_dir: Path, path: str, data: bytes) -> Path:
     target = _real_write_atomic(images_dir, path, data)
     if STEP == "folder_fsynced":
-        if target.parent not in _folders_fsynced:
+        if target.parent not in _folders_fsynced():
             print(f"KILL_AT: {target.parent} was not fsynced after the rename", file=sys.stderr)
             sys.stderr.flush()
             os._exit(3)
