@@ -160,7 +160,11 @@ def test_two_indexers_share_one_queue_without_loss_or_duplicates(
     """
     stores = {name: tmp_path / f"qdrant-{name}" for name in ("a", "b")}
     started = {
-        name: rig.start("--exit-when-idle", name=name, QDRANT_PATH=str(path), INDEXER_BATCH_SIZE="4")
+        # Idle exit well above the time between the two start-ups and the publish: on a busy machine
+        # a replica idle for the default 1 s could leave before the first message reaches it.
+        name: rig.start(
+            "--exit-when-idle", name=name, QDRANT_PATH=str(path), INDEXER_BATCH_SIZE="4", INDEXER_IDLE_EXIT_S="8"
+        )
         for name, path in stores.items()
     }
     processes.extend(process for process, _ in started.values())
