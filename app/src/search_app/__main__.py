@@ -1,24 +1,27 @@
 """``python -m search_app``: serve the search UI with Streamlit on APP_HOST:APP_PORT.
 
-Settings are checked first (one clear line and exit 2 when one is wrong); then this process
-becomes ``streamlit run`` (exec), so signals reach Streamlit directly.
+Settings are checked first (one clear line and exit 2 when one is wrong); then the /metrics server
+starts (METRICS_PORT), so Prometheus sees the app before any page is opened, and Streamlit's server
+runs in this same process (``streamlit run`` in-process: signals reach Streamlit directly, and the
+metrics server lives as long as it does).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import typer
 
 from dyimages_common.settings import settings_or_exit
+from search_app.metrics_server import start_metrics
 from search_app.settings import AppSettings
 
 SCRIPT = Path(__file__).resolve().parent / "streamlit_app.py"
 
 
 def streamlit_command(settings: AppSettings) -> list[str]:
+    """``python -m streamlit run ...`` with the settings' flags (serve() runs its arguments in-process)."""
     upload_mb = max(1, settings.max_image_bytes // (1024 * 1024))
     return [
         sys.executable, "-m", "streamlit", "run", str(SCRIPT),
@@ -43,8 +46,10 @@ def serve() -> None:
     IMAGES_DIR, STATE_DB and the APP_* knobs (see .env.example).
     """
     settings = settings_or_exit(AppSettings)
-    command = streamlit_command(settings)
-    os.execv(command[0], command)  # noqa: S606 - a fixed argv, no shell
+    start_metrics(settings.metrics_port)
+    from streamlit.web import cli  # only once the settings are known good
+
+    cli.main(args=streamlit_command(settings)[3:], prog_name="streamlit")  # after `-m streamlit`
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import streamlit as st
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.logs import configure_logging
-from dyimages_common.metrics import serve_metrics
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
+from search_app.metrics_server import start_metrics
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import CachedEmbedder, Embedder, facet_values
 from search_app.settings import AppSettings
@@ -40,15 +40,8 @@ def settings() -> AppSettings:
         st.stop()
         raise  # unreachable: st.stop() raises
     _configure_logging(loaded.log_level, loaded.log_format)
-    _metrics_server(loaded.metrics_port)
+    start_metrics(loaded.metrics_port)  # python -m search_app started it already; this covers `streamlit run`
     return loaded
-
-
-@st.cache_resource(show_spinner=False)
-def _metrics_server(port: int) -> bool:
-    """Prometheus /metrics of this process (the query cache's counter) on METRICS_PORT; 0: off."""
-    serve_metrics(port)
-    return True
 
 
 def _settings_key(settings: AppSettings) -> str:
