@@ -1,0 +1,20 @@
+"""The README's benchmark line names exactly the benchmarks `python -m bench` runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import BENCHMARKS
+
+pytestmark = pytest.mark.unit
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_lists_every_benchmark() -> None:
+    listed = re.search(r"python -m bench \{([a-z,]+)\}", README.read_text(encoding="utf-8"))
+    assert listed, "the README has no `python -m bench {…}` line"
+    assert listed.group(1).split(",") == sorted(BENCHMARKS)
