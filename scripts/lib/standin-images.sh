@@ -11,6 +11,7 @@ UV_STANDIN=ghcr.io/astral-sh/uv:0.13.8
 RABBITMQ_STANDIN=rabbitmq:3.13.7-management-alpine
 PROMETHEUS_STANDIN=prom/prometheus:v3.13.2
 REDIS_STANDIN=redis:7.4.6-alpine
+NGINX_STANDIN=nginx:1.28.0
 
 standin_log() { printf '[stand-in] %s\n' "$*" >&2; }
 
@@ -122,6 +123,20 @@ DF
 )"
 }
 
+# nginx for the reverse proxy (profile `public`): Debian's nginx (the binary tests/proxy uses), gettext-base
+# for the envsubst of deploy/proxy/entrypoint.sh (which also needs perl-base's crypt(), coreutils and
+# bash for the compose healthcheck, all in the python stand-in). The nginx user is uid/gid 101 as in the
+# official image; the entrypoint writes only under /tmp (a tmpfs in compose; the root fs is read-only).
+standin_nginx() {
+  standin_from_python "$NGINX_STANDIN" "nginx gettext-base" "$(cat <<'DF'
+RUN groupadd -r -g 101 nginx && useradd -r -u 101 -g 101 -d /nonexistent -s /usr/sbin/nologin nginx
+EXPOSE 8080
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+DF
+)"
+}
+
 # Every stand-in the smoke may need; the python stand-in first (the others build on it).
 standin_images() {
   image_available "$PYTHON_STANDIN" || standin_python
@@ -129,4 +144,5 @@ standin_images() {
   image_available "$RABBITMQ_STANDIN" || standin_rabbitmq
   image_available "$PROMETHEUS_STANDIN" || standin_prometheus
   image_available "$REDIS_STANDIN" || standin_redis
+  image_available "$NGINX_STANDIN" || standin_nginx
 }

@@ -4,8 +4,8 @@ engine, the stand-in images and a throwaway copy of the repository in ``SMOKE_RE
 keeps it out of the plain pytest run.
 
 What cannot be had on this machine, and what the smoke does instead (each said again where it matters):
-- no image can be pulled: Python, uv, RabbitMQ, Redis and Prometheus are local stand-ins built from Debian
-  packages and the uv wheel (scripts/lib/standin-images.sh);
+- no image can be pulled: Python, uv, RabbitMQ, Redis, Prometheus and nginx are local stand-ins built from
+  Debian packages and the uv wheel (scripts/lib/standin-images.sh);
 - no Qdrant server image: ``compose.smoke.yml`` runs the indexer and the app on qdrant-client's
   embedded store in a shared volume, one process at a time (the store locks its folder);
 - no Grafana image: its password guard runs in the Python stand-in instead;
@@ -41,6 +41,8 @@ RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "ph
 # scikit-image's sample photos (real photographs, in the venv): name -> loader.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera")
 APP_URL = "http://127.0.0.1:8501"
+PROXY_PORT = 18080  # the proxy's published port (PROXY_PUBLISH_HTTP); 80 may be taken on a test machine
+PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
 SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER)_")
 REPORT: dict[str, Any] = {}
 
@@ -157,6 +159,17 @@ def _wait_scraped(stack: Stack, jobs: set[str], timeout: float = 120) -> None:
         time.sleep(3)
 
 
+def _cache_lookups(stack: Stack, outcome: str) -> float:
+    """The app's query-cache counter (Redis lookups of query vectors) for one outcome."""
+    return stack.metric("app", 9100, f'dyimages_app_query_cache_total{{kind="vector",outcome="{outcome}"}}')
+
+
+def _env_value(name: str) -> str:
+    match = re.search(rf"^{name}=(.*)$", (REPO / ".env").read_text(), flags=re.M)
+    assert match, f"{name} not in .env"
+    return match.group(1).strip()
+
+
 def _photo_url(name: str) -> str:
     return f"http://photos:8080/{name}.jpg"
 
@@ -168,7 +181,7 @@ def stack() -> Iterator[Stack]:
     _write_photos(photos)
     stack = Stack(photos)
     yield stack
-    stack.compose("--profile", "monitoring", "down", "-v", "--remove-orphans", check=False)
+    stack.compose("--profile", "monitoring", "--profile", "public", "down", "-v", "--remove-orphans", check=False)
     print("\n[smoke] summary:", json.dumps(REPORT, indent=1))
 
 
@@ -288,9 +301,11 @@ def test_up_build_brings_every_container_healthy_and_none_runs_as_root(stack: St
 
 @pytest.mark.timeout(600)
 def test_prometheus_scrapes_every_service_under_the_monitoring_profile(stack: Stack) -> None:
-    """Prometheus is Debian's package in a stand-in image; Grafana's image cannot be had (not started)."""
+    """Prometheus is Debian's package in a stand-in image; Grafana's image cannot be had (not started).
+    No page has been viewed yet: the app serves /metrics from its start."""
     stack.compose("--profile", "monitoring", "up", "-d", "--no-deps", "--wait", "prometheus")
-    _wait_scraped(stack, {"downloader", "indexer", "embedding", "rabbitmq"})
+    _wait_scraped(stack, {"downloader", "indexer", "embedding", "rabbitmq", "app"})
+    stack.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
 
 
 @pytest.mark.timeout(900)
@@ -326,12 +341,6 @@ def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) 
     assert all(image["width"] > 0 for image in shown)
 
 
-def test_prometheus_scrapes_the_apps_metrics_once_a_page_was_viewed(stack: Stack) -> None:
-    """The app serves /metrics from its first page view on (the browser test made one)."""
-    _wait_scraped(stack, {"app"})
-    stack.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
-
-
 @pytest.mark.timeout(1200)
 def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
     files_before = stack.exec("downloader", "find", "/data/images", "-type", "f").stdout.split()
@@ -352,3 +361,56 @@ def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
     found = stack.search_image("rocket")
     assert found["results"][0]["url"] == _photo_url("rocket")
     assert len(found["results"]) == len(PHOTOS), "the index kept every image"
+
+
+@pytest.mark.timeout(900)
+def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_password(stack: Stack) -> None:
+    """README "Going public", as a user does it: .env selects the profile and the public override
+    (plus this smoke's override); nginx is Debian's package in a stand-in image."""
+    import httpx
+
+    with (REPO / ".env").open("a") as out:
+        out.write(
+            "\n# going public (README)\nCOMPOSE_PROFILES=public\n"
+            f"COMPOSE_FILE=docker-compose.yml:docker-compose.public.yml:{OVERRIDE}\n"
+            f"PROXY_PUBLISH_HTTP=127.0.0.1:{PROXY_PORT}\nPROXY_PUBLISH_HTTPS=127.0.0.1:18443\n"
+        )
+    # The app and the proxy only: the indexer stays stopped (the embedded store admits one process).
+    stack.compose("up", "-d", "--wait", "--wait-timeout", "600", "app", "proxy", files=(), timeout=900)
+    stack.wait_healthy(("proxy", "app", "redis", "embedding", "rabbitmq"))
+    rows = {row["Service"]: row for row in stack.containers()}
+    assert not [p for p in rows["app"].get("Publishers") or [] if p.get("PublishedPort")], "app port published"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{APP_URL}/_stcore/health", timeout=5)
+    proxy = json.loads(stack.docker("inspect", rows["proxy"]["ID"]).stdout)[0]
+    assert proxy["Config"]["User"] == "101:101"
+    assert proxy["HostConfig"]["ReadonlyRootfs"]
+    top = stack.docker("top", rows["proxy"]["ID"], "-eo", "uid,pid,args").stdout.splitlines()[1:]
+    assert top, "the proxy has no processes"
+    assert all(line.split()[0] == "101" for line in top), top
+
+    user, password = "dyimages", _env_value("PROXY_PASSWORD")  # PROXY_USER's default
+    assert len(password) >= 12, "./scripts/init-env wrote the proxy password"
+    refused = httpx.get(f"{PROXY_URL}/", timeout=10)
+    assert refused.status_code == 401
+    assert httpx.get(f"{PROXY_URL}/", auth=(user, "wrong-password-123"), timeout=10).status_code == 401
+    page = httpx.get(f"{PROXY_URL}/", auth=(user, password), timeout=10)
+    assert page.status_code == 200
+    assert "<title>Streamlit</title>" in page.text
+
+    # The UI over the proxy's websocket; the same search twice, so the second finds its query vector in Redis.
+    hits_before = _cache_lookups(stack, "hit")
+    with chromium() as driver:
+        for _ in range(2):
+            search_in_browser(
+                driver, f"http://{user}:{password}@127.0.0.1:{PROXY_PORT}/", "a cup of coffee", len(PHOTOS), 120
+            )
+            shown = result_images(driver)
+            assert len(shown) == len(PHOTOS)
+            assert all(image["width"] > 0 for image in shown)
+    hits_after = _cache_lookups(stack, "hit")
+    assert hits_after >= hits_before + 1, (hits_before, hits_after)
+    assert _cache_lookups(stack, "unavailable") == 0, "the app reached the redis service"
+    keys = stack.exec("redis", "redis-cli", "--scan", "--pattern", "dyimages:query:*").stdout.split()
+    assert keys, "the query cache's keys are in the redis service"
+    REPORT["public"] = {"proxy": "401 without password, 200 with; app port unpublished", "cache_hits": hits_after}
