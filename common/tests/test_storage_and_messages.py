@@ -88,3 +88,14 @@ def test_point_ids_are_stable_and_distinct() -> None:
     assert point_id(SHA) == point_id(SHA)
     assert point_id(SHA) != point_id(sha256_hex(b"x"))
     assert url_domain("https://WWW.Example.org:8080/a.jpg") == "example.org"
+
+
+def test_payload_urls_lists_urls_or_falls_back_to_the_old_single_url() -> None:
+    from dyimages_common.points import payload_urls
+
+    assert payload_urls({"urls": ["https://a/1.jpg", "https://b/1.jpg"], "url": "https://a/1.jpg"}) == [
+        "https://a/1.jpg",
+        "https://b/1.jpg",
+    ]
+    assert payload_urls({"url": "https://a/old.jpg"}) == ["https://a/old.jpg"]  # written before `urls`
+    assert payload_urls({"urls": [], "url": None}) == []

@@ -37,7 +37,7 @@ def test_a_poison_image_is_dead_lettered_with_its_reason_and_the_rest_indexed(
     poison = events[5]
     with FaultyEmbedding(embedding_service.url, poison={poison.path}, poison_action=action) as standin:
         rig.publish(events)
-        started = time.monotonic()
+        # Bounded in requests (below) and in time by the run's timeout, which fails the test.
         # One batch in flight at a time: the second batch runs only once the poisoned one freed the slot.
         result = rig.run(
             timeout=240,
@@ -47,7 +47,6 @@ def test_a_poison_image_is_dead_lettered_with_its_reason_and_the_rest_indexed(
             INDEXER_CONCURRENCY="1",
             INDEXER_EMBED_ATTEMPTS=str(ATTEMPTS),
         )
-        elapsed = time.monotonic() - started
         poisoned_requests = standin.hits["poisoned"]
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -60,7 +59,6 @@ def test_a_poison_image_is_dead_lettered_with_its_reason_and_the_rest_indexed(
     # Bounded: a failing batch of up to 8 is halved at most three times, then the image alone is
     # tried ATTEMPTS times.
     assert ATTEMPTS + 1 <= poisoned_requests <= 3 + ATTEMPTS, poisoned_requests
-    assert elapsed < 200
 
 
 def test_a_service_failing_every_request_for_a_while_is_waited_for_and_nothing_is_dead_lettered(

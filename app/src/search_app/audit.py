@@ -33,7 +33,7 @@ from typing import Any
 from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
-from dyimages_common.points import point_id
+from dyimages_common.points import payload_urls, point_id
 from dyimages_common.qdrant import collection_model
 from dyimages_common.rabbit import queue_depths
 from dyimages_common.storage import UnsafePathError, check_stored_path, resolve_stored_path
@@ -144,7 +144,7 @@ def _stored_files(images_dir: Path) -> dict[str, str]:
     return files
 
 
-def _points(client: QdrantClient, collection: str) -> list[StoredPoint]:
+def stored_points(client: QdrantClient, collection: str) -> list[StoredPoint]:
     found: list[StoredPoint] = []
     offset = None
     while True:
@@ -157,13 +157,12 @@ def _points(client: QdrantClient, collection: str) -> list[StoredPoint]:
         )
         for record in records:
             payload = record.payload or {}
-            urls = payload.get("urls") or ([payload["url"]] if payload.get("url") else [])
             found.append(
                 StoredPoint(
                     id=str(record.id),
                     sha256=str(payload.get("sha256") or ""),
                     path=str(payload.get("path") or ""),
-                    urls=tuple(str(url) for url in urls),
+                    urls=tuple(payload_urls(payload)),
                     model=str(payload["model"]) if payload.get("model") is not None else None,
                 )
             )
@@ -181,7 +180,7 @@ def read_ledgers(settings: AppSettings, qdrant: QdrantClient) -> Ledgers:
     collection = settings.qdrant_collection
     model, _ = collection_model(qdrant, collection)
     exists = qdrant.collection_exists(collection)
-    points = _points(qdrant, collection) if exists else []
+    points = stored_points(qdrant, collection) if exists else []
     depths = asyncio.run(asyncio.wait_for(queue_depths(settings), timeout=30))
     letters = peek_dead_letters(settings, limit=depths["dead_lettered"]) if depths["dead_lettered"] else []
     return Ledgers(

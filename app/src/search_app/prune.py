@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient, models
 from dyimages_common import url_state
 from dyimages_common.storage import UnsafePathError, resolve_stored_path
 from dyimages_common.url_list import normalise_url, read_url_file
-from search_app.audit import StoredPoint, UrlFileUnreadable, _points
+from search_app.audit import StoredPoint, UrlFileUnreadable, stored_points
 from search_app.query_cache import PREFIX
 from search_app.settings import AppSettings
 
@@ -73,7 +73,7 @@ def plan_prune(settings: AppSettings, qdrant: QdrantClient, max_share: float = M
     if not listed:
         raise PruneRefused(f"URLS_FILE={str(settings.urls_file)!r} lists no URL: an emptied file never removes images")
     collection = settings.qdrant_collection
-    points = _points(qdrant, collection) if qdrant.collection_exists(collection) else []
+    points = stored_points(qdrant, collection) if qdrant.collection_exists(collection) else []
     still_listed = {row.sha256 for row in url_state.all_rows(settings.state_db_path) if _canonical(row.url) in listed}
     remove = [
         point

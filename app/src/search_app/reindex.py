@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
 from dyimages_common.messages import ImageDownloaded
-from dyimages_common.points import point_id
+from dyimages_common.points import payload_urls, point_id
 from dyimages_common.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.storage import FORMATS, UnsafePathError, check_stored_path
 from search_app.search import QDRANT_ERRORS
@@ -63,7 +63,7 @@ def _urls_from_index(qdrant: QdrantClient | None, collection: str, sha256: str) 
     if not points or not points[0].payload:
         return []
     payload = points[0].payload
-    return [str(u) for u in payload.get("urls") or [payload.get("url")] if u]
+    return payload_urls(payload)
 
 
 def build_messages(settings: AppSettings, path: str, qdrant: QdrantClient | None) -> list[ImageDownloaded]:

@@ -23,7 +23,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
-from dyimages_common.points import point_id
+from dyimages_common.points import payload_urls, point_id
 from dyimages_common.qdrant import REINDEX_HINT, collection_model
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class Hit:
             sha256=str(payload.get("sha256", "")),
             path=str(payload.get("path", "")),
             url=url,
-            urls=[str(u) for u in payload.get("urls") or ([url] if url else [])],
+            urls=payload_urls(payload),
             domains=[str(d) for d in payload.get("domains") or []],
             content_type=str(payload.get("content_type", "")),
             width=int(payload.get("width") or 0),
