@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
 from dyimages_common.messages import ImageDownloaded
+from dyimages_common.reasons import Reason
 from dyimages_common.storage import sha256_hex
 from dyimages_common.url_state import recent_failures, status_counts, urls_for
 from testkit.http_server import ImageServer, Route
@@ -100,6 +101,7 @@ def _routes(server: ImageServer, refused_url: str, refused_v6_url: str) -> None:
     server.add("/chain-5", Route(body=jpeg(15)))
     server.add("/to-refused", Route(redirect=refused_url))
     server.add("/to-ipv6-loopback", Route(redirect=refused_v6_url))
+    server.add("/teapot.jpg", Route(status=418, body=b"short and stout", content_type="text/plain"))
 
 
 def _url_file(server: ImageServer) -> str:
@@ -131,6 +133,7 @@ def _url_file(server: ImageServer) -> str:
         "just some words",
         "http://",
         "\t",
+        server.url("/teapot.jpg"),  # last: the invalid lines keep their numbers
     ]
     return "\n".join(lines) + "\n"
 
@@ -274,6 +277,24 @@ def test_bad_urls_fail_for_good_with_a_reason(run: Run, path: str, reason: str) 
     assert any(run.url(path) in line and reason in line for line in run.logs)
 
 
+def test_a_status_without_its_own_reason_is_recorded_as_its_class_with_the_status(run: Run) -> None:
+    status, attempts, error = run.state("/teapot.jpg")
+    assert (status, attempts) == ("failed", 1)
+    assert error.startswith("http_4xx: 418 ")
+
+
+def test_every_recorded_reason_is_a_reason(run: Run) -> None:
+    """Every word the downloader wrote first in ``last_error`` is a member, not merely one ``parse``
+    can map (an old-style ``http_418`` would read back, but must no longer be written)."""
+    with sqlite3.connect(run.state_db) as connection:
+        errors = [row[0] for row in connection.execute("SELECT last_error FROM urls WHERE status = 'failed'")]
+    assert len(errors) == 14
+    words = {error.split(":", 1)[0] for error in errors}
+    assert words <= {reason.value for reason in Reason}, words - {reason.value for reason in Reason}
+    walked = {"http_404", "http_503", "http_4xx", "timeout", "not_an_image", "corrupt_image", "too_many_pixels"}
+    assert walked | {"too_large", "redirect_loop", "too_many_redirects", "refused_address"} <= words
+
+
 def test_redirect_to_a_refused_address_never_reaches_it(run: Run) -> None:
     assert [s.hits["/secret.jpg"] for s in run.refused_servers] == [0, 0]
     assert "127.0.0.2 is loopback" in run.state("/to-refused")[2]
@@ -288,8 +309,8 @@ def test_redirects_within_the_limit_are_followed_and_the_source_url_kept(run: Ru
 def test_comments_blank_and_invalid_lines(run: Run) -> None:
     counts = status_counts(run.state_db)
     known = sum(counts.values())
-    # 4 good + 2 same-bytes + 16 other distinct URLs; comments, blanks, invalid lines and repeats add none.
-    assert known == 4 + 2 + 16
+    # 4 good + 2 same-bytes + 17 other distinct URLs; comments, blanks, invalid lines and repeats add none.
+    assert known == 4 + 2 + 17
     failures = {f.url for f in recent_failures(run.state_db)}
     assert not any(url.startswith("ftp") for url in failures)
     for number in (27, 28, 29):  # the three invalid lines, by line number
@@ -314,5 +335,9 @@ def test_metrics_count_downloads_failures_and_messages(run: Run) -> None:
     assert value("dyimages_downloader_failed_total", reason="refused_address") >= 2
     assert value("dyimages_downloader_download_seconds_count") >= 9
     assert value("dyimages_downloader_urls", status="done") == 9
-    assert value("dyimages_downloader_urls", status="failed") == 13
+    assert value("dyimages_downloader_urls", status="failed") == 14
     assert value("dyimages_downloader_urls", status="pending") == 0
+    failed = next(metric for metric in REGISTRY.collect() if metric.name == "dyimages_downloader_failed")
+    labels = {sample.labels["reason"] for sample in failed.samples}
+    assert "http_4xx" in labels
+    assert labels <= {reason.value for reason in Reason}

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from pydantic import ValidationError
 
 from downloader.retry_requests import RetryRequestConsumer
+from downloader.state import UrlStateStore
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.rabbit import Topology, declare_control_queue
+from dyimages_common.reasons import Reason
 from dyimages_common.retry_requests import RetryRequest, publish_retry_request_async
 from dyimages_common.settings import RabbitSettings, load_settings
 from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
@@ -164,6 +167,40 @@ def test_a_retry_request_names_what_it_matches() -> None:
     assert by_url.matches("a", "timeout: x")
     assert not by_url.matches("c", "timeout: x")
     assert RetryRequest().matches("anything", None)
+
+
+def test_a_retry_request_names_a_known_reason_and_old_words_still_match() -> None:
+    """Rows written before the reasons were a type stay retryable: ``http_418`` reads as ``http_4xx``,
+    a word this version does not know as ``unknown``; a request names a member, nothing else."""
+    assert RetryRequest(reason="http_4xx").matches("u", "http_418: 418 I'm a Teapot")
+    assert not RetryRequest(reason="http_4xx").matches("u", "http_404: 404 Not Found")
+    assert RetryRequest(reason="http_418").reason is Reason.HTTP_4XX  # queued by an older version
+    assert RetryRequest(reason="unknown").matches("u", "gremlins: from another version")
+    assert RetryRequest(reason="unknown").matches("u", None)
+    with pytest.raises(ValidationError):
+        RetryRequest(reason="gremlins")
+
+
+def test_the_downloader_resets_old_rows_by_the_reason_they_read_as(tmp_path: Path) -> None:
+    """The downloader's real state: rows recorded by an older version, reset by reason."""
+    rows = {"a": "http_418: 418 I'm a Teapot", "b": "http_404: 404 Not Found", "c": "gremlins: ?", "d": None}
+
+    async def reset(reason: str) -> list[str]:
+        store = UrlStateStore(tmp_path / "state.sqlite3")
+        store.start()
+        try:
+            await store.add_pending(list(rows))
+            for url, error in rows.items():
+                store._connection.execute(
+                    "UPDATE urls SET status = 'failed', last_error = ? WHERE url = ?", (error, url)
+                )
+            return await store.reset_failed(RetryRequest(reason=reason).matches)
+        finally:
+            await store.close()
+
+    assert asyncio.run(reset("http_4xx")) == ["a"]
+    assert sorted(asyncio.run(reset("unknown"))) == ["c", "d"]
+    assert asyncio.run(reset("http_404")) == ["b"]
 
 
 def test_retry_requests_are_taken_after_the_broker_was_away_and_dropped(

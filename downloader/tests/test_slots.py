@@ -11,6 +11,7 @@ import pytest
 
 from downloader.fetch import Fetched, FetchFailed
 from downloader.slots import DownloadSlots
+from dyimages_common.reasons import Reason
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +40,7 @@ async def test_a_failed_fetch_or_a_failed_store_gives_its_slots_back() -> None:
     slots = DownloadSlots(concurrency=1, per_host=1)
 
     async def refused(url: str) -> Fetched:
-        raise FetchFailed("http_404", "not found")
+        raise FetchFailed(Reason.HTTP_404, "not found")
 
     for _ in range(10):
         with pytest.raises(FetchFailed):

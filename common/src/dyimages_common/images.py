@@ -2,7 +2,7 @@
 
 The downloader checks every download with :func:`inspect_image`; the embedding service opens
 uploaded query images with :func:`open_image`. Both refuse with :class:`ImageRejected`, whose
-``reason`` is a short machine-readable word and whose message a person can read.
+``reason`` is a :class:`~dyimages_common.reasons.Reason` and whose message a person can read.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from dyimages_common.decode_work import TooComplex, check_decode_work
+from dyimages_common.reasons import Reason
 from dyimages_common.storage import FORMATS
 
 # Our own pixel cap is checked before decoding; Pillow's is disabled so it never decides first.
@@ -22,8 +23,8 @@ DECODE_OVERHEAD = 2 * 1024 * 1024  # see decode_memory
 
 
 class ImageRejected(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(reason.with_detail(detail))
         self.reason = reason
         self.detail = detail
 
@@ -39,26 +40,26 @@ class ImageInfo:
 
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     if len(data) > max_bytes:
-        raise ImageRejected("too_large", f"{len(data)} bytes is over the limit of {max_bytes}")
+        raise ImageRejected(Reason.TOO_LARGE, f"{len(data)} bytes is over the limit of {max_bytes}")
     if not data:
-        raise ImageRejected("not_an_image", "empty body")
+        raise ImageRejected(Reason.NOT_AN_IMAGE, "empty body")
     try:
         check_decode_work(data)  # before Image.open, which already walks PNG chunks and GIF blocks
     except TooComplex as exc:
-        raise ImageRejected("too_complex", str(exc)) from None
+        raise ImageRejected(Reason.TOO_COMPLEX, str(exc)) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected("not_an_image", f"cannot identify image data ({exc.__class__.__name__})") from None
+        raise ImageRejected(Reason.NOT_AN_IMAGE, f"cannot identify image data ({exc.__class__.__name__})") from None
     if image.format not in FORMATS:
-        raise ImageRejected("unsupported_format", f"format {image.format} is not one of {', '.join(FORMATS)}")
+        raise ImageRejected(Reason.UNSUPPORTED_FORMAT, f"format {image.format} is not one of {', '.join(FORMATS)}")
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise ImageRejected("not_an_image", f"invalid size {width}x{height}")
+        raise ImageRejected(Reason.NOT_AN_IMAGE, f"invalid size {width}x{height}")
     if width * height > max_pixels:
-        raise ImageRejected("too_many_pixels", f"{width}x{height} is over the limit of {max_pixels} pixels")
+        raise ImageRejected(Reason.TOO_MANY_PIXELS, f"{width}x{height} is over the limit of {max_pixels} pixels")
     return image
 
 
@@ -75,7 +76,7 @@ def _decode_fully(image: Image.Image) -> None:
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageRejected("corrupt_image", f"image data is truncated or corrupt ({exc})") from None
+        raise ImageRejected(Reason.CORRUPT_IMAGE, f"image data is truncated or corrupt ({exc})") from None
 
 
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
@@ -121,4 +122,4 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     try:
         return image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected("corrupt_image", f"image data is truncated or corrupt ({exc})") from None
+        raise ImageRejected(Reason.CORRUPT_IMAGE, f"image data is truncated or corrupt ({exc})") from None

@@ -20,19 +20,21 @@ from pathlib import Path
 from typing import Literal
 
 import aio_pika
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dyimages_common import url_state
 from dyimages_common.rabbit import amqp_url, declare_control_queue, persistent_message
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings
 
 MAX_URLS_PER_REQUEST = 10_000
 PUBLISH_TIMEOUT_S = 15.0
 
 
-def failure_reason(last_error: str) -> str:
-    """The reason word of a failed URL's ``last_error`` (``"http_404: 404 Not Found"`` -> ``"http_404"``)."""
-    return last_error.split(":", 1)[0].strip()
+def failure_reason(last_error: str | None) -> Reason:
+    """The reason of a failed URL's ``last_error`` (``"http_404: 404 Not Found"`` -> ``Reason.HTTP_404``;
+    an old ``"http_418: ..."`` -> ``Reason.HTTP_4XX``; a word this version does not know -> ``Reason.UNKNOWN``)."""
+    return Reason.of_error(last_error)
 
 
 class RetryRequest(BaseModel):
@@ -45,13 +47,21 @@ class RetryRequest(BaseModel):
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
     requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     requested_by: str = Field("dyimages", max_length=64, description="Who asked: the CLI or the app.")
-    reason: str | None = Field(None, min_length=1, max_length=100)
+    reason: Reason | None = Field(None, description="Only URLs whose last_error reads back as this reason.")
     urls: tuple[str, ...] = Field((), max_length=MAX_URLS_PER_REQUEST)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _read_old_words(cls, value: object) -> object:
+        """A request queued by an older version may name ``http_418``: it means that status's class now."""
+        if isinstance(value, str) and value not in Reason._value2member_map_ and value.startswith("http_"):
+            return Reason.parse(value)
+        return value
 
     def matches(self, url: str, last_error: str | None) -> bool:
         if self.urls and url not in self.urls:
             return False
-        return self.reason is None or failure_reason(last_error or "") == self.reason
+        return self.reason is None or failure_reason(last_error) is self.reason
 
     def describe(self) -> str:
         if self.urls and self.reason:

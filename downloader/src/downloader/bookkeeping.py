@@ -12,6 +12,7 @@ from collections import Counter
 
 from downloader import metrics
 from downloader.state import KnownUrl, Snapshot, UrlStateStore
+from dyimages_common.reasons import Reason
 from dyimages_common.url_state import STATUSES
 
 log = logging.getLogger(__name__)
@@ -53,20 +54,20 @@ class UrlBook:
         metrics.DOWNLOADED.inc()
         self._downloaded_since_summary += 1
 
-    async def retrying(self, url: str, attempts: int, failure: Exception, reason: str) -> None:
-        await self._state.record_retrying(url, attempts, str(failure))
+    async def retrying(self, url: str, attempts: int, reason: Reason, detail: str) -> None:
+        await self._state.record_retrying(url, attempts, reason, detail)
         self.set_status(url, "retrying", attempts)
         log.info(
             "%s failed (%s), try %d of %d; will retry",
             url,
-            failure,
+            reason.with_detail(detail),
             attempts,
             self._max_attempts,
             extra={"url": url, "reason": reason},
         )
 
-    async def failed(self, url: str, attempts: int, reason: str, detail: str) -> None:
-        await self._state.record_failed(url, attempts, f"{reason}: {detail}")
+    async def failed(self, url: str, attempts: int, reason: Reason, detail: str) -> None:
+        await self._state.record_failed(url, attempts, reason, detail)
         self.set_status(url, "failed", attempts)
         metrics.FAILED.labels(reason).inc()
         log.warning("%s failed: %s: %s", url, reason, detail, extra={"url": url, "reason": reason})

@@ -1,7 +1,7 @@
 """Fetching one URL: redirects followed by hand (each hop through the guarded connector), the
 body streamed under a byte cap, one deadline for the whole download.
 
-Every failure becomes a :class:`FetchFailed` with a short machine-readable ``reason`` (the
+Every failure becomes a :class:`FetchFailed` with its :class:`~dyimages_common.reasons.Reason` (the
 metric label and the first word of ``last_error``), a detail a person can read, and whether it
 is ``transient`` (worth another try later) or permanent.
 """
@@ -19,6 +19,7 @@ from yarl import URL
 
 from downloader.budget import ByteBudget, Reservation
 from downloader.guard import AddressPolicy, guarded_connector, refused_in
+from dyimages_common.reasons import Reason
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Statuses worth another try: the server is overloaded, restarting, or asks us to slow down.
@@ -39,8 +40,10 @@ def open_session(
 
 
 class FetchFailed(Exception):
-    def __init__(self, reason: str, detail: str, *, transient: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(
+        self, reason: Reason, detail: str, *, transient: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason.with_detail(detail))
         self.reason = reason
         self.detail = detail
         self.transient = transient
@@ -97,7 +100,9 @@ class Fetcher:
         except aiohttp.ClientError as exc:  # before TimeoutError: aiohttp's timeouts are both
             raise _classify(exc, time.monotonic() - started) from None
         except TimeoutError:
-            raise FetchFailed("timeout", f"no complete answer within {self._timeout_s:g} s", transient=True) from None
+            raise FetchFailed(
+                Reason.TIMEOUT, f"no complete answer within {self._timeout_s:g} s", transient=True
+            ) from None
 
     async def _follow(self, url: str, deadline: asyncio.Timeout) -> Fetched:
         current = URL(url)
@@ -107,7 +112,7 @@ class Fetcher:
                 if response.status in REDIRECT_STATUSES:
                     current = _next_hop(current, response)
                     if str(current) in seen:
-                        raise FetchFailed("redirect_loop", f"redirected back to {current}")
+                        raise FetchFailed(Reason.REDIRECT_LOOP, f"redirected back to {current}")
                     seen.add(str(current))
                     continue
                 _check_status(response)
@@ -121,14 +126,16 @@ class Fetcher:
                 if reservation is not None:
                     reservation.shrink(len(data))
                 return Fetched(data, str(current), hop, reservation)
-        raise FetchFailed("too_many_redirects", f"more than {self._max_redirects} redirects (last: {current})")
+        raise FetchFailed(Reason.TOO_MANY_REDIRECTS, f"more than {self._max_redirects} redirects (last: {current})")
 
     async def _reserve(self, response: aiohttp.ClientResponse, deadline: asyncio.Timeout) -> Reservation | None:
         """Reserve the body's size in the budget before reading it; time spent waiting for the budget
         does not count against the download's deadline (the server is not the slow one)."""
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
-            raise FetchFailed("too_large", f"Content-Length {declared} is over the limit of {self._max_bytes} bytes")
+            raise FetchFailed(
+                Reason.TOO_LARGE, f"Content-Length {declared} is over the limit of {self._max_bytes} bytes"
+            )
         if self._budget is None:
             return None
         # A compressed body may grow past its Content-Length once decoded: then, as with no length, the most.
@@ -145,45 +152,46 @@ class Fetcher:
         async for chunk in response.content.iter_chunked(CHUNK):
             body += chunk
             if len(body) > self._max_bytes:
-                raise FetchFailed("too_large", f"body is over the limit of {self._max_bytes} bytes")
+                raise FetchFailed(Reason.TOO_LARGE, f"body is over the limit of {self._max_bytes} bytes")
         return bytes(body)
 
 
 def _next_hop(current: URL, response: aiohttp.ClientResponse) -> URL:
     location = response.headers.get("Location")
     if not location:
-        raise FetchFailed("bad_redirect", f"{response.status} without a Location header")
+        raise FetchFailed(Reason.BAD_REDIRECT, f"{response.status} without a Location header")
     try:
         target = current.join(URL(location)).with_fragment(None)
     except ValueError as exc:
-        raise FetchFailed("bad_redirect", f"unusable Location {location[:200]!r} ({exc})") from None
+        raise FetchFailed(Reason.BAD_REDIRECT, f"unusable Location {location[:200]!r} ({exc})") from None
     if target.scheme not in {"http", "https"} or not target.host:
-        raise FetchFailed("bad_redirect", f"redirect to a non-http(s) URL {str(target)[:200]!r}")
+        raise FetchFailed(Reason.BAD_REDIRECT, f"redirect to a non-http(s) URL {str(target)[:200]!r}")
     return target
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:
     if response.status == 200:
         return
+    reason = Reason.for_http_status(response.status)  # a status without a member: its class, status in the detail
     detail = f"{response.status} {response.reason or ''}".strip()
     if response.status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise FetchFailed(f"http_{response.status}", detail, transient=True, retry_after=retry_after)
-    raise FetchFailed(f"http_{response.status}", detail)
+        raise FetchFailed(reason, detail, transient=True, retry_after=retry_after)
+    raise FetchFailed(reason, detail)
 
 
 def _classify(exc: aiohttp.ClientError, elapsed: float) -> FetchFailed:
     refused = refused_in(exc)
     if refused is not None:
-        return FetchFailed("refused_address", refused.detail)
+        return FetchFailed(Reason.REFUSED_ADDRESS, refused.detail)
     if isinstance(exc, aiohttp.InvalidURL):
-        return FetchFailed("bad_url", str(exc))
+        return FetchFailed(Reason.BAD_URL, str(exc))
     if isinstance(exc, aiohttp.ServerTimeoutError):  # connect timeout (a ClientConnectorError it is not)
-        return FetchFailed("timeout", f"{exc.__class__.__name__} after {elapsed:.1f} s", transient=True)
+        return FetchFailed(Reason.TIMEOUT, f"{exc.__class__.__name__} after {elapsed:.1f} s", transient=True)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return FetchFailed("dns_error", str(exc), transient=True)
+        return FetchFailed(Reason.DNS_ERROR, str(exc), transient=True)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return FetchFailed("connection_error", str(exc), transient=True)
+        return FetchFailed(Reason.CONNECTION_ERROR, str(exc), transient=True)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return FetchFailed("connection_error", f"{exc.__class__.__name__}: {exc}", transient=True)
-    return FetchFailed("http_error", f"{exc.__class__.__name__}: {exc}", transient=True)
+        return FetchFailed(Reason.CONNECTION_ERROR, f"{exc.__class__.__name__}: {exc}", transient=True)
+    return FetchFailed(Reason.HTTP_ERROR, f"{exc.__class__.__name__}: {exc}", transient=True)

@@ -14,7 +14,7 @@ PUBLISHED = Counter(
 )
 FAILED = Counter(
     "dyimages_downloader_failed_total",
-    "URLs given up on, by reason (http_404, not_an_image, too_large, refused_address, timeout, ...).",
+    "URLs given up on, by reason (a dyimages_common.reasons.Reason: http_404, not_an_image, too_large, ...).",
     ["reason"],
 )
 DOWNLOAD_SECONDS = Histogram(

@@ -213,7 +213,7 @@ class Downloader:
                         await self._attempt(url, attempts)
                     except FetchFailed as failure:
                         if failure.transient and attempts < self.settings.downloader_max_attempts:
-                            await self._book.retrying(url, attempts, failure, failure.reason)
+                            await self._book.retrying(url, attempts, failure.reason, failure.detail)
                         raise
         except (FetchFailed, ImageRejected) as failure:
             await self._book.failed(url, attempts, failure.reason, failure.detail)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dyimages_common.reasons import Reason
 from dyimages_common.url_state import open_state
 
 log = logging.getLogger(__name__)
@@ -135,19 +136,20 @@ class UrlStateStore:
             ]
         )
 
-    async def record_retrying(self, url: str, attempts: int, error: str) -> None:
-        await self._write(
-            (
-                "UPDATE urls SET status = 'retrying', attempts = ?, last_error = ?, updated_at = ? WHERE url = ?",
-                (attempts, error, now_iso(), url),
-            )
-        )
+    async def record_retrying(self, url: str, attempts: int, reason: Reason, detail: str) -> None:
+        await self._record_error(url, "retrying", attempts, reason, detail)
 
-    async def record_failed(self, url: str, attempts: int, error: str) -> None:
+    async def record_failed(self, url: str, attempts: int, reason: Reason, detail: str) -> None:
+        await self._record_error(url, "failed", attempts, reason, detail)
+
+    async def _record_error(self, url: str, status: str, attempts: int, reason: Reason, detail: str) -> None:
+        """``last_error`` is ``"<reason>: <detail>"``: readers take the reason back with ``Reason.of_error``."""
+        if not isinstance(reason, Reason):  # a bare string would reach the state, the metrics and the CLI
+            raise TypeError(f"a failure is recorded with a Reason, not {reason!r}")
         await self._write(
             (
-                "UPDATE urls SET status = 'failed', attempts = ?, last_error = ?, updated_at = ? WHERE url = ?",
-                (attempts, error, now_iso(), url),
+                "UPDATE urls SET status = ?, attempts = ?, last_error = ?, updated_at = ? WHERE url = ?",
+                (status, attempts, reason.with_detail(detail), now_iso(), url),
             )
         )
 
