@@ -1,0 +1,172 @@
+"""`dyimages reindex`, `drop`, `prune` and `audit`: keeping the index, the files and the URL list in step."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dyimages_common import exit_codes
+from search_app.audit import KINDS, UrlFileUnreadable, audit
+from search_app.cli_context import (
+    JsonFlag,
+    err,
+    fail,
+    load_settings,
+    out,
+    print_json,
+    rabbit_down,
+    service_clients,
+    warn,
+)
+from search_app.clients import open_qdrant
+from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
+from search_app.reindex import ReindexResult, messages_for, publish_all
+from search_app.search import QdrantUnavailable
+from search_app.status import RABBIT_ERRORS
+
+
+def reindex() -> None:
+    """Republish every stored image in IMAGES_DIR to the indexer's queue (for example after a model change).
+
+    Run `dyimages drop --yes` first when the model changed, then restart the indexer. Images whose source
+    URL is unknown are skipped and listed. Each message is confirmed by RabbitMQ before it is counted.
+    """
+    settings = load_settings()
+    result = ReindexResult()
+    try:  # only to fall back on the URLs the index holds; the indexer may hold an embedded folder now
+        qdrant = open_qdrant(settings)
+    except QdrantUnavailable as exc:
+        warn(f"{exc}; source URLs come from the downloader state only")
+        qdrant = None
+    try:
+        messages = messages_for(settings, qdrant, result)
+    finally:
+        if qdrant is not None:
+            qdrant.close()
+    progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+    try:
+        with progress:
+            task = progress.add_task("publish", total=len(messages))
+            result.published = publish_all(settings, messages, lambda n: progress.advance(task, n))
+    except RABBIT_ERRORS as exc:
+        rabbit_down(settings, exc)
+    for path, reason in result.skipped:
+        err.print(f"skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    out.print(
+        f"republished {result.images} of {result.found} stored images ({result.published} messages, one per "
+        f"source URL) to {settings.rabbitmq_queue}" + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+    )
+
+
+def drop(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: delete the collection and every vector in it.")] = False,
+) -> None:
+    """Delete the collection (every vector; images on disk stay). Needs --yes."""
+    settings = load_settings()
+    if not yes:
+        fail(
+            f"this deletes collection {settings.qdrant_collection!r}; run again with --yes to confirm",
+            exit_codes.REFUSED,
+        )
+    with service_clients(settings) as clients:
+        existed = clients.qdrant.delete_collection(settings.qdrant_collection)
+    out.print(
+        f"deleted collection {settings.qdrant_collection}"
+        if existed
+        else f"collection {settings.qdrant_collection} did not exist"
+    )
+
+
+def prune(
+    yes: Annotated[bool, typer.Option("--yes", help="Remove them; default: only list them.")] = False,
+    max_share: Annotated[
+        float, typer.Option("--max-share", min=0.0, max=1.0, help="Refuse to remove more than this share of images.")
+    ] = MAX_SHARE,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the images whose every URL has left URLS_FILE; with --yes remove their points and files.
+
+    A dry run by default. Refused (exit 1, nothing removed) when URLS_FILE lists no URL, or when more than
+    --max-share (default half) of the indexed images would go: a truncated URL file never removes anything
+    by itself. URLS_FILE missing or unreadable: exit 2. --yes needs write access to IMAGES_DIR and STATE_DB
+    (the downloader's volume; the app mounts it read-only): stop the downloader and run it where that volume
+    is writable. --json prints {"schema_version": 1, "listed_urls": int, "indexed": int, "removed": bool,
+    "images": [{"sha256", "path", "urls"}]}.
+    """
+    settings = load_settings()
+    with service_clients(settings) as clients:
+        try:
+            plan = plan_prune(settings, clients.qdrant, max_share=max_share)
+            if yes:
+                apply_prune(settings, clients.qdrant, plan)
+        except UrlFileUnreadable as exc:
+            fail(str(exc), exit_codes.BAD_SETTING)
+        except PruneRefused as exc:
+            fail(str(exc), exit_codes.REFUSED)
+        except sqlite3.Error as exc:
+            fail(f"cannot use the downloader state {settings.state_db_path}: {exc}", exit_codes.SERVICE_DOWN)
+    if as_json:
+        print_json(plan.to_json())
+        return
+    for point in plan.remove:
+        out.print(f"{point.sha256[:12]} {point.path} ({', '.join(point.urls)})", highlight=False, soft_wrap=True)
+    verb = "removed" if plan.removed else "would remove"
+    out.print(
+        f"{verb} {len(plan.remove)} of {plan.indexed} indexed images (no URL of theirs among the "
+        f"{plan.listed_urls} in {settings.urls_file})" + ("" if yes or not plan.remove else "; --yes removes them"),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+AUDIT_HELP = (
+    "Check that the books balance: URL file (URLS_FILE), downloader state, images folder, index and dead letters.\n\n"
+    "Exit 0 when they balance, 1 when any problem is found, 2 when URLS_FILE cannot be read, 3 when a store is "
+    "not answering. Run it on an idle pipeline: work in flight (pending or retrying downloads, unconfirmed or "
+    "queued messages, dead-lettered images) is counted apart, not as a problem.\n\n"
+    '--json prints {"schema_version": 1, "balanced": bool, '
+    '"counts": {"url_file": {"urls", "invalid_lines"}, "state": {"rows", "pending", "retrying", "done", "failed"}, '
+    '"images": {"files", "done_images"}, "index": {"exists", "model", "points"}, '
+    '"queue": {"queued", "dead_lettered"}}, '
+    '"in_flight": {"pending", "retrying", "unconfirmed", "queued_for_index", "dead_lettered"}, '
+    '"problem_counts": {kind: int}, "problems": [{"kind", "detail", "url", "sha256", "path"}]}.\n\n'
+    "Problem kinds: " + "; ".join(f"{kind}: {meaning}" for kind, meaning in KINDS.items()) + "."
+)
+
+
+def audit_command(
+    as_json: JsonFlag = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Problems listed in the text output.")] = 50,
+) -> None:
+    """Check that the books balance (see AUDIT_HELP)."""
+    settings = load_settings()
+    with service_clients(settings) as clients:  # Qdrant's errors: exit 3
+        try:
+            report = audit(settings, clients.qdrant)
+        except UrlFileUnreadable as exc:
+            fail(str(exc), exit_codes.BAD_SETTING)
+        except sqlite3.Error as exc:
+            fail(f"cannot read the downloader state {settings.state_db_path}: {exc}", exit_codes.SERVICE_DOWN)
+        except RABBIT_ERRORS as exc:
+            rabbit_down(settings, exc)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        table = Table(show_header=False, box=None)
+        for part, numbers in report.counts.items():
+            table.add_row(part, ", ".join(f"{name} {value}" for name, value in numbers.items()))
+        table.add_row("in flight", ", ".join(f"{name} {value}" for name, value in report.in_flight.items()))
+        out.print(table)
+        for problem in report.problems[:limit]:
+            what = problem.url or problem.path or problem.sha256 or ""
+            out.print(f"{problem.kind}: {what} ({problem.detail})", highlight=False, soft_wrap=True)
+        if len(report.problems) > limit:
+            out.print(f"... and {len(report.problems) - limit} more (--limit, --json)")
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.kinds().items()))
+        out.print("the books balance" if report.balanced else f"{len(report.problems)} problem(s): {kinds}")
+    if not report.balanced:
+        raise typer.Exit(exit_codes.REFUSED)

@@ -1,0 +1,110 @@
+"""The search page's inputs: the query box and image upload, the "more like this" banner, and the
+sidebar's filters. Each widget has a fixed key (tests and the paging signature rely on them)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import streamlit as st
+
+from dyimages_common.storage import FORMATS
+from search_app import resources
+from search_app.clients import Clients
+from search_app.search import NEAR_DUPLICATE_COSINE, Filters, QdrantUnavailable
+from search_app.settings import AppSettings
+from search_app.thumbnails import ThumbnailError
+from search_app.ui_markdown import markdown_text
+
+MAX_QUERY_CHARS = 1000
+FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
+
+
+def more_like(sha256: str, path: str) -> None:
+    """ "More like this" on an indexed image: it becomes the query, the text and the upload are cleared."""
+    st.session_state["like"] = sha256
+    st.session_state["like_path"] = path
+    st.session_state["query"] = ""
+    st.session_state["uploader_key"] = st.session_state.get("uploader_key", 0) + 1
+
+
+def _clear_like() -> None:
+    st.session_state["like"] = None
+
+
+def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
+    """The sidebar's result count and filters, as the search's :class:`Filters`."""
+    with st.sidebar:
+        top_k = st.slider("Results", 1, settings.app_max_top_k, settings.app_top_k, key="top_k")
+        st.subheader("Filters")
+        try:
+            domains_known = resources.domain_choices(settings, clients)
+        except QdrantUnavailable:
+            domains_known = []
+        domains = st.multiselect("Source domain", domains_known, key="domains", placeholder="any")
+        formats = st.multiselect(
+            "Format", list(FORMAT_LABELS), format_func=FORMAT_LABELS.__getitem__, key="formats", placeholder="any"
+        )
+        min_width = st.number_input("Minimum width (px)", 0, 100_000, 0, step=100, key="min_width")
+        min_height = st.number_input("Minimum height (px)", 0, 100_000, 0, step=100, key="min_height")
+        min_score = st.slider(
+            "Minimum score",
+            0.0,
+            1.0,
+            0.0,
+            step=0.01,
+            key="min_score",
+            help="Hide weak matches: results whose cosine score is below this. 0 shows every result.",
+        )
+        collapse = st.checkbox(
+            "Collapse near-duplicates",
+            key="collapse",
+            help=f"Show images within cosine {NEAR_DUPLICATE_COSINE} of a better result as '+N similar' on it.",
+        )
+        words = st.checkbox(
+            "Match words in file names and URLs",
+            key="match_words",
+            help="Fuse the ranking with the images whose source URLs contain your words (e.g. IMG_2041); "
+            "scores are then fused ranks, not cosines.",
+        )
+    filters = Filters(
+        domains=tuple(domains),
+        content_types=tuple(formats),
+        min_width=int(min_width),
+        min_height=int(min_height),
+        min_score=float(min_score) or None,
+        collapse=NEAR_DUPLICATE_COSINE if collapse else None,
+        match_words=words,
+    )
+    return filters, int(top_k)
+
+
+def query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:
+    """The query text and the uploaded query image (None without one)."""
+    text_col, image_col = st.columns([3, 2], vertical_alignment="bottom")
+    text = text_col.text_input(
+        "Search images",
+        key="query",
+        max_chars=MAX_QUERY_CHARS,
+        placeholder='Describe what you look for, e.g. "a red bicycle" or "beach -people"',
+        help='Press Enter to search. "-word" or -"a phrase" leaves out images that match it.',
+    )
+    upload = image_col.file_uploader(
+        "…or by image",
+        type=["jpg", "jpeg", "png", "webp", "gif"],
+        key=f"query_image_{st.session_state.get('uploader_key', 0)}",
+        max_upload_size=max(1, settings.max_image_bytes // (1024 * 1024)),
+        help="Alone, or with the text: both are combined.",
+    )
+    return text, upload.getvalue() if upload is not None else None
+
+
+def like_banner(settings: AppSettings, sha256: str) -> None:
+    """The image "more like this" searches with, and a button to stop."""
+    box = st.container(border=True, horizontal=True, vertical_alignment="center")
+    with box:
+        path = st.session_state.get("like_path")
+        if path:
+            with contextlib.suppress(ThumbnailError):
+                st.image(resources.thumbnail_of(settings, path, 64), width=64)
+        st.markdown(f"More like image {markdown_text(sha256[:12])}…")
+        st.button("Clear", key="clear_like", on_click=_clear_like, icon=":material/close:")

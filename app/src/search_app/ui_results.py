@@ -1,0 +1,64 @@
+"""The result grid of the search page: one card per hit (thumbnail, rank, score, source, buttons) and the
+details dialog. Every payload value is shown as escaped text (:mod:`search_app.ui_markdown`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from search_app import resources
+from search_app.search import Hit
+from search_app.settings import AppSettings
+from search_app.thumbnails import ThumbnailError
+from search_app.ui_controls import FORMAT_LABELS, more_like
+from search_app.ui_markdown import markdown_link, markdown_text
+
+
+@st.dialog("Image", width="large")
+def _details(hit: Hit, settings: AppSettings) -> None:
+    try:
+        st.image(resources.thumbnail_of(settings, hit.path, settings.app_preview_px), alt=hit.url, width="stretch")
+    except ThumbnailError as exc:
+        st.warning(f"The image cannot be shown: {markdown_text(exc)}")
+    kind = markdown_text(FORMAT_LABELS.get(hit.content_type, hit.content_type))
+    size = f" · {hit.bytes:,} bytes" if hit.bytes else ""
+    st.markdown(f"**Score** {hit.score:.4f} · **{hit.width} × {hit.height}** · {kind}{size}")
+    st.markdown("**Sources**\n\n" + "\n".join(f"- {markdown_link(url, url)}" for url in hit.urls))
+    st.caption(
+        markdown_text(
+            f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
+            f"model {hit.model or '-'}"
+        )
+    )
+    st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=more_like, args=(hit.sha256, hit.path))
+
+
+def _card(hit: Hit, settings: AppSettings) -> None:
+    try:
+        st.image(
+            resources.thumbnail_of(settings, hit.path, settings.app_thumbnail_px),
+            alt=f"Result {hit.rank}: {hit.url}",
+            width="stretch",
+        )
+    except ThumbnailError:
+        st.caption(":material/broken_image: image file missing")
+    domain = hit.domains[0] if hit.domains else hit.url
+    similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
+    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · {markdown_link(domain, hit.url)}{similar}")
+    left, right = st.columns(2)
+    if left.button("Details", key=f"details_{hit.sha256}", width="stretch"):
+        _details(hit, settings)
+    right.button(
+        "Similar",
+        key=f"like_{hit.sha256}",
+        on_click=more_like,
+        args=(hit.sha256, hit.path),
+        width="stretch",
+        help="More like this",
+    )
+
+
+def result_grid(hits: list[Hit], settings: AppSettings) -> None:
+    grid = st.grid("auto", min_column_width=max(160, settings.app_thumbnail_px * 3 // 4), key="results")
+    for hit in hits:
+        with grid.cell():
+            _card(hit, settings)
