@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.rabbit import amqp_url
 from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings
 from testkit import REPO_ROOT
-from testkit.compose import DUMMY_DOTENV, service_environment, settings_as_compose_gives, variable_names
+from testkit.compose import DUMMY_DOTENV, interpolate, service_environment, settings_as_compose_gives, variable_names
 from testkit.recording_http import RecordingEndpoint
 
 pytestmark = pytest.mark.unit
@@ -56,12 +57,21 @@ def test_compose_files_match_the_compose_specification() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# One-shot jobs: they run, exit, and their dependents wait for them to complete successfully.
+JOBS = {"embedding-export"}
+
+
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
+        if name in JOBS:
+            assert service["restart"] == "no", f"{name} is a one-shot job"
+            assert "healthcheck" not in service
+            continue
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         for dependency, condition in service.get("depends_on", {}).items():
             assert dependency in compose["services"]
-            assert condition["condition"] == "service_healthy", f"{name} -> {dependency}"
+            expected = "service_completed_successfully" if dependency in JOBS else "service_healthy"
+            assert condition["condition"] == expected, f"{name} -> {dependency}"
 
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
@@ -99,8 +109,72 @@ def test_volumes_are_declared_and_images_read_only_where_only_read(compose: dict
     assert (REPO_ROOT / "downloader" / "image_urls.txt").exists()
 
 
-def test_app_is_published_on_8501_and_secrets_are_required(compose: dict[str, Any]) -> None:
-    assert any(str(port).endswith(":8501") for port in compose["services"]["app"]["ports"])
+def _init_env(tmp_path: Path) -> dict[str, str]:
+    """The .env that ./scripts/init-env writes (run for real, in a copy)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO_ROOT / "scripts" / "init-env", tmp_path / "scripts" / "init-env")
+    shutil.copy(REPO_ROOT / ".env.example", tmp_path / ".env.example")
+    subprocess.run([str(tmp_path / "scripts" / "init-env")], check=True, capture_output=True)
+    lines = (tmp_path / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if re.match(r"^[A-Z][A-Z0-9_]*=", line))
+
+
+def _active(compose: dict[str, Any], cli_profiles: list[str], dotenv: dict[str, str]) -> dict[str, Any]:
+    """The services compose runs: `--profile` flags when given, else COMPOSE_PROFILES (from .env),
+    as the real CLI does (checked with it in tests/containers/stack_smoke.py)."""
+    profiles = set(cli_profiles or [p for p in dotenv.get("COMPOSE_PROFILES", "").split(",") if p])
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def _ui_published(services: dict[str, Any], dotenv: dict[str, str]) -> dict[str, list[str]]:
+    """Host addresses of the services that forward to the app's UI (their ports, interpolated)."""
+    forwarders = {name for name, service in services.items() if "app:8501" in _forwards_to(name, service)}
+    return {name: [interpolate(str(port), dotenv) for port in services[name].get("ports", [])] for name in forwarders}
+
+
+def _forwards_to(name: str, service: dict[str, Any]) -> str:
+    if name == "ui":
+        return (REPO_ROOT / "deploy" / "direct" / "nginx.conf").read_text()
+    return str(service.get("environment", {}).get("PROXY_UPSTREAM", ""))
+
+
+def test_the_profiles_decide_who_publishes_the_ui(compose: dict[str, Any], tmp_path: Path) -> None:
+    """`docker compose up` (COMPOSE_PROFILES=direct from the .env init-env writes): the ui pass-through
+    on localhost:8501; `--profile public` replaces that list: only the proxy. The app publishes nothing."""
+    dotenv = _init_env(tmp_path)
+    assert dotenv["COMPOSE_PROFILES"] == "direct"
+    assert "ports" not in compose["services"]["app"]
+    default = _active(compose, [], dotenv)
+    assert _ui_published(default, dotenv) == {"ui": ["127.0.0.1:8501:8501"]}
+    public = _active(compose, ["public"], dotenv)
+    assert _ui_published(public, dotenv) == {"proxy": ["80:8080", "443:8443"]}
+    assert _ui_published(_active(compose, ["direct", "monitoring"], dotenv), dotenv) == {"ui": ["127.0.0.1:8501:8501"]}
+    assert _ui_published(_active(compose, ["public", "monitoring"], dotenv), dotenv) == {
+        "proxy": ["80:8080", "443:8443"]
+    }
+    assert _ui_published(default, {**dotenv, "APP_PUBLISH": "0.0.0.0:8501"}) == {"ui": ["0.0.0.0:8501:8501"]}
+    # An .env from before the direct profile: compose refuses with one line saying what to add.
+    assert "${COMPOSE_PROFILES?Add COMPOSE_PROFILES=direct to .env" in COMPOSE.read_text()
+
+
+def test_the_ui_pass_through_is_unprivileged_read_only_and_waits_for_the_app(compose: dict[str, Any]) -> None:
+    ui = compose["services"]["ui"]
+    assert ui["profiles"] == ["direct"]
+    assert ui["image"] == compose["services"]["proxy"]["image"], "the proxy's nginx image, nothing new to fetch"
+    assert ui["user"] == "101:101"
+    assert ui["read_only"] is True
+    assert ui["depends_on"] == {"app": {"condition": "service_healthy"}}
+    assert "./deploy/direct:/etc/dyimages/direct:ro" in ui["volumes"]
+    config = (REPO_ROOT / "deploy" / "direct" / "nginx.conf").read_text()
+    assert "proxy_set_header Upgrade $http_upgrade" in config, "Streamlit's websocket passes through"
+    assert "client_max_body_size 0" in config, "uploads are limited by the app (MAX_IMAGE_BYTES), not nginx's 1 MB"
+
+
+def test_secrets_are_required(compose: dict[str, Any]) -> None:
     text = COMPOSE.read_text()
     for secret in ("RABBITMQ_PASSWORD", "QDRANT_API_KEY"):
         assert f"${{{secret}:?" in text, f"{secret} must be required, with no default"
@@ -113,12 +187,40 @@ def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
     assert used - documented == set()
 
 
-def test_gpu_override_reserves_an_nvidia_gpu_for_embedding() -> None:
+def test_gpu_override_reserves_an_nvidia_gpu_for_embedding_on_pytorch() -> None:
     override = load(GPU_OVERRIDE)["services"]["embedding"]
     device = override["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["driver"] == "nvidia"
     assert "gpu" in device["capabilities"]
     assert override["environment"]["DEVICE"] == "cuda"
+    assert override["environment"]["EMBEDDING_RUNTIME"] == "torch"
+    assert override["build"]["args"] == {"EXTRAS": "torch"}, "the GPU image carries PyTorch with CUDA"
+
+
+def test_the_embedding_service_serves_the_bundle_the_export_job_wrote(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU image has no PyTorch: a one-shot job from an image with it exports the bundle into the
+    model-cache volume first; both see the same model settings and folder, so the bundle's key matches."""
+    from embedding.onnx_bundle import bundle_dir, bundle_key
+    from embedding.settings import EmbeddingSettings
+
+    services = compose["services"]
+    job, serving = services["embedding-export"], services["embedding"]
+    assert serving["depends_on"]["embedding-export"] == {"condition": "service_completed_successfully"}
+    assert serving["build"]["args"] == {"MEMBER": "embedding"}, "no extras: no PyTorch in the serving image"
+    assert job["build"]["args"] == {"MEMBER": "embedding", "EXTRAS": "torch"}
+    assert job["build"]["target"] == serving["build"]["target"] == "embedding"
+    assert job["command"][:3] == ["python", "-m", "embedding"]
+    assert serving["environment"]["EMBEDDING_RUNTIME"] == "onnx"
+    assert "model-cache:/models" in job["volumes"]
+    assert "model-cache:/models" in serving["volumes"]
+    folders = set()
+    for name in ("embedding-export", "embedding"):
+        settings = settings_as_compose_gives(EmbeddingSettings, service_environment(name), monkeypatch)
+        assert settings.environment == "production"
+        folders.add(bundle_dir(settings, bundle_key(settings)))
+    assert len(folders) == 1, folders
 
 
 def test_the_lock_file_pins_the_torch_the_tests_run_on() -> None:

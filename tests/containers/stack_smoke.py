@@ -12,6 +12,9 @@ What cannot be had on this machine, and what the smoke does instead (each said a
 - no model weights can be downloaded: ``.env`` says ``MODEL_PRETRAINED=none`` (random weights; an image
   still finds itself first, its vector is the same);
 - no GPU: the GPU override is only parsed and merged.
+
+The embedding service runs its CPU image (no PyTorch) on the ONNX bundle that the one-shot
+``embedding-export`` job (an image with PyTorch) wrote into the model-cache volume.
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ PROJECT = "dyimages-smoke"
 SUBNET = "172.30.77.0/24"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 OUR_SERVICES = ("downloader", "indexer", "embedding", "app")
-RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "photos")
+BUILT = (*OUR_SERVICES, "embedding-export")  # the export job's image carries PyTorch (EXTRAS=torch)
+RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "ui", "photos")
+# Image sizes from the last smoke before the CPU embedding image dropped PyTorch (MB, same machine).
+SIZES_BEFORE_MB = {"embedding": 6194, "app": 709, "downloader": 343, "indexer": 333}
 # scikit-image's sample photos (real photographs, in the venv): name -> loader.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera")
 APP_URL = "http://127.0.0.1:8501"
 PROXY_PORT = 18080  # the proxy's published port (PROXY_PUBLISH_HTTP); 80 may be taken on a test machine
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
-SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER)_")
+SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER|COMPOSE|PROXY)_")
 REPORT: dict[str, Any] = {}
 
 
@@ -100,6 +106,25 @@ class Stack:
         out = self.compose("ps", "--all", "--format", "json").stdout.strip()
         rows = json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines() if line]
         return rows
+
+    def published(self) -> dict[str, set[int]]:
+        """Host ports each running container publishes, by service."""
+        return {
+            row["Service"]: {p["PublishedPort"] for p in row.get("Publishers") or [] if p.get("PublishedPort")}
+            for row in self.containers()
+            if row["State"] == "running"
+        }
+
+    def up(self, *up_args: str, services: tuple[str, ...] = RUNNING) -> None:
+        """``up -d`` then every service in ``services`` healthy and the export job exited 0. Not
+        ``--wait``: some Compose versions exit 1 for a one-shot dependency that completed
+        (docker/compose#10596)."""
+        self.compose("up", "-d", *up_args, timeout=1200)
+        self.wait_healthy(services)
+        export = [row for row in self.containers() if row["Service"] == "embedding-export"]
+        assert export, "the embedding-export job ran"
+        assert export[0]["State"] == "exited", export[0]
+        assert export[0]["ExitCode"] == 0, self.compose("logs", "embedding-export").stdout[-3000:]
 
     def wait_healthy(self, services: tuple[str, ...], timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -181,7 +206,7 @@ def stack() -> Iterator[Stack]:
     _write_photos(photos)
     stack = Stack(photos)
     yield stack
-    stack.compose("--profile", "monitoring", "--profile", "public", "down", "-v", "--remove-orphans", check=False)
+    stack.compose("--profile", "*", "down", "-v", "--remove-orphans", check=False)
     print("\n[smoke] summary:", json.dumps(REPORT, indent=1))
 
 
@@ -191,7 +216,10 @@ def test_without_env_compose_says_in_one_line_what_to_set(stack: Stack) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert re.search(r"Set (RABBITMQ_PASSWORD|QDRANT_API_KEY) in \.env \(see \.env\.example\)", lines[0])
+    assert re.search(
+        r"Set (RABBITMQ_PASSWORD|QDRANT_API_KEY) in \.env \(see \.env\.example\)|Add COMPOSE_PROFILES=direct to \.env",
+        lines[0],
+    )
 
 
 def test_init_env_is_all_a_first_start_needs_and_a_missing_password_is_one_clear_line(stack: Stack) -> None:
@@ -261,38 +289,109 @@ def test_gpu_override_parses_and_merges(stack: Stack) -> None:
     assert embedding["environment"]["DEVICE"] == "cuda"
     assert embedding["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     assert embedding["build"]["target"] == "embedding"
+    assert embedding["build"]["args"] == {"MEMBER": "embedding", "EXTRAS": "torch"}, "the GPU image carries PyTorch"
+    assert embedding["environment"]["EMBEDDING_RUNTIME"] == "torch"
     print("\n[smoke] GPU override: parsed and merged; not run (needs an NVIDIA GPU and its container toolkit)")
+
+
+def _ui_publishers(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Services that publish a port forwarding to the UI (8501 in the ui service, the proxy's ports)."""
+    return {
+        name: [f"{p.get('host_ip', '')}:{p['published']}" for p in service.get("ports", [])]
+        for name, service in config["services"].items()
+        if service.get("ports") and name in {"app", "ui", "proxy"}
+    }
+
+
+def test_the_profiles_decide_who_publishes_the_ui_and_an_old_env_gets_one_line(stack: Stack) -> None:
+    """The real compose CLI on the .env init-env wrote: a ``--profile`` on the command line replaces
+    COMPOSE_PROFILES=direct from .env, so ``--profile public`` alone leaves only the proxy in front."""
+
+    def config(*profiles: str) -> dict[str, Any]:
+        args = [arg for profile in profiles for arg in ("--profile", profile)]
+        return json.loads(stack.compose(*args, "config", "--format", "json", files=("docker-compose.yml",)).stdout)
+
+    default = config()
+    assert "proxy" not in default["services"]
+    assert _ui_publishers(default) == {"ui": ["127.0.0.1:8501"]}, "docker compose up: the UI on localhost:8501"
+    public = config("public")
+    assert "ui" not in public["services"]
+    assert _ui_publishers(public) == {"proxy": [":80", ":443"]}, "--profile public: only the proxy"
+    monitoring = config("direct", "monitoring")
+    assert {"prometheus", "grafana", "ui"} <= set(monitoring["services"])
+    assert _ui_publishers(monitoring) == {"ui": ["127.0.0.1:8501"]}
+    both = config("public", "monitoring")
+    assert _ui_publishers(both) == {"proxy": [":80", ":443"]}
+    # An .env from before the `direct` profile: one line saying what to add, not a silently unpublished UI.
+    env_file = REPO / ".env"
+    written = env_file.read_text()
+    env_file.write_text(re.sub(r"^COMPOSE_PROFILES=.*\n", "", written, flags=re.M))
+    try:
+        for profiles in ((), ("--profile", "public")):
+            result = stack.compose(*profiles, "config", "-q", files=("docker-compose.yml",), check=False)
+            assert result.returncode != 0
+            assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+            assert "Add COMPOSE_PROFILES=direct to .env" in result.stderr
+    finally:
+        env_file.write_text(written)
 
 
 @pytest.mark.timeout(3600)
 def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> None:
     started = time.monotonic()
-    stack.compose("build", *OUR_SERVICES, timeout=3600)
+    stack.compose("build", *BUILT, timeout=3600)
     REPORT["build_seconds"] = round(time.monotonic() - started)
     sizes, code_sizes = {}, {}
-    for service in OUR_SERVICES:
+    for service in BUILT:
         image = json.loads(stack.docker("image", "inspect", f"{PROJECT}-{service}").stdout)[0]
         assert image["Config"]["User"] == "dyimages"
         assert not any(var.startswith("SSL_CERT_FILE=") for var in image["Config"]["Env"]), "no build CA in images"
-        sizes[service] = f"{image['Size'] / 1e6:.0f} MB"
+        sizes[service] = round(image["Size"] / 1e6)
         # The service's own code is a small layer of its own: a code change does not re-ship the deps.
         history = stack.docker("history", "--no-trunc", "--format", "{{json .}}", f"{PROJECT}-{service}").stdout
         code_layers = [json.loads(line) for line in history.splitlines() if "COPY /layer/ /" in line]
         assert len(code_layers) == 1, history
         code_sizes[service] = code_layers[0]["Size"]
-    REPORT["image_sizes"] = sizes
+    REPORT["image_sizes_mb"] = sizes
+    REPORT["image_sizes_mb_before"] = SIZES_BEFORE_MB
     REPORT["code_layer_sizes"] = code_sizes
-    print(f"\n[smoke] build: {REPORT['build_seconds']} s; image sizes: {sizes}; code layers: {code_sizes}")
+    print(f"\n[smoke] build: {REPORT['build_seconds']} s; code layers: {code_sizes}")
+    for service, size in sizes.items():
+        print(f"[smoke] image {service}: {size} MB (before: {SIZES_BEFORE_MB.get(service, '-')} MB)")
     for service, size in code_sizes.items():
         assert not size.endswith(("MB", "GB")), f"{service} code layer {size}"
+
+    # The CPU serving image has no PyTorch (nor CUDA libraries); the export job's image has it.
+    def imports(service: str, module: str) -> subprocess.CompletedProcess[str]:
+        return stack.docker(
+            "run", "--rm", "--entrypoint", "python", f"{PROJECT}-{service}", "-c", f"import {module}", check=False
+        )
+
+    no_torch = imports("embedding", "torch")
+    assert no_torch.returncode == 1, no_torch
+    assert "No module named 'torch'" in no_torch.stderr
+    for module in ("open_clip", "nvidia", "torchvision"):
+        assert imports("embedding", module).returncode == 1, f"{module} in the CPU embedding image"
+    assert imports("embedding", "onnxruntime").returncode == 0
+    assert imports("embedding-export", "torch, open_clip, onnx").returncode == 0
+    assert sizes["embedding"] < 1500, "the CPU embedding image should not carry PyTorch"
 
 
 @pytest.mark.timeout(1200)
 def test_up_build_brings_every_container_healthy_and_none_runs_as_root(stack: Stack) -> None:
     print("\n[smoke] no Qdrant server image here: indexer and app use the embedded store (compose.smoke.yml)")
-    stack.compose("up", "--build", "-d", "--wait", "--wait-timeout", "900", timeout=1200)
-    stack.wait_healthy(RUNNING)
+    started = time.monotonic()
+    stack.up("--build")
+    REPORT["first_up_seconds"] = round(time.monotonic() - started)
+    # The app publishes nothing itself; the ui pass-through publishes the UI on this machine only.
+    published = stack.published()
+    assert published["app"] == set()
+    assert published["ui"] == {8501}
+    assert "proxy" not in published
     for row in stack.containers():
+        if row["Service"] == "embedding-export":  # exited (checked by stack.up); ran as the image's user
+            assert json.loads(stack.docker("inspect", row["ID"]).stdout)[0]["Config"]["User"] == "dyimages"
+            continue
         top = stack.docker("top", row["ID"], "-eo", "uid,pid,args").stdout.splitlines()[1:]
         assert top, f"{row['Service']} has no processes"
         for line in top:
@@ -352,8 +451,9 @@ def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
     stack.compose("restart", "indexer")
     stack.wait_healthy(("indexer",))
     stack.compose("down")
-    stack.compose("up", "-d", "--wait", "--wait-timeout", "900", timeout=1200)
-    stack.wait_healthy(RUNNING)
+    started = time.monotonic()
+    stack.up()  # the export job finds the bundle whole and exits 0 at once
+    REPORT["second_up_seconds"] = round(time.monotonic() - started)
     assert stack.exec("embedding", "cat", "/models/smoke-marker").stdout.strip() == "kept", "model-cache volume"
     files_after = stack.exec("downloader", "find", "/data/images", "-type", "f").stdout.split()
     assert sorted(files_after) == sorted(files_before), "images and downloader state kept"
@@ -365,21 +465,22 @@ def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
 
 @pytest.mark.timeout(900)
 def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_password(stack: Stack) -> None:
-    """README "Going public", as a user does it: .env selects the profile and the public override
-    (plus this smoke's override); nginx is Debian's package in a stand-in image."""
+    """README "Going public", as a user does it: `docker compose down`, then
+    `docker compose --profile public up` with the .env init-env wrote (COMPOSE_PROFILES=direct, which
+    the flag replaces), plus this smoke's override; nginx is Debian's package in a stand-in image."""
     import httpx
 
-    with (REPO / ".env").open("a") as out:
-        out.write(
-            "\n# going public (README)\nCOMPOSE_PROFILES=public\n"
-            f"COMPOSE_FILE=docker-compose.yml:docker-compose.public.yml:{OVERRIDE}\n"
-            f"PROXY_PUBLISH_HTTP=127.0.0.1:{PROXY_PORT}\nPROXY_PUBLISH_HTTPS=127.0.0.1:18443\n"
-        )
+    with (REPO / ".env").open("a") as out:  # ports 80/443 may be taken on a test machine
+        out.write(f"\nPROXY_PUBLISH_HTTP=127.0.0.1:{PROXY_PORT}\nPROXY_PUBLISH_HTTPS=127.0.0.1:18443\n")
+    stack.compose("down")
     # The app and the proxy only: the indexer stays stopped (the embedded store admits one process).
-    stack.compose("up", "-d", "--wait", "--wait-timeout", "600", "app", "proxy", files=(), timeout=900)
+    stack.compose("--profile", "public", "up", "-d", "app", "proxy", timeout=900)
     stack.wait_healthy(("proxy", "app", "redis", "embedding", "rabbitmq"))
     rows = {row["Service"]: row for row in stack.containers()}
-    assert not [p for p in rows["app"].get("Publishers") or [] if p.get("PublishedPort")], "app port published"
+    assert "ui" not in rows, "the direct pass-through is off under --profile public"
+    published = stack.published()
+    assert published["proxy"] == {PROXY_PORT, 18443}
+    assert all(8501 not in ports for ports in published.values()), published
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{APP_URL}/_stcore/health", timeout=5)
     proxy = json.loads(stack.docker("inspect", rows["proxy"]["ID"]).stdout)[0]
