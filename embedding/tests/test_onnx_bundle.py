@@ -1,30 +1,22 @@
 """The ONNX bundle cache: exported once per key, a changed key exports again, a broken bundle is never served.
 
-And the runtime needs no PyTorch: a process where ``import torch`` fails loads a bundle and embeds,
-and the real service (``python -m embedding``) serves from it; without a bundle it refuses clearly.
+How the runtime and the export command behave without PyTorch: test_no_torch.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient, ModelInfo
+from dyimages_common.embedding_api import ModelInfo
 from embedding import onnx_bundle
 from embedding.onnx_bundle import MANIFEST_FILE, BundleMissing, bundle_dir, bundle_key, check_bundle, find_bundle
 from embedding.onnx_export import ensure_bundle
 from embedding.runtime import ModelConfigError, Runtime, describe, resolve_runtime
 from embedding.settings import EmbeddingSettings
-from testkit import REPO_ROOT, TINY_MODEL, TINY_MODEL_CONFIG
-from testkit.embedding import embedding_env
-from testkit.procs import free_port, start_module, stop, wait_http_ok
+from testkit import TINY_MODEL, TINY_MODEL_CONFIG
 
 pytestmark = pytest.mark.unit
 
@@ -137,90 +129,10 @@ def test_onnx_on_cuda_without_a_cuda_provider_is_refused(tmp_path: Path) -> None
         resolve_runtime(_settings(tmp_path, device="cuda"))
 
 
-# -- no PyTorch at run time ------------------------------------------------------------------------
-
-# A package named torch that cannot be imported, first on the path: any `import torch` fails.
-_NO_TORCH = "raise ImportError('PyTorch is blocked in this test: the ONNX runtime must not import it')\n"
-
-
-def _blocked_torch_path(tmp_path: Path) -> Path:
-    for name in ("torch", "open_clip"):
-        (tmp_path / "blocked" / name).mkdir(parents=True, exist_ok=True)
-        (tmp_path / "blocked" / name / "__init__.py").write_text(_NO_TORCH)
-    return tmp_path / "blocked"
-
-
-def test_the_runtime_embeds_without_pytorch(exported: tuple[EmbeddingSettings, Path], tmp_path: Path) -> None:
-    _, folder = exported
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from PIL import Image
-        from embedding.onnx_runtime import OnnxModel
-        from testkit.images import make_image
-        model = OnnxModel(__import__("pathlib").Path({str(folder)!r}), "cpu", threads=1)
-        texts = model.embed_texts(model.tokenize(["a cat", "a dog"]))
-        images = model.embed_images([model.preprocess(make_image(i, (90, 70))) for i in range(3)])
-        assert texts.shape == (2, 512) and images.shape == (3, 512), (texts.shape, images.shape)
-        assert not any(name.split(".")[0] in ("torch", "open_clip", "torchvision") for name in sys.modules)
-        print("ok")
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": f"{_blocked_torch_path(tmp_path)}:{REPO_ROOT}"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-@pytest.mark.integration
-def test_the_service_serves_a_bundle_without_pytorch_and_refuses_without_one(
-    exported: tuple[EmbeddingSettings, Path], tmp_path: Path
-) -> None:
-    settings, _ = exported
-    blocked = {"PYTHONPATH": f"{_blocked_torch_path(tmp_path)}:{REPO_ROOT}", "EMBEDDING_RUNTIME": "auto"}
-    port = free_port()
-    env = embedding_env(tmp_path, port, MODEL_CACHE_DIR=str(settings.model_cache_dir), **blocked)
-    process = start_module("embedding", env=env, log_path=tmp_path / "service.log")
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/health", timeout=180, process=process)
-        with EmbeddingClient(f"http://127.0.0.1:{port}", timeout=120) as client:
-            vectors = client.embed_texts(["a cat", "a dog"])
-        assert vectors.shape == (2, 512)
-        assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    finally:
-        stop(process)
-    env = embedding_env(tmp_path, free_port(), MODEL_CACHE_DIR=str(tmp_path / "empty"), **blocked)
-    refused = subprocess.run(
-        [sys.executable, "-m", "embedding"], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
-    )
-    assert refused.returncode == 2
-    assert "no ONNX bundle" in refused.stderr
-    assert "python -m embedding.onnx_export" in refused.stderr
-
-
 def test_describe_reads_the_bundle(exported: tuple[EmbeddingSettings, Path]) -> None:
     settings, _ = exported
     expected = ModelInfo(model=TINY_MODEL, pretrained="none", dim=512, device="cpu", context_length=77)
     assert describe(settings, Runtime("onnx", "cpu")) == expected
-
-
-def test_the_export_command_exports_once_then_exits_at_once(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        **embedding_env(tmp_path, free_port(), MODEL_CACHE_DIR=str(tmp_path / "models")),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    command = [sys.executable, "-m", "embedding.onnx_export"]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
-    (folder,) = (tmp_path / "models" / "onnx").glob(f"{TINY_MODEL}-*")
-    stamp = (folder / MANIFEST_FILE).stat().st_mtime_ns
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr
-    assert (folder / MANIFEST_FILE).stat().st_mtime_ns == stamp  # found whole: not exported again
-    bad = subprocess.run(command, env={**env, "MODEL_NAME": "no-such-model"}, capture_output=True, text=True)
-    assert bad.returncode == 2
-    assert "no-such-model" in bad.stderr
 
 
 def test_auto_picks_torch_on_cuda_unless_onnxruntime_can_run_there(

@@ -1,8 +1,9 @@
-"""Exporting the ONNX bundle from the OpenCLIP model (needs PyTorch); ``python -m embedding.onnx_export``.
+"""Exporting the ONNX bundle from the OpenCLIP model (needs PyTorch); ``python -m embedding export``.
 
 The export runs once per bundle key (:mod:`embedding.onnx_bundle`): the service does it at first
-start when PyTorch is installed, and ``python -m embedding.onnx_export`` does it ahead of time
-(a one-shot job writing into the model volume, for an image that carries no PyTorch).
+start when PyTorch is installed, and ``python -m embedding export`` does it ahead of time (a
+one-shot job writing into the model volume, for an image that carries no PyTorch). The modules it
+traces are in :mod:`embedding.onnx_towers`.
 
 How it is exported (measured to give vectors equal to PyTorch's within about 2e-6):
 ``torch.onnx.export`` with the TorchScript exporter (``dynamo=False``) at opset 17, a dynamic
@@ -22,7 +23,6 @@ import fcntl
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -41,6 +41,7 @@ from embedding.onnx_bundle import (
     check_bundle,
     write_manifest,
 )
+from embedding.onnx_towers import normalised, trimmable, trimmed_text_tower
 from embedding.preprocess import ImagePreprocess, UnsupportedPreprocessing
 from embedding.settings import EmbeddingSettings
 
@@ -130,12 +131,12 @@ def export_into(settings: EmbeddingSettings, folder: Path) -> None:
     preprocess = _preprocess_settings(open_clip.get_model_preprocess_cfg(model))
     torch.backends.mha.set_fastpath_enabled(False)
     size = preprocess.size
-    trim = _trimmable(model)
-    text_tower = _trimmed_text_tower(model) if trim else _normalised(model, "encode_text")
+    trim = trimmable(model)
+    text_tower = trimmed_text_tower(model) if trim else normalised(model, "encode_text")
     text_example = tokenizer(["a photo", "two words"])
     text_axes = {0: "batch", 1: "length"} if trim else {0: "batch"}
     towers = (
-        (_normalised(model, "encode_image"), torch.zeros(2, 3, size, size), "pixels", IMAGE_FILE, {0: "batch"}),
+        (normalised(model, "encode_image"), torch.zeros(2, 3, size, size), "pixels", IMAGE_FILE, {0: "batch"}),
         (text_tower, text_example[:, :10] if trim else text_example, "tokens", TEXT_FILE, text_axes),
     )
     with torch.no_grad(), warnings.catch_warnings():
@@ -186,99 +187,7 @@ def _preprocess_settings(config: dict) -> ImagePreprocess:
         ) from None
 
 
-def _normalised(model: object, method: str) -> object:
-    """``model.<method>`` (``encode_image`` or ``encode_text``) then L2 normalisation, as a torch module to export."""
-    import torch
+if __name__ == "__main__":  # the older spelling of `python -m embedding export` (bench/embedding.py runs it)
+    from embedding.__main__ import export
 
-    class Tower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-            features = getattr(self.model, method)(inputs)
-            return features / features.norm(dim=-1, keepdim=True)
-
-    return Tower()
-
-
-def _trimmable(model: object) -> bool:
-    """Whether the text tower is OpenCLIP's plain causal transformer pooled at <end_of_text> (CLIP, ViT-*)."""
-    import open_clip
-    from open_clip.transformer import ResidualAttentionBlock
-
-    transformer = getattr(model, "transformer", None)
-    blocks = list(getattr(transformer, "resblocks", []))
-    return (
-        isinstance(model, open_clip.CLIP)
-        and getattr(model, "text_pool_type", None) == "argmax"
-        and getattr(model, "attn_mask", None) is not None
-        and getattr(transformer, "batch_first", False)
-        and bool(blocks)
-        and all(
-            type(block) is ResidualAttentionBlock
-            and not hasattr(block, "ln_1_kv")
-            and block.attn._qkv_same_embed_dim
-            and block.attn.in_proj_bias is not None
-            for block in blocks
-        )
-    )
-
-
-def _trimmed_text_tower(model: object) -> object:
-    """OpenCLIP's ``encode_text`` + L2 normalisation for token ids of any length (not only the context).
-
-    ``encode_text`` adds the whole positional table and mask, so its export only takes 77 ids, and
-    ``nn.MultiheadAttention``'s traced reshapes fix the length too. This is the same computation
-    written so the length stays a dimension: the first ``n`` positions and an ``n`` x ``n`` causal
-    mask, attention spelled out with the block's own weights. Since position ``i`` only sees ids
-    ``<= i``, the vector read at <end_of_text> is the same for any cut after it: the runtime sends
-    only that many ids (a dozen for a typical query instead of 77). Parity: test_onnx_parity.py.
-    """
-    import torch
-    import torch.nn.functional as F
-    from open_clip.transformer import text_global_pool
-
-    def attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5) + mask
-        return attn.out_proj((scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(-2))
-
-    class TrimmedText(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            m, length = self.model, tokens.shape[1]
-            x = m.token_embedding(tokens) + m.positional_embedding[:length]
-            mask = m.attn_mask[:length, :length]
-            for block in m.transformer.resblocks:
-                x = x + block.ls_1(attention(block.attn, block.ln_1(x), mask))
-                x = x + block.ls_2(block.mlp(block.ln_2(x)))
-            x = text_global_pool(m.ln_final(x), tokens, m.text_pool_type)
-            x = m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
-            return x / x.norm(dim=-1, keepdim=True)
-
-    return TrimmedText()
-
-
-def main() -> int:
-    from dyimages_common.logs import configure_logging
-    from dyimages_common.settings import settings_or_exit
-    from embedding.model import ModelConfigError
-
-    settings = settings_or_exit(EmbeddingSettings)
-    configure_logging("embedding", settings.log_level, settings.log_format)
-    try:
-        folder = ensure_bundle(settings)
-    except (ModelConfigError, ExportError) as exc:
-        sys.stderr.write(f"configuration error: {exc}\n")
-        return 2
-    log.info("ONNX bundle for %s (%s): %s", settings.model_name, settings.model_pretrained, folder)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(export())

@@ -7,12 +7,11 @@
 
 The choice and the model description happen in the main process before any worker starts; each
 worker then loads its backend. A bundle that is missing is exported by the first worker (PyTorch
-must be installed for that), or ahead of time by ``python -m embedding.onnx_export``.
+must be installed for that), or ahead of time by ``python -m embedding export``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -59,7 +58,7 @@ def torch_installed() -> bool:
 
 
 def _torch_sees_cuda() -> bool:
-    if importlib.util.find_spec("torch") is None or not torch_installed():
+    if not torch_installed():
         return False
     import torch
 
@@ -95,7 +94,7 @@ def describe(settings: EmbeddingSettings, runtime: Runtime) -> ModelInfo:
         except BundleMissing as exc:
             if not torch_installed():
                 raise ModelConfigError(
-                    f"{exc}, and PyTorch is not installed here to export it: run `python -m embedding.onnx_export` "
+                    f"{exc}, and PyTorch is not installed here to export it: run `python -m embedding export` "
                     "with the same MODEL_* settings and MODEL_CACHE_DIR first"
                 ) from None
         else:
@@ -137,6 +136,8 @@ def _load(settings: EmbeddingSettings, runtime: Runtime, device: str, threads: i
     try:
         folder = find_bundle(settings)
     except BundleMissing as exc:
+        if not torch_installed():  # removed since the main process checked it
+            raise ModelConfigError(f"{exc}: run `python -m embedding export` first") from None
         log.info("%s: exporting it from the OpenCLIP model", exc)
         from embedding.onnx_export import ensure_bundle
 
