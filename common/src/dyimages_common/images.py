@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from dyimages_common.decode_work import TooComplex, check_decode_work
+from dyimages_common.exif import NO_EXIF, ExifFacts, read_exif
 from dyimages_common.reasons import Reason
 from dyimages_common.storage import FORMATS
 
@@ -36,6 +37,7 @@ class ImageInfo:
     content_type: str
     width: int
     height: int
+    exif: ExifFacts = NO_EXIF  # the photo's own date, camera and orientation (dyimages_common.exif)
 
 
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
@@ -81,11 +83,15 @@ def _decode_fully(image: Image.Image) -> None:
 
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     """Identify and decode ``data`` (JPEG at reduced scale, see ``_decode_fully``) within the byte,
-    pixel and decode-work limits; return its real format and size or raise ImageRejected."""
+    pixel and decode-work limits; return its real format, size and EXIF facts or raise ImageRejected.
+
+    The EXIF block is read from the same opened image after the decode (a PNG's eXIf chunk may follow
+    its pixel data), so nothing is decoded twice; broken EXIF never refuses an image (it reads as none).
+    """
     image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    info = ImageInfo(image.format, *FORMATS[image.format], image.width, image.height)  # type: ignore[index]
+    width, height = image.size  # before the draft decode, which shrinks a JPEG's size
     _decode_fully(image)
-    return info
+    return ImageInfo(image.format, *FORMATS[image.format], width, height, read_exif(image))  # type: ignore[index]
 
 
 def decode_memory(data: bytes, *, max_bytes: int, max_pixels: int) -> int:

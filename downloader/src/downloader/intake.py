@@ -26,6 +26,9 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
 
 
 def message_for(image: CheckedImage, url: str, downloaded_at: datetime) -> ImageDownloaded:
+    """The message for the indexer, with the photo's own date, camera and orientation when its EXIF
+    says them (None otherwise: the search then dates it by ``downloaded_at``)."""
+    exif = image.info.exif
     return ImageDownloaded(
         sha256=image.sha256,
         path=image.path,
@@ -35,4 +38,7 @@ def message_for(image: CheckedImage, url: str, downloaded_at: datetime) -> Image
         height=image.info.height,
         bytes=image.size,
         downloaded_at=downloaded_at,
+        taken_at=exif.taken_at,
+        camera=exif.camera,
+        orientation=exif.orientation,
     )
