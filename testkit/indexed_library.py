@@ -16,13 +16,13 @@ from pathlib import Path
 
 import aio_pika
 import numpy as np
-from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import point_id
 from dyimages_common.rabbit import REASON_HEADER, amqp_url, declare_topology
-from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
 from dyimages_common.storage import sha256_hex, stored_path, write_atomic
 from testkit.images import jpeg, png
 from testkit.messages import publish
@@ -68,14 +68,20 @@ class Library:
     def by_sha(self, sha256: str) -> Picture:
         return next(p for p in self.pictures if p.sha256 == sha256)
 
+    def open_index(self) -> ImageIndex:
+        """The library's index through the store seam (the embedded folder: no other process may hold it)."""
+        return ImageIndex.connect(
+            load_settings(QdrantSettings, qdrant_path=self.qdrant_path, qdrant_collection=COLLECTION)
+        )
+
     def vectors(self) -> dict[str, np.ndarray]:
-        """Every indexed vector by sha256 (opens the folder briefly: no other process may hold it)."""
-        client = QdrantClient(path=str(self.qdrant_path))
+        """Every indexed vector by sha256 (opens the folder briefly)."""
+        index = self.open_index()
         try:
-            points, _ = client.scroll(COLLECTION, limit=100_000, with_vectors=True, with_payload=["sha256"])
+            vectors = {point.sha256: index.vector_of(point.sha256) for _, point in index.points()}
         finally:
-            client.close()
-        return {str(p.payload["sha256"]): np.asarray(p.vector, dtype=np.float32) for p in points}  # type: ignore[index]
+            index.close()
+        return {sha: vector for sha, vector in vectors.items() if vector is not None}
 
     def nearest(self, vector: np.ndarray) -> list[str]:
         """The oracle: sha256s by cosine similarity to ``vector``, computed here with numpy."""

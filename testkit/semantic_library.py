@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qdrant_client import QdrantClient
-
 from demo.world import Scene, altered_copies, draw
 from dyimages_common.embedding_api import EmbeddingClient
 from search_app.search import Hit, Query, ServiceEmbedder, search
 from testkit.demo_library import store_file, store_picture
-from testkit.indexed_library import COLLECTION, Library, Picture
+from testkit.indexed_library import Library, Picture
 
 PHOTOS, ART = "photos.example", "art.example"
 
@@ -73,12 +71,11 @@ class DemoLibrary:
 
     def search(self, query: Query, *, limit: int = 50, offset: int = 0, negative_weight: float = 0.5) -> list[Hit]:
         """The app's own search function, against this library (opens the embedded folder for the call)."""
-        client = QdrantClient(path=str(self.library.qdrant_path))
+        index = self.library.open_index()
         try:
             with EmbeddingClient(self.embedding_url) as embedding:
                 return search(
-                    client,
-                    COLLECTION,
+                    index,
                     ServiceEmbedder(embedding),
                     query,
                     limit=limit,
@@ -86,7 +83,7 @@ class DemoLibrary:
                     negative_weight=negative_weight,
                 )
         finally:
-            client.close()
+            index.close()
 
     def names(self, query: Query, **kwargs: int | float) -> list[str]:
         return [self.name_of(hit.sha256) for hit in self.search(query, **kwargs)]  # type: ignore[arg-type]

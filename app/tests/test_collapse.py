@@ -11,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient, models
 from typer.testing import CliRunner
 
 import search_app
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import ensure_collection
 from search_app.cli import app
 from search_app.search import NEAR_DUPLICATE_COSINE, Filters, Query, search
 from testkit.app_driver import search_json, searching_by_image
+from testkit.index_points import add_point, fake_sha, open_index
 from testkit.indexed_library import Library
 
 runner = CliRunner()
@@ -49,23 +47,18 @@ class ImageOnly:
 
 @pytest.mark.unit
 def test_a_near_duplicate_folds_into_the_better_result_and_ranks_stay(tmp_path: Path) -> None:
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = open_index(tmp_path / "qdrant")
     try:
-        ensure_collection(client, "c", dim=3, model="test")
         vectors = {"a": [1, 0, 0], "a-copy": [0.99, 0.1, 0], "b": [0, 1, 0], "between": [0.8, 0.6, 0]}
-        client.upsert(
-            "c",
-            [
-                models.PointStruct(id=point_id(f"{n:064x}"), vector=v, payload={"sha256": name})
-                for n, (name, v) in enumerate(vectors.items())
-            ],
-        )
+        names = {fake_sha(n): name for n, name in enumerate(vectors)}
+        for sha, name in names.items():
+            add_point(client, sha, np.array(vectors[name]), f"https://e.example/{name}.jpg")
         query = np.array([1, 0, 0], dtype=np.float32).tobytes()
-        plain = search(client, "c", ImageOnly(), Query(image=query), limit=4)
-        assert [(h.sha256, h.similar) for h in plain] == [("a", []), ("a-copy", []), ("between", []), ("b", [])]
-        folded = search(client, "c", ImageOnly(), Query(image=query, filters=Filters(collapse=0.94)), limit=4)
+        plain = search(client, ImageOnly(), Query(image=query), limit=4)
+        assert [(names[h.sha256], h.similar) for h in plain] == [("a", []), ("a-copy", []), ("between", []), ("b", [])]
+        folded = search(client, ImageOnly(), Query(image=query, filters=Filters(collapse=0.94)), limit=4)
         # cos(a, a-copy) = 0.995 folds; cos(a, between) = 0.8 and cos(between, b) = 0.6 do not
-        assert [(h.sha256, h.similar, h.rank) for h in folded] == [
+        assert [(names[h.sha256], [names[s] for s in h.similar], h.rank) for h in folded] == [
             ("a", ["a-copy"], 1),
             ("between", [], 3),
             ("b", [], 4),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 import search_app
@@ -21,7 +20,7 @@ from search_app.cli import app
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Query, ServiceEmbedder, search
 from testkit.app_driver import search_json, searching_by_image
-from testkit.indexed_library import COLLECTION, Library
+from testkit.indexed_library import Library
 
 pytestmark = pytest.mark.integration
 
@@ -105,15 +104,15 @@ def test_a_cached_page_is_kept_apart_per_minimum_score(library: Library, tmp_pat
     is never served for a query with one."""
     name = f"test:minscore:{tmp_path.name}:"
     cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=name)
-    client = QdrantClient(path=str(library.qdrant_path))
+    client = library.open_index()
     try:
         with EmbeddingClient(library.env["EMBEDDING_SERVICE_URL"]) as embedding:
             cached = cache.embedder(ServiceEmbedder(embedding), ServiceIdentity(embedding))
             image = Query(image=library.pictures[3].data)
-            everything = search(client, COLLECTION, cached, image, limit=12, cache=cache)
+            everything = search(client, cached, image, limit=12, cache=cache)
             kept, threshold = threshold_between([hit.score for hit in everything])
             strong = Query(image=library.pictures[3].data, filters=Filters(min_score=threshold))
-            shown = search(client, COLLECTION, cached, strong, limit=12, cache=cache)
+            shown = search(client, cached, strong, limit=12, cache=cache)
             assert [hit.sha256 for hit in shown] == [hit.sha256 for hit in everything[:kept]]
     finally:
         client.close()

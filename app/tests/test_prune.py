@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from search_app.cli import app
 from search_app.query_cache import PREFIX
-from testkit.indexed_library import COLLECTION, Library, PictureSpec, index_pictures, record_downloads
+from testkit.indexed_library import Library, PictureSpec, index_pictures, record_downloads
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +41,11 @@ def prune_json(*args: str) -> dict:
 
 
 def indexed_shas(library: Library) -> set[str]:
-    client = QdrantClient(path=str(library.qdrant_path))
+    index = library.open_index()
     try:
-        points, _ = client.scroll(COLLECTION, limit=1000, with_payload=["sha256"])
+        return {point.sha256 for _, point in index.points()}
     finally:
-        client.close()
-    return {str(p.payload["sha256"]) for p in points}  # type: ignore[index]
+        index.close()
 
 
 def state_urls(library: Library) -> set[str]:

@@ -22,16 +22,16 @@ import pytest
 import redis
 import streamlit as st
 from prometheus_client import REGISTRY
-from qdrant_client import QdrantClient
 from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embedding_api import EmbeddingClient, ModelInfo
+from dyimages_common.image_index import ImageIndex
 from search_app import query_cache
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Hit, Query, ServiceEmbedder, search
 from testkit.images import jpeg
-from testkit.indexed_library import COLLECTION, Library, PictureSpec, index_pictures
+from testkit.indexed_library import Library, PictureSpec, index_pictures
 from testkit.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -102,8 +102,8 @@ def same_results(hits: list[Hit], expected: list[Hit]) -> bool:
 
 
 @contextlib.contextmanager
-def qdrant(library: Library) -> Iterator[QdrantClient]:
-    client = QdrantClient(path=str(library.qdrant_path))
+def qdrant(library: Library) -> Iterator[ImageIndex]:
+    client = library.open_index()
     try:
         yield client
     finally:
@@ -111,7 +111,7 @@ def qdrant(library: Library) -> Iterator[QdrantClient]:
 
 
 @contextlib.contextmanager
-def parts(library: Library, cache: QueryCache) -> Iterator[tuple[QdrantClient, CountingEmbedder, object]]:
+def parts(library: Library, cache: QueryCache) -> Iterator[tuple[ImageIndex, CountingEmbedder, object]]:
     """Qdrant, the counting embedder, and that embedder behind the cache."""
     with qdrant(library) as client, EmbeddingClient(library.env["EMBEDDING_SERVICE_URL"]) as embedding:
         counting = CountingEmbedder(ServiceEmbedder(embedding))
@@ -122,13 +122,13 @@ def test_a_repeated_query_comes_from_redis_and_equals_the_uncached_answer(librar
     cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix)
     with parts(library, cache) as (client, counting, cached):
         before = lookups()
-        first = search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache)
+        first = search(client, cached, Query(text=QUERY), limit=5, cache=cache)
         assert counted_since(before) == {("vector", "miss"): 1, ("results", "miss"): 1}
         before = lookups()
         # The same text with other spacing is the same query.
-        again = search(client, COLLECTION, cached, Query(text=f"  {QUERY.replace(' ', '   ')} "), limit=5, cache=cache)
+        again = search(client, cached, Query(text=f"  {QUERY.replace(' ', '   ')} "), limit=5, cache=cache)
         assert counted_since(before) == {("vector", "hit"): 1, ("results", "hit"): 1}
-        uncached = search(client, COLLECTION, counting.inner, Query(text=QUERY), limit=5)
+        uncached = search(client, counting.inner, Query(text=QUERY), limit=5)
         assert counting.texts == [QUERY]  # the service saw the text once
         assert first == again  # exactly: the page itself came back
         assert same_results(first, uncached)
@@ -136,9 +136,9 @@ def test_a_repeated_query_comes_from_redis_and_equals_the_uncached_answer(librar
 
         # Another page, other filters: other result keys, the same cached vector.
         before = lookups()
-        page_two = search(client, COLLECTION, cached, Query(text=QUERY), limit=5, offset=5, cache=cache)
+        page_two = search(client, cached, Query(text=QUERY), limit=5, offset=5, cache=cache)
         only_png = Filters(content_types=("image/png",))
-        pngs = search(client, COLLECTION, cached, Query(text=QUERY, filters=only_png), limit=5, cache=cache)
+        pngs = search(client, cached, Query(text=QUERY, filters=only_png), limit=5, cache=cache)
         assert counted_since(before) == {("vector", "hit"): 2, ("results", "miss"): 2}
         assert [hit.rank for hit in page_two] == [6, 7, 8, 9, 10]
         assert {hit.content_type for hit in pngs} == {"image/png"}
@@ -170,9 +170,9 @@ def test_the_model_identity_is_asked_again_only_after_its_ttl(library: Library) 
 def test_a_quoted_negative_phrase_is_cached_with_its_spacing_normalised(library: Library, prefix: str) -> None:
     cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix)
     with parts(library, cache) as (client, counting, cached):
-        first = search(client, COLLECTION, cached, Query(text='beach -"parked   cars"'), limit=5, cache=cache)
+        first = search(client, cached, Query(text='beach -"parked   cars"'), limit=5, cache=cache)
         before = lookups()
-        again = search(client, COLLECTION, cached, Query(text='beach  -" parked cars "'), limit=5, cache=cache)
+        again = search(client, cached, Query(text='beach  -" parked cars "'), limit=5, cache=cache)
     assert counted_since(before) == {("vector", "hit"): 2, ("results", "hit"): 1}
     assert counting.texts == ["beach", "parked   cars"]
     assert again == first
@@ -181,7 +181,7 @@ def test_a_quoted_negative_phrase_is_cached_with_its_spacing_normalised(library:
 def test_pages_expire_after_the_results_ttl_and_vectors_after_a_week(library: Library, prefix: str) -> None:
     cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix, results_ttl_s=7)
     with parts(library, cache) as (client, _, cached):
-        search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache)
+        search(client, cached, Query(text=QUERY), limit=5, cache=cache)
     with redis.Redis(host=REDIS_HOST, port=REDIS_PORT) as server:
         ttls = {key.decode().split(":")[-2]: server.ttl(key) for key in server.scan_iter(f"{prefix}*")}
     assert set(ttls) == {"res", "vec"}
@@ -200,9 +200,9 @@ def test_indexing_a_new_image_invalidates_the_cached_pages(own_library: Library,
     query = Query(image=jpeg(newcomer.seed, newcomer.size))  # search by the image about to be indexed
     cache = QueryCache(REDIS_URL, store=str(library.qdrant_path), prefix=prefix)
     with parts(library, cache) as (client, _, cached):
-        before_index = search(client, COLLECTION, cached, query, limit=10, cache=cache)
+        before_index = search(client, cached, query, limit=10, cache=cache)
         before = lookups()
-        assert search(client, COLLECTION, cached, query, limit=10, cache=cache) == before_index
+        assert search(client, cached, query, limit=10, cache=cache) == before_index
         assert counted_since(before)[("results", "hit")] == 1
     assert len(before_index) == 3
 
@@ -210,7 +210,7 @@ def test_indexing_a_new_image_invalidates_the_cached_pages(own_library: Library,
 
     with parts(library, cache) as (client, _, cached):
         before = lookups()
-        after_index = search(client, COLLECTION, cached, query, limit=10, cache=cache)
+        after_index = search(client, cached, query, limit=10, cache=cache)
         assert counted_since(before) == {("vector", "hit"): 1, ("results", "miss"): 1}
     assert len(after_index) == 4
     assert after_index[0].sha256 == added.sha256
@@ -223,9 +223,9 @@ def test_redis_down_still_answers_uncached_and_says_so_once(
     cache = QueryCache(f"redis://127.0.0.1:{free_port()}/0", store=str(library.qdrant_path), prefix=prefix)
     caplog.set_level(logging.INFO, logger=LOGGER)
     with parts(library, cache) as (client, counting, cached):
-        expected = search(client, COLLECTION, counting.inner, Query(text=QUERY), limit=5)
+        expected = search(client, counting.inner, Query(text=QUERY), limit=5)
         before = lookups()
-        answers = [search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache) for _ in range(3)]
+        answers = [search(client, cached, Query(text=QUERY), limit=5, cache=cache) for _ in range(3)]
     assert all(same_results(answer, expected) for answer in answers)
     assert counting.texts == [QUERY] * 3  # nothing cached: the service answered every time
     assert counted_since(before) == {("vector", "unavailable"): 3, ("results", "unavailable"): 3}
@@ -271,7 +271,7 @@ def test_the_cache_comes_back_with_redis_and_logs_each_change_once(
         return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
 
     with parts(library, cache) as (client, _, cached):
-        run = lambda: search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache)  # noqa: E731
+        run = lambda: search(client, cached, Query(text=QUERY), limit=5, cache=cache)  # noqa: E731
         down = run()
         with redis_server(port):
             time.sleep(0.3)
@@ -294,9 +294,9 @@ def test_a_redis_that_never_answers_times_out_and_the_search_answers(library: Li
         port = silent.getsockname()[1]
         cache = QueryCache(f"redis://127.0.0.1:{port}/0", store=str(library.qdrant_path), prefix=prefix, timeout_s=0.2)
         with parts(library, cache) as (client, counting, cached):
-            expected = search(client, COLLECTION, counting.inner, Query(text=QUERY), limit=5)
+            expected = search(client, counting.inner, Query(text=QUERY), limit=5)
             before = lookups()
-            assert same_results(search(client, COLLECTION, cached, Query(text=QUERY), limit=5, cache=cache), expected)
+            assert same_results(search(client, cached, Query(text=QUERY), limit=5, cache=cache), expected)
             assert counted_since(before) == {("vector", "unavailable"): 1, ("results", "unavailable"): 1}
     finally:
         silent.close()

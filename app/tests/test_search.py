@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient, models
 
-from dyimages_common.points import point_id, url_domain
-from dyimages_common.qdrant import ensure_collection
+from dyimages_common import index_builds
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.search import (
     CollectionMissing,
@@ -29,11 +28,13 @@ from search_app.search import (
     search,
 )
 from search_app.settings import AppSettings
+from testkit.index_points import add_point as index_point
+from testkit.index_points import fake_sha as sha
+from testkit.index_points import open_index
 
 pytestmark = pytest.mark.unit
 
 DIM = 8
-COLLECTION = "images"
 
 
 def unit(*values: float) -> np.ndarray:
@@ -57,44 +58,20 @@ class TableEmbedder:
         return unit(*[float(b) for b in data[:DIM]])
 
 
-def sha(n: int) -> str:
-    return f"{n:064x}"
-
-
-def add_point(client: QdrantClient, n: int, vector: np.ndarray, url: str, content_type: str, size: tuple[int, int]):
-    client.upsert(
-        COLLECTION,
-        [
-            models.PointStruct(
-                id=point_id(sha(n)),
-                vector=vector.tolist(),
-                payload={
-                    "sha256": sha(n),
-                    "path": f"{sha(n)[:2]}/{sha(n)[2:4]}/{sha(n)}.jpg",
-                    "url": url,
-                    "urls": [url],
-                    "domains": [url_domain(url)],
-                    "content_type": content_type,
-                    "width": size[0],
-                    "height": size[1],
-                    "model": "test",
-                },
-            )
-        ],
-    )
+def add_point(index: ImageIndex, n: int, vector: np.ndarray, url: str, content_type: str, size: tuple[int, int]):
+    index_point(index, sha(n), vector, url, content_type=content_type, size=size)
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[QdrantClient]:
-    qdrant = QdrantClient(path=str(tmp_path / "qdrant"))
-    ensure_collection(qdrant, COLLECTION, dim=DIM, model="test")
+def client(tmp_path: Path) -> Iterator[ImageIndex]:
+    index = open_index(tmp_path / "qdrant")
     # 1: beach with people, 2: empty beach, 3: city (PNG, large), 4: forest (from another site)
-    add_point(qdrant, 1, unit(1, 1, 0), "https://www.photos.example/beach-people.jpg", "image/jpeg", (640, 480))
-    add_point(qdrant, 2, unit(1, 0, 0), "https://photos.example/beach.jpg", "image/jpeg", (640, 480))
-    add_point(qdrant, 3, unit(0, 0, 1), "https://photos.example/city.png", "image/png", (2000, 1500))
-    add_point(qdrant, 4, unit(0.2, 0, 0, 1), "https://other.example/forest.jpg", "image/jpeg", (100, 80))
-    yield qdrant
-    qdrant.close()
+    add_point(index, 1, unit(1, 1, 0), "https://www.photos.example/beach-people.jpg", "image/jpeg", (640, 480))
+    add_point(index, 2, unit(1, 0, 0), "https://photos.example/beach.jpg", "image/jpeg", (640, 480))
+    add_point(index, 3, unit(0, 0, 1), "https://photos.example/city.png", "image/png", (2000, 1500))
+    add_point(index, 4, unit(0.2, 0, 0, 1), "https://other.example/forest.jpg", "image/jpeg", (100, 80))
+    yield index
+    index.close()
 
 
 EMBEDDER_TEXTS = {"beach": unit(1, 0.6, 0), "people": unit(0, 1, 0), "city": unit(0, 0, 1), "red car": unit(0.1, 1, 1)}
@@ -136,8 +113,8 @@ def test_combine_refuses_nothing_to_search_and_a_cancelled_query() -> None:
         combine([unit(1)], [unit(1)], 1.0)
 
 
-def test_text_search_ranks_by_cosine(client: QdrantClient) -> None:
-    hits = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach"), limit=4)
+def test_text_search_ranks_by_cosine(client: ImageIndex) -> None:
+    hits = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach"), limit=4)
     assert shas(hits)[:2] == [sha(1), sha(2)]
     assert [hit.rank for hit in hits] == [1, 2, 3, 4]
     assert hits[0].score >= hits[1].score >= hits[2].score
@@ -145,34 +122,34 @@ def test_text_search_ranks_by_cosine(client: QdrantClient) -> None:
     assert hits[0].domains == ["photos.example"]
 
 
-def test_negative_text_pushes_matching_images_down(client: QdrantClient) -> None:
+def test_negative_text_pushes_matching_images_down(client: ImageIndex) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
-    hits = search(client, COLLECTION, embedder, Query(text="beach -people"), limit=2)
+    hits = search(client, embedder, Query(text="beach -people"), limit=2)
     assert shas(hits) == [sha(2), sha(1)]  # the empty beach now wins
     assert embedder.calls == ["beach", "people"]
 
 
-def test_image_and_text_combine(client: QdrantClient) -> None:
+def test_image_and_text_combine(client: ImageIndex) -> None:
     # The image alone points at the city; with "beach" the mean lies between, the city stays first
     # and the beach-with-people (closest to the mean) comes second.
     image = bytes([0, 0, 1, 0, 0, 0, 0, 0])
-    alone = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(image=image), limit=1)
+    alone = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(image=image), limit=1)
     assert shas(alone) == [sha(3)]
-    both = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach", image=image), limit=2)
+    both = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach", image=image), limit=2)
     assert shas(both) == [sha(3), sha(1)]
 
 
-def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: QdrantClient) -> None:
+def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: ImageIndex) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
-    hits = search(client, COLLECTION, embedder, Query(like=sha(2)), limit=3)
+    hits = search(client, embedder, Query(like=sha(2)), limit=3)
     assert sha(2) not in shas(hits)
     assert shas(hits)[0] == sha(1)
     assert embedder.calls == []  # no embedding call for "more like this"
 
 
-def test_more_like_an_unknown_image_is_a_query_error(client: QdrantClient) -> None:
+def test_more_like_an_unknown_image_is_a_query_error(client: ImageIndex) -> None:
     with pytest.raises(QueryError, match="not in the index"):
-        search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(99)))
+        search(client, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(99)))
 
 
 @pytest.mark.parametrize(
@@ -186,36 +163,36 @@ def test_more_like_an_unknown_image_is_a_query_error(client: QdrantClient) -> No
         (Filters(domains=("nowhere.example",)), set()),
     ],
 )
-def test_filters_restrict_results(client: QdrantClient, filters: Filters, expected: set[str]) -> None:
-    hits = search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="city", filters=filters), limit=10)
+def test_filters_restrict_results(client: ImageIndex, filters: Filters, expected: set[str]) -> None:
+    hits = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(text="city", filters=filters), limit=10)
     assert set(shas(hits)) == expected
 
 
-def test_paging_continues_where_the_last_page_stopped(client: QdrantClient) -> None:
+def test_paging_continues_where_the_last_page_stopped(client: ImageIndex) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
-    everything = search(client, COLLECTION, embedder, Query(text="red car"), limit=4)
-    first = search(client, COLLECTION, embedder, Query(text="red car"), limit=2)
-    second = search(client, COLLECTION, embedder, Query(text="red car"), limit=2, offset=2)
+    everything = search(client, embedder, Query(text="red car"), limit=4)
+    first = search(client, embedder, Query(text="red car"), limit=2)
+    second = search(client, embedder, Query(text="red car"), limit=2, offset=2)
     assert shas(first) + shas(second) == shas(everything)
     assert [hit.rank for hit in second] == [3, 4]
 
 
 def test_empty_query_and_missing_collection(tmp_path: Path) -> None:
-    qdrant = QdrantClient(path=str(tmp_path / "empty"))
+    qdrant = open_index(tmp_path / "empty")
     try:
         with pytest.raises(QueryError):
-            search(qdrant, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="-people"))
+            search(qdrant, TableEmbedder(EMBEDDER_TEXTS), Query(text="-people"))
         with pytest.raises(CollectionMissing):
-            search(qdrant, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(text="city"))
-        assert index_size(qdrant, COLLECTION) is None
-        assert facet_values(qdrant, COLLECTION, "domains") == []
+            search(qdrant, TableEmbedder(EMBEDDER_TEXTS), Query(text="city"))
+        assert index_size(qdrant) is None
+        assert facet_values(qdrant, "domains") == []
     finally:
         qdrant.close()
 
 
-def test_index_size_and_domain_facets(client: QdrantClient) -> None:
-    assert index_size(client, COLLECTION) == 4
-    assert facet_values(client, COLLECTION, "domains") == ["photos.example", "other.example"]
+def test_index_size_and_domain_facets(client: ImageIndex) -> None:
+    assert index_size(client) == 4
+    assert facet_values(client, "domains") == ["photos.example", "other.example"]
 
 
 def test_settings_fail_clearly_on_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,16 +223,16 @@ def test_result_links_are_safe_markdown(text: str, url: str, expected: str) -> N
     assert markdown_link(text, url) == expected
 
 
-def test_an_index_of_another_vector_size_asks_for_a_reindex(client: QdrantClient) -> None:
+def test_an_index_of_another_vector_size_asks_for_a_reindex(client: ImageIndex) -> None:
     class WideEmbedder(TableEmbedder):
         def text(self, text: str) -> np.ndarray:
             return np.ones(DIM * 2, dtype=np.float32) / np.sqrt(DIM * 2)
 
     with pytest.raises(IndexMismatch, match=r"8-dimensional vectors of test, but the embedding service makes 16"):
-        search(client, COLLECTION, WideEmbedder({}), Query(text="city"))
+        search(client, WideEmbedder({}), Query(text="city"))
 
 
-def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty(client: QdrantClient) -> None:
-    client.delete_collection(COLLECTION)
+def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty(client: ImageIndex) -> None:
+    index_builds.drop(client)
     with pytest.raises(CollectionMissing):
-        search(client, COLLECTION, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(2)))
+        search(client, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(2)))

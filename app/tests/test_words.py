@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient, models
 from typer.testing import CliRunner
 
 import search_app
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import ensure_collection
 from search_app.search import Filters, Query, query_words, search
 from testkit.app_driver import running_app, search_json
+from testkit.index_points import add_point, fake_sha, open_index
 from testkit.indexed_library import Library
 
 runner = CliRunner()
@@ -40,27 +38,28 @@ def test_query_words_keep_the_first_five_of_three_characters_or_more() -> None:
 
 @pytest.mark.unit
 def test_a_word_in_the_file_name_lifts_an_image_clip_ranks_last(tmp_path: Path) -> None:
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = open_index(tmp_path / "qdrant")
     try:
-        ensure_collection(client, "c", dim=3, model="test")
         points = {
-            "beach": ([1, 0, 0], "https://a.example/beach.jpg"),
-            "dunes": ([0.9, 0.3, 0], "https://a.example/dunes.jpg"),
-            "camera": ([0, 0, 1], "https://b.example/DCIM/IMG_2041.JPG"),
+            "beach": ([1, 0, 0], "https://a.example/beach.jpg", None),
+            "dunes": ([0.9, 0.3, 0], "https://a.example/dunes.jpg", None),
+            "camera": ([0, 0, 1], "https://b.example/DCIM/IMG_2041.JPG", None),
+            "canon": ([0.1, 1, 0], "https://b.example/x.jpg", "Canon EOS 5D"),
         }
-        client.upsert(
-            "c",
-            [
-                models.PointStruct(id=point_id(f"{n:064x}"), vector=v, payload={"sha256": name, "urls": [url]})
-                for n, (name, (v, url)) in enumerate(points.items())
-            ],
-        )
-        plain = search(client, "c", Fixed(), Query(text="IMG_2041 photo"), limit=3)
-        assert [h.sha256 for h in plain] == ["beach", "dunes", "camera"]
-        fused = search(client, "c", Fixed(), Query(text="IMG_2041 photo", filters=Filters(match_words=True)), limit=3)
-        assert [h.sha256 for h in fused] == ["camera", "beach", "dunes"]
+        names = {fake_sha(n): name for n, name in enumerate(points)}
+        for sha, name in names.items():
+            vector, url, camera = points[name]
+            add_point(client, sha, np.array(vector), url, camera=camera)
+
+        def ranked(text: str, filters: Filters | None = None) -> list[str]:
+            filters = filters or Filters()
+            return [names[h.sha256] for h in search(client, Fixed(), Query(text=text, filters=filters), limit=4)]
+
+        assert ranked("IMG_2041 photo") == ["beach", "dunes", "canon", "camera"]
+        assert ranked("IMG_2041 photo", Filters(match_words=True))[0] == "camera"
+        assert ranked("canon", Filters(match_words=True))[0] == "canon"  # the camera's EXIF name is a word too
         only_b = Filters(match_words=True, domains=("nowhere.example",))
-        assert search(client, "c", Fixed(), Query(text="IMG_2041", filters=only_b), limit=3) == []  # filters hold
+        assert ranked("IMG_2041", only_b) == []  # filters hold
     finally:
         client.close()
 

@@ -9,8 +9,10 @@ import pytest
 
 from dyimages_common import exit_codes
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.index_builds import ensure_serving
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import connect_qdrant, ensure_collection
+from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.storage import write_atomic
 from testkit.embedding import EmbeddingService
@@ -98,7 +100,7 @@ def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
     rig, dim: int, model: str, pretrained: str
 ) -> None:
     client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=rig.qdrant_path))
-    ensure_collection(client, "images", dim=dim, model=model, pretrained=pretrained)
+    ensure_serving(ImageIndex(client, "images"), dim=dim, model=model, pretrained=pretrained)
     client.close()
     rig.publish(rig.images(4_000, 3))
 
@@ -106,7 +108,7 @@ def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
 
     assert result.returncode == exit_codes.MODEL_MISMATCH
     assert "dyimages reindex" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("indexer: collection 'images' holds vectors of model")
+    assert result.stderr.strip().splitlines()[-1].startswith("indexer: collection 'images_")
     assert rig.depths() == {"queued": 3, "dead_lettered": 0}
     assert rig.points() == []
 

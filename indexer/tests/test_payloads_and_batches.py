@@ -1,4 +1,4 @@
-"""Pure parts of the indexer: the point payload (URL merging) and splitting a batch into images and refusals."""
+"""Pure parts of the indexer: the point payload (ImagePoint.merged) and splitting a batch into images and refusals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dyimages_common.messages import ImageDownloaded
+from dyimages_common.points import REVISION_FIELD, ImagePoint
 from indexer.batch import (
     EMBED_FAILED,
     INVALID_JSON,
@@ -15,7 +16,6 @@ from indexer.batch import (
     embed_error_reason,
     parse_batch,
 )
-from indexer.payloads import REVISION_FIELD, point_payload
 from testkit.images import jpeg
 from testkit.messages import message_for
 
@@ -25,7 +25,8 @@ NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
 
 
 def _payload(existing: dict | None, *events: ImageDownloaded) -> dict:
-    return point_payload(existing, list(events), model="m/none", indexed_at=NOW, revision="r1")
+    old = ImagePoint.from_payload(existing) if existing is not None else None
+    return ImagePoint.merged(old, list(events), model="m/none", indexed_at=NOW, revision="r1").to_payload()
 
 
 def test_a_new_point_has_every_contract_field() -> None:
@@ -39,7 +40,7 @@ def test_a_new_point_has_every_contract_field() -> None:
     assert (payload["content_type"], payload["width"], payload["height"]) == ("image/jpeg", 64, 48)
     assert payload["bytes"] == event.bytes
     assert datetime.fromisoformat(payload["downloaded_at"]) == event.downloaded_at
-    assert payload["indexed_at"] == "2026-11-25T20:00:00+00:00"
+    assert payload["indexed_at"] == "2026-11-25T20:00:00Z"
     assert payload["model"] == "m/none"
     assert payload[REVISION_FIELD] == "r1"
 

@@ -26,6 +26,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.settings import RabbitSettings, load_settings
 from indexer.consumer import Indexer
@@ -79,7 +80,7 @@ def _messages(images_dir: Path) -> list[ImageDownloaded]:
 async def _race(settings: IndexerSettings, client: SharedClient) -> list[Indexer]:
     consumers = [Indexer(settings, exit_when_idle=True) for _ in range(2)]
     for consumer in consumers:
-        consumer._store._client = client  # type: ignore[assignment]  # both write through the one store
+        consumer._store._index = ImageIndex(client, "images")  # type: ignore[arg-type]  # both write through one store
     statuses = await asyncio.gather(*(consumer.run() for consumer in consumers))
     assert statuses == [0, 0]
     return consumers
@@ -106,7 +107,7 @@ def test_two_consumers_writing_the_same_points_into_one_store_lose_no_url(
         indexer_retry_max_s=1,
     )
     real = QdrantClient(":memory:")
-    caplog.set_level(logging.INFO, logger="indexer.store")
+    caplog.set_level(logging.INFO, logger="dyimages_common.point_writes")
     try:
         consumers = asyncio.run(_race(settings, SharedClient(real)))
         points, _ = real.scroll("images", limit=1000, with_payload=True, with_vectors=True)

@@ -14,10 +14,11 @@ import pytest
 from qdrant_client import QdrantClient
 
 from dyimages_common.messages import ImageDownloaded
+from dyimages_common.point_writes import ImageVector, write_images
 from dyimages_common.points import point_id
-from dyimages_common.qdrant import ensure_collection
+from dyimages_common.qdrant import create_collection
 from dyimages_common.settings import QdrantSettings, load_settings
-from indexer.store import ImageVector, Store, StoreUnavailable, write_images
+from indexer.store import Store, StoreUnavailable
 from testkit.images import jpeg
 from testkit.messages import message_for
 from testkit.procs import free_port
@@ -45,7 +46,7 @@ class InterleavingClient(QdrantClient):
 @pytest.fixture
 def client() -> Iterator[InterleavingClient]:
     client = InterleavingClient()
-    ensure_collection(client, "images", dim=DIM, model=MODEL)
+    create_collection(client, "images", dim=DIM, model=MODEL, pretrained=None)
     yield client
     client.close()
 
@@ -108,7 +109,7 @@ async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() ->
     settings = load_settings(QdrantSettings, qdrant_host="127.0.0.1", qdrant_port=free_port())
     store = Store(settings)
     try:
-        with pytest.raises(StoreUnavailable, match="Qdrant unavailable"):
+        with pytest.raises(StoreUnavailable, match="Qdrant is not answering"):
             await store.open(dim=DIM, model=MODEL, pretrained="none")
     finally:
         await store.close()

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dyimages_common.point_writes import ImageVector, write_images
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings, load_settings
-from indexer.store import ImageVector, write_images
 from testkit.images import jpeg
 from testkit.messages import message_for
 from testkit.recording_http import Recorded, RecordingEndpoint

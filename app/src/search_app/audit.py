@@ -23,23 +23,18 @@ answer: a batch the indexer is embedding at that very moment is neither queued n
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient
-
 from dyimages_common import url_state
-from dyimages_common.points import payload_urls, point_id
-from dyimages_common.qdrant import collection_model
-from dyimages_common.rabbit import queue_depths
-from dyimages_common.storage import UnsafePathError, check_stored_path, resolve_stored_path
-from dyimages_common.url_list import read_url_file
-from search_app.dead_letters import DeadLetter, peek_dead_letters
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.points import point_id
+from search_app.audit_ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
 from search_app.settings import AppSettings
+
+__all__ = ["KINDS", "AuditReport", "Problem", "StoredPoint", "UrlFileUnreadable", "audit", "check", "stored_points"]
 
 # Every kind of problem the audit names, with what it means (the CLI's --help and the README list these).
 KINDS: dict[str, str] = {
@@ -59,11 +54,6 @@ KINDS: dict[str, str] = {
     "dead_letter_without_reason": "a dead-lettered message with no reason header",
 }
 NO_REASON = "unknown"  # what search_app.dead_letters reports for a dead letter without any reason
-_HASH_CHUNK = 1 << 20
-
-
-class UrlFileUnreadable(RuntimeError):
-    """URLS_FILE cannot be read (missing, not a file, no permission): a setting to fix, not a problem found."""
 
 
 @dataclass(frozen=True)
@@ -76,30 +66,6 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class StoredPoint:
-    id: str
-    sha256: str
-    path: str
-    urls: tuple[str, ...]
-    model: str | None
-
-
-@dataclass
-class Ledgers:
-    """What each source holds, read once."""
-
-    url_file: list[str]
-    invalid_lines: int
-    rows: list[url_state.UrlRow]
-    files: dict[str, str]  # sha256 -> relative path of every stored-image file
-    points: list[StoredPoint]
-    collection_exists: bool
-    collection_model: str | None
-    queued: int
-    dead_letters: list[DeadLetter]
 
 
 @dataclass
@@ -123,85 +89,6 @@ class AuditReport:
             "problem_counts": dict(sorted(self.kinds().items())),
             "problems": [problem.to_json() for problem in self.problems],
         }
-
-
-# -- reading -----------------------------------------------------------------------------------------
-
-
-def _stored_files(images_dir: Path) -> dict[str, str]:
-    """sha256 -> relative path of every file shaped like a stored image (temporary files are not)."""
-    files: dict[str, str] = {}
-    if not images_dir.is_dir():
-        return files
-    for path in images_dir.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
-        relative = path.relative_to(images_dir).as_posix()
-        try:
-            check_stored_path(relative)
-        except UnsafePathError:
-            continue
-        if path.is_file():
-            files[path.stem] = relative
-    return files
-
-
-def stored_points(client: QdrantClient, collection: str) -> list[StoredPoint]:
-    found: list[StoredPoint] = []
-    offset = None
-    while True:
-        records, offset = client.scroll(
-            collection,
-            limit=1000,
-            offset=offset,
-            with_payload=["sha256", "path", "urls", "url", "model"],
-            with_vectors=False,
-        )
-        for record in records:
-            payload = record.payload or {}
-            found.append(
-                StoredPoint(
-                    id=str(record.id),
-                    sha256=str(payload.get("sha256") or ""),
-                    path=str(payload.get("path") or ""),
-                    urls=tuple(payload_urls(payload)),
-                    model=str(payload["model"]) if payload.get("model") is not None else None,
-                )
-            )
-        if offset is None:
-            return found
-
-
-def read_ledgers(settings: AppSettings, qdrant: QdrantClient) -> Ledgers:
-    """Read every source once. Raises UrlFileUnreadable, sqlite3.Error (state), Qdrant's and RabbitMQ's errors."""
-    try:
-        listed = read_url_file(settings.urls_file)
-    except OSError as exc:
-        raise UrlFileUnreadable(f"URLS_FILE={str(settings.urls_file)!r} cannot be read: {exc.strerror or exc}") from exc
-    rows = url_state.all_rows(settings.state_db_path)
-    collection = settings.qdrant_collection
-    model, _ = collection_model(qdrant, collection)
-    exists = qdrant.collection_exists(collection)
-    points = stored_points(qdrant, collection) if exists else []
-    depths = asyncio.run(asyncio.wait_for(queue_depths(settings), timeout=30))
-    letters = peek_dead_letters(settings, limit=depths["dead_lettered"]) if depths["dead_lettered"] else []
-    return Ledgers(
-        url_file=listed.urls,
-        invalid_lines=len(listed.invalid),
-        rows=rows,
-        files=_stored_files(settings.images_dir),
-        points=points,
-        collection_exists=exists,
-        collection_model=model,
-        queued=depths["queued"],
-        dead_letters=letters,
-    )
-
-
-def _hash_matches(images_dir: Path, relative: str, sha256: str) -> bool:
-    digest = hashlib.sha256()
-    with resolve_stored_path(images_dir, relative).open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
 
 
 # -- checking ----------------------------------------------------------------------------------------
@@ -249,7 +136,7 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
             for row in sha_rows:
                 flag("image_missing", f"{path} is not in IMAGES_DIR", url=row.url, sha256=sha, path=path)
             continue
-        verified[sha] = _hash_matches(images_dir, path, sha)
+        verified[sha] = hash_matches(images_dir, path, sha)
         point = points_by_sha.get(sha)
         for row in sha_rows:
             if point is not None and row.url in point.urls:
@@ -265,7 +152,7 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
 
     # files: intact, and held by a point or led to by a done URL
     for sha, path in ledgers.files.items():
-        if verified.get(sha, True) is False or (sha not in verified and not _hash_matches(images_dir, path, sha)):
+        if verified.get(sha, True) is False or (sha not in verified and not hash_matches(images_dir, path, sha)):
             flag("image_corrupt", "the bytes do not hash to the file's name", sha256=sha, path=path)
         if sha not in points_by_sha and sha not in done_shas:
             flag("image_without_point", "stored, but no point and no done URL", sha256=sha, path=path)
@@ -307,6 +194,6 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
     return AuditReport(counts=counts, in_flight=dict(in_flight), problems=problems)
 
 
-def audit(settings: AppSettings, qdrant: QdrantClient) -> AuditReport:
+def audit(settings: AppSettings, index: ImageIndex) -> AuditReport:
     """Read every ledger and check them (the CLI's `audit`, and the soak's oracle)."""
-    return check(read_ledgers(settings, qdrant), settings.images_dir)
+    return check(read_ledgers(settings, index), settings.images_dir)

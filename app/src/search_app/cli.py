@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from search_app import cli_failures, cli_maintenance, cli_search, cli_status
+from search_app import cli_failures, cli_maintenance, cli_reindex, cli_search, cli_status
 
 app = typer.Typer(
     name="dyimages",
@@ -28,8 +28,8 @@ app = typer.Typer(
 app.command("stats")(cli_status.stats)
 app.command("search")(cli_search.search_command)
 app.command("failures")(cli_failures.failures)
-app.command("reindex")(cli_maintenance.reindex)
-app.command("drop")(cli_maintenance.drop)
+app.command("reindex")(cli_reindex.reindex)
+app.command("drop")(cli_reindex.drop)
 app.command("prune")(cli_maintenance.prune)
 app.command("audit", help=cli_maintenance.AUDIT_HELP)(cli_maintenance.audit_command)
 app.command("retry")(cli_failures.retry)

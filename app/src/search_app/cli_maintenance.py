@@ -1,4 +1,4 @@
-"""`dyimages reindex`, `drop`, `prune` and `audit`: keeping the index, the files and the URL list in step."""
+"""`dyimages prune` and `audit`: keeping the index, the files and the URL list in step (reindex, drop: cli_reindex)."""
 
 from __future__ import annotations
 
@@ -6,79 +6,21 @@ import sqlite3
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dyimages_common import exit_codes
 from search_app.audit import KINDS, UrlFileUnreadable, audit
 from search_app.cli_context import (
     JsonFlag,
-    err,
     fail,
     load_settings,
     out,
     print_json,
     rabbit_down,
     service_clients,
-    warn,
 )
-from search_app.clients import open_qdrant
 from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
-from search_app.reindex import ReindexResult, messages_for, publish_all
-from search_app.search import QdrantUnavailable
 from search_app.status import RABBIT_ERRORS
-
-
-def reindex() -> None:
-    """Republish every stored image in IMAGES_DIR to the indexer's queue (for example after a model change).
-
-    Run `dyimages drop --yes` first when the model changed, then restart the indexer. Images whose source
-    URL is unknown are skipped and listed. Each message is confirmed by RabbitMQ before it is counted.
-    """
-    settings = load_settings()
-    result = ReindexResult()
-    try:  # only to fall back on the URLs the index holds; the indexer may hold an embedded folder now
-        qdrant = open_qdrant(settings)
-    except QdrantUnavailable as exc:
-        warn(f"{exc}; source URLs come from the downloader state only")
-        qdrant = None
-    try:
-        messages = messages_for(settings, qdrant, result)
-    finally:
-        if qdrant is not None:
-            qdrant.close()
-    progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
-    try:
-        with progress:
-            task = progress.add_task("publish", total=len(messages))
-            result.published = publish_all(settings, messages, lambda n: progress.advance(task, n))
-    except RABBIT_ERRORS as exc:
-        rabbit_down(settings, exc)
-    for path, reason in result.skipped:
-        err.print(f"skipped {path}: {reason}", highlight=False, soft_wrap=True)
-    out.print(
-        f"republished {result.images} of {result.found} stored images ({result.published} messages, one per "
-        f"source URL) to {settings.rabbitmq_queue}" + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
-    )
-
-
-def drop(
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: delete the collection and every vector in it.")] = False,
-) -> None:
-    """Delete the collection (every vector; images on disk stay). Needs --yes."""
-    settings = load_settings()
-    if not yes:
-        fail(
-            f"this deletes collection {settings.qdrant_collection!r}; run again with --yes to confirm",
-            exit_codes.REFUSED,
-        )
-    with service_clients(settings) as clients:
-        existed = clients.qdrant.delete_collection(settings.qdrant_collection)
-    out.print(
-        f"deleted collection {settings.qdrant_collection}"
-        if existed
-        else f"collection {settings.qdrant_collection} did not exist"
-    )
 
 
 def prune(
@@ -100,9 +42,9 @@ def prune(
     settings = load_settings()
     with service_clients(settings) as clients:
         try:
-            plan = plan_prune(settings, clients.qdrant, max_share=max_share)
+            plan = plan_prune(settings, clients.index, max_share=max_share)
             if yes:
-                apply_prune(settings, clients.qdrant, plan)
+                apply_prune(settings, clients.index, plan)
         except UrlFileUnreadable as exc:
             fail(str(exc), exit_codes.BAD_SETTING)
         except PruneRefused as exc:
@@ -146,7 +88,7 @@ def audit_command(
     settings = load_settings()
     with service_clients(settings) as clients:  # Qdrant's errors: exit 3
         try:
-            report = audit(settings, clients.qdrant)
+            report = audit(settings, clients.index)
         except UrlFileUnreadable as exc:
             fail(str(exc), exit_codes.BAD_SETTING)
         except sqlite3.Error as exc:

@@ -128,8 +128,7 @@ def search_command(
     with service_clients(settings) as clients:
         try:
             hits = search(
-                clients.qdrant,
-                settings.qdrant_collection,
+                clients.index,
                 ServiceEmbedder(clients.embedding),
                 query,
                 limit=limit,

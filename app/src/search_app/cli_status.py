@@ -47,7 +47,7 @@ def stats(
         _watch(settings, interval, samples, as_json)
         return
     with service_clients(settings) as clients:
-        status = collect_status(clients.qdrant, clients.embedding, settings)
+        status = collect_status(clients.index, clients.embedding, settings)
     parts = (status.index, status.embedding, status.queue, status.urls)
     if as_json:
         print_json(status.to_json())
@@ -98,7 +98,7 @@ def _watch(settings: AppSettings, interval: float, samples: int, as_json: bool) 
         taken = 0
         try:
             while True:
-                status = collect_status(clients.qdrant, clients.embedding, settings)
+                status = collect_status(clients.index, clients.embedding, settings)
                 progress = tracker.add(IngestSample.from_status(status, time.monotonic()))
                 taken += 1
                 if as_json:

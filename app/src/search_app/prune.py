@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from qdrant_client import QdrantClient, models
 
 from dyimages_common import url_state
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.storage import UnsafePathError, resolve_stored_path
-from dyimages_common.url_list import normalise_url, read_url_file
-from search_app.audit import StoredPoint, UrlFileUnreadable, stored_points
+from dyimages_common.url_list import normalise_url
+from search_app.audit_ledgers import StoredPoint, read_url_list, stored_points
 from search_app.query_cache import PREFIX
 from search_app.settings import AppSettings
 
@@ -64,16 +64,12 @@ def _canonical(url: str) -> str:
         return url
 
 
-def plan_prune(settings: AppSettings, qdrant: QdrantClient, max_share: float = MAX_SHARE) -> PrunePlan:
+def plan_prune(settings: AppSettings, index: ImageIndex, max_share: float = MAX_SHARE) -> PrunePlan:
     """The images whose every URL has left the URL file; PruneRefused when the rule above forbids it."""
-    try:
-        listed = {_canonical(url) for url in read_url_file(settings.urls_file).urls}
-    except OSError as exc:
-        raise UrlFileUnreadable(f"URLS_FILE={str(settings.urls_file)!r} cannot be read: {exc.strerror or exc}") from exc
+    listed = {_canonical(url) for url in read_url_list(settings).urls}
     if not listed:
         raise PruneRefused(f"URLS_FILE={str(settings.urls_file)!r} lists no URL: an emptied file never removes images")
-    collection = settings.qdrant_collection
-    points = stored_points(qdrant, collection) if qdrant.collection_exists(collection) else []
+    points = stored_points(index)
     still_listed = {row.sha256 for row in url_state.all_rows(settings.state_db_path) if _canonical(row.url) in listed}
     remove = [
         point
@@ -92,7 +88,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-def apply_prune(settings: AppSettings, qdrant: QdrantClient, plan: PrunePlan) -> PrunePlan:
+def apply_prune(settings: AppSettings, index: ImageIndex, plan: PrunePlan) -> PrunePlan:
     """Remove the planned images: state rows, stored files, then points; result pages cached in Redis."""
     images_dir, state_db = settings.images_dir, settings.state_db_path
     if plan.remove and not (
@@ -116,7 +112,7 @@ def apply_prune(settings: AppSettings, qdrant: QdrantClient, plan: PrunePlan) ->
         except UnsafePathError:
             continue  # a payload path outside IMAGES_DIR is never a file to delete
     if plan.remove:
-        qdrant.delete(settings.qdrant_collection, models.PointIdsList(points=[p.id for p in plan.remove]), wait=True)
+        index.delete([p.id for p in plan.remove])
         _forget_cached_pages(settings)
     plan.removed = True
     return plan

@@ -9,12 +9,13 @@ Two kinds of entries, both under the ``dyimages:query:`` prefix:
   hitting the old entries within that time. Kept :data:`VECTOR_TTL_S` (and Redis' LRU evicts first).
 * **result pages**: keyed by the exact query vector (its bytes: so text, image and "more like this"
   queries all share one scheme, and another model's vector is another key), the filters, the
-  excluded ids, offset and limit, the Qdrant store and collection, and the collection's **exact
-  point count**. That count is the invalidation signal: the indexer writes one point per distinct
-  image and nothing deletes single points (only ``dyimages drop`` deletes the whole collection),
-  so every newly indexed image raises the count and moves every later query to fresh keys; stale
-  pages are never read again and expire. It costs one count per query (0.06 ms in embedded mode at
-  2,000 points here; one request to the server). What the count does not see is a second URL
+  excluded ids, offset and limit, the Qdrant store and the collection serving the index (a
+  reindex's swap changes it), and that collection's **exact point count**. That count is the
+  invalidation signal: the indexer writes one point per distinct image and nothing deletes single
+  points (only ``dyimages drop`` and ``dyimages prune``, which clears these pages), so every newly
+  indexed image raises the count and moves every later query to fresh keys; stale pages are never
+  read again and expire. It costs one count per query (0.06 ms in embedded mode at 2,000 points
+  here; one request to the server), plus one alias lookup. What the count does not see is a second URL
   merged into an existing point (same vector, same ranking, a longer ``urls`` list): pages live
   only APP_RESULTS_CACHE_TTL_S seconds, which bounds that staleness.
 
@@ -38,12 +39,13 @@ from typing import Any, TypeVar
 import numpy as np
 import redis
 from prometheus_client import Counter
-from qdrant_client import QdrantClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dyimages_common.embedding_api import EmbeddingClient
-from search_app.search import QDRANT_ERRORS, Embedder, Filters, Hit
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
+from search_app.search import Embedder, Filters, Hit
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,7 @@ class QueryCache:
 
     def results(
         self,
-        client: QdrantClient,
-        collection: str,
+        index: ImageIndex,
         vector: np.ndarray,
         *,
         filters: Filters,
@@ -178,8 +179,11 @@ class QueryCache:
         uncached and raises the error the page explains.
         """
         try:
-            count = client.count(collection, exact=True).count
-        except (*QDRANT_ERRORS, ValueError):  # no collection, Qdrant down: the uncached search explains it
+            collection = index.serving()  # another collection after a reindex's swap: other keys
+            count = index.count(collection) if collection else None
+        except (StoreUnavailable, CollectionMissing, ValueError):  # Qdrant down: the uncached search explains it
+            return compute()
+        if count is None:  # no collection: the uncached search explains it
             return compute()
         vector_key = hashlib.sha256(_vector_bytes(vector)).hexdigest()
         key = f"{self.prefix}res:" + _digest(
@@ -187,7 +191,7 @@ class QueryCache:
         )
         found = self._get("results", key)
         if found is not None:
-            return [Hit(**hit) for hit in json.loads(found)]
+            return [Hit.model_validate(hit) for hit in json.loads(found)]
         hits = compute()
         self._set(key, json.dumps([hit.to_json() for hit in hits]).encode(), self.results_ttl_s)
         return hits

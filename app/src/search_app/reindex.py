@@ -1,31 +1,38 @@
-"""Republishing every stored image to the indexer's queue (after a model change, or to repair the index).
+"""`dyimages reindex`: build a new collection beside the serving one, then swap the alias atomically.
 
-The images directory is the source of truth: every content-addressed file becomes ``ImageDownloaded``
-messages again, one per source URL (the indexer merges them into one point's ``urls``), with its
-format and size read from the file's header and its URLs from the downloader's state (falling back
-to the URLs the index already holds). The indexer overwrites points by id, so republishing is
-always safe. Messages are persistent and
-each one is confirmed by the broker before it counts as published.
+1. :func:`start` makes (or resumes) the collection being built for the model the embedding service
+   runs now (:func:`dyimages_common.index_builds.begin_build`; the alias ``<name>__building`` tells the
+   indexer to write there too).
+2. Every stored image is republished: the images directory is the source of truth; each
+   content-addressed file becomes ``ImageDownloaded`` messages again, one per source URL (the indexer
+   merges them into one point's ``urls``), its format and size read from the file's header, its URLs
+   from the downloader's state (falling back to the URLs the index holds) and its EXIF facts from the
+   point the index holds. Messages are persistent and each one is confirmed by the broker.
+3. :func:`finish` waits until the new collection holds every republished image, then swaps the alias
+   (:func:`dyimages_common.index_builds.swap`). Searches read the old collection until that moment; a
+   reindex that fails or is killed before it leaves the old one serving, and running it again resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from qdrant_client import QdrantClient
 
-from dyimages_common import url_state
+from dyimages_common import index_builds, url_state
+from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.messages import ImageDownloaded
-from dyimages_common.points import payload_urls, point_id
+from dyimages_common.points import ImagePoint
 from dyimages_common.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.storage import FORMATS, UnsafePathError, check_stored_path
-from search_app.search import QDRANT_ERRORS
+from dyimages_common.store_errors import StoreUnavailable
 from search_app.settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -56,17 +63,7 @@ def stored_files(images_dir: Path) -> Iterator[str]:
             yield relative
 
 
-def _urls_from_index(qdrant: QdrantClient | None, collection: str, sha256: str) -> list[str]:
-    if qdrant is None:
-        return []
-    points = qdrant.retrieve(collection, ids=[point_id(sha256)], with_payload=["urls", "url"])
-    if not points or not points[0].payload:
-        return []
-    payload = points[0].payload
-    return payload_urls(payload)
-
-
-def build_messages(settings: AppSettings, path: str, qdrant: QdrantClient | None) -> list[ImageDownloaded]:
+def build_messages(settings: AppSettings, path: str, index: ImageIndex | None) -> list[ImageDownloaded]:
     """The messages for one stored file, one per known source URL (the indexer merges them into one
     point's ``urls``); raises ValueError with the reason when none can be made."""
     file = settings.images_dir / path
@@ -79,9 +76,8 @@ def build_messages(settings: AppSettings, path: str, qdrant: QdrantClient | None
         raise ValueError(f"not a readable image: {exc}") from None
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt} is not accepted")
-    urls = url_state.urls_for(settings.state_db_path, sha256) or _urls_from_index(
-        qdrant, settings.qdrant_collection, sha256
-    )
+    held: ImagePoint | None = index.point(sha256) if index is not None else None
+    urls = url_state.urls_for(settings.state_db_path, sha256) or (list(held.urls) if held else [])
     if not urls:
         raise ValueError("no source URL known (not in the downloader state nor in the index)")
     downloaded_at = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
@@ -95,26 +91,29 @@ def build_messages(settings: AppSettings, path: str, qdrant: QdrantClient | None
             height=height,
             bytes=stat.st_size,
             downloaded_at=downloaded_at,
+            taken_at=held.taken_at if held else None,
+            camera=held.camera if held else None,
+            orientation=held.orientation if held else None,
         )
         for url in urls
     ]
 
 
-def messages_for(settings: AppSettings, qdrant: QdrantClient | None, result: ReindexResult) -> list[ImageDownloaded]:
+def messages_for(settings: AppSettings, index: ImageIndex | None, result: ReindexResult) -> list[ImageDownloaded]:
     """Every stored image's messages, those of one image next to each other (so they tend to share a batch)."""
     messages: list[ImageDownloaded] = []
     try:
-        if qdrant is not None and not qdrant.collection_exists(settings.qdrant_collection):
-            qdrant = None
-    except QDRANT_ERRORS as exc:
+        if index is not None and index.serving() is None:
+            index = None
+    except StoreUnavailable as exc:
         log.warning("Qdrant is not answering (%s): source URLs come from the downloader state only", exc)
-        qdrant = None
+        index = None
     for path in stored_files(settings.images_dir):
         result.found += 1
         try:
-            messages += build_messages(settings, path, qdrant)
+            messages += build_messages(settings, path, index)
             result.images += 1
-        except (ValueError, OSError, *QDRANT_ERRORS) as exc:
+        except (ValueError, OSError, StoreUnavailable) as exc:
             result.skipped.append((path, str(exc)))
             log.warning("not republished: %s", exc, extra={"path": path})
     return messages
@@ -151,3 +150,37 @@ def publish_all(
 ) -> int:
     """Publish persistently with publisher confirms; returns how many the broker confirmed."""
     return asyncio.run(_publish(settings, messages, on_published))
+
+
+def start(index: ImageIndex, info: ModelInfo) -> tuple[str, bool]:
+    """The collection to build for the model the embedding service runs: (name, resumed)."""
+    return index_builds.begin_build(index, dim=info.dim, model=info.model, pretrained=info.pretrained)
+
+
+class ReindexIncomplete(RuntimeError):
+    """The new collection does not hold every republished image yet; the old one still serves."""
+
+
+def finish(
+    index: ImageIndex,
+    sha256s: set[str],
+    *,
+    timeout_s: float = 0.0,
+    poll_s: float = 1.0,
+    on_progress: Callable[[int, int], None] = lambda held, total: None,
+) -> tuple[str, str | None]:
+    """Wait (up to ``timeout_s``) until the collection being built holds every image of ``sha256s``, then
+    swap the alias to it; returns (new, old). ReindexIncomplete, nothing swapped, when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = index_builds.missing_from_build(index, sha256s)
+        on_progress(len(sha256s) - len(missing), len(sha256s))
+        if not missing:
+            return index_builds.swap(index)
+        if time.monotonic() >= deadline:
+            raise ReindexIncomplete(
+                f"{len(missing)} of {len(sha256s)} images are not in the new collection yet "
+                f"(first: {missing[0][:12]}); the old collection still serves searches. "
+                "Let the indexer run, then `dyimages reindex --finish`"
+            )
+        time.sleep(poll_s)

@@ -123,7 +123,7 @@ def embedder(settings: AppSettings, client: EmbeddingClient) -> Embedder:
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)
 def _domains(_clients: Clients, store: str, collection: str) -> list[str]:
-    return facet_values(_clients.qdrant, collection, "domains")
+    return facet_values(_clients.index, "domains")
 
 
 def domain_choices(settings: AppSettings, clients: Clients) -> list[str]:

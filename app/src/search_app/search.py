@@ -1,80 +1,83 @@
-"""Searching the index: query parsing, vector arithmetic, payload filters and paging.
+"""Searching the index: filters, the query's vector through the store seam, results and paging.
 
-Plain functions over a Qdrant client and an embedder, shared by the Streamlit UI, the CLI and the
-query benchmark. A query is any mix of a text, an uploaded image and "more like this" on an
-indexed image, minus negative texts (``beach -people -"parked cars"``). The query vector is
+Plain functions over an :class:`~dyimages_common.image_index.ImageIndex` and an embedder, shared by the
+Streamlit UI, the CLI and the query benchmark. How a query becomes a vector is
+:mod:`search_app.query_vectors`; near-duplicate folding is :mod:`search_app.collapse`.
 
-    normalise(mean(positive vectors) - w * mean(negative vectors))
-
-over L2-normalised embeddings (cosine distance), which keeps the result a direction in the same
-space the images live in.
+Order: ``relevance`` (default) ranks by the query vector. ``newest``/``oldest`` order by the payload's
+``date`` (EXIF date, else download time): without a query (browsing) over the whole filtered index
+through the ``date`` payload index; with a query, the results above the minimum score among the best
+:data:`~dyimages_common.index_query.FUSION_DEPTH` are re-ordered by date (so set a minimum score to
+say what counts as a match).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from pydantic import Field
 
-from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
-from dyimages_common.points import payload_urls, point_id
-from dyimages_common.qdrant import REINDEX_HINT, collection_model
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.index_query import Found, Order, PointFilter
+from dyimages_common.points import ImagePoint, point_id
+from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
+from search_app.collapse import NEAR_DUPLICATE_COSINE, collapse_near_duplicates
+from search_app.query_vectors import (
+    CachedEmbedder,
+    Embedder,
+    IndexMismatch,
+    ParsedText,
+    QueryError,
+    ServiceEmbedder,
+    answered_by,
+    check_query_model,
+    combine,
+    parse_text,
+    query_words,
+    stored_vector,
+)
 
 if TYPE_CHECKING:
     from search_app.query_cache import QueryCache
 
-# A negative term: `-word` or `-"a phrase"`, at the start or after whitespace.
-_NEGATIVE = re.compile(r'(?:^|(?<=\s))-(?:"([^"]+)"|(\S+))')
+__all__ = [
+    "NEAR_DUPLICATE_COSINE",
+    "QDRANT_ERRORS",
+    "CachedEmbedder",
+    "CollectionMissing",
+    "Embedder",
+    "Filters",
+    "Hit",
+    "IndexMismatch",
+    "QdrantUnavailable",
+    "Query",
+    "QueryError",
+    "ServiceEmbedder",
+    "facet_values",
+    "index_size",
+    "parse_text",
+    "search",
+    "search_vector",
+]
 
-# What the Qdrant client raises when the server is unreachable or answers with an error.
-QDRANT_ERRORS: tuple[type[BaseException], ...] = (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError)
-
-
-class QueryError(ValueError):
-    """The query itself cannot be searched (nothing to search for, unknown image): say so to the person."""
-
-
-class QdrantUnavailable(RuntimeError):
-    """Qdrant cannot answer now: the server is down or the embedded folder is held by another process."""
-
-
-class CollectionMissing(RuntimeError):
-    """No collection yet: nothing has been indexed."""
-
-
-class IndexMismatch(RuntimeError):
-    """The index was built by another model than the one the embedding service runs: reindex."""
-
-
-@dataclass(frozen=True)
-class ParsedText:
-    positive: str
-    negatives: tuple[str, ...]
-
-
-def parse_text(text: str) -> ParsedText:
-    """Split ``beach -people -"parked cars"`` into the text to find and the texts to avoid."""
-    negatives = tuple((quoted or word).strip() for quoted, word in _NEGATIVE.findall(text))
-    positive = " ".join(_NEGATIVE.sub(" ", text).split())
-    return ParsedText(positive=positive, negatives=tuple(n for n in negatives if n))
+QdrantUnavailable = StoreUnavailable  # the store seam classifies every failure; this is the one to catch
+QDRANT_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable,)
 
 
 @dataclass(frozen=True)
 class Filters:
     """Conditions on results; empty means no condition.
 
-    Every field but ``min_score`` and ``collapse`` is a payload condition (:meth:`to_qdrant`); ``min_score``
-    is the lowest cosine similarity shown (Qdrant's ``score_threshold``); ``collapse`` folds each result
-    whose vector is within that cosine of a better one into it (:func:`collapse_near_duplicates`);
-    ``match_words`` fuses the ranking with the query's words in the source URLs (:func:`search_vector`). All
-    three are kept here so that the UI's paging signature and the result cache's key change with them like with any
-    other filter.
+    Payload conditions (:meth:`point_filter`): domains, formats, sizes, and ``date_from``/``date_to`` (whole
+    UTC days, inclusive, on the payload's ``date``). ``min_score`` is the lowest cosine similarity shown;
+    ``collapse`` folds each result within that cosine of a better one into it; ``match_words`` fuses the
+    ranking with the query's words in file names, URL paths and camera; ``order`` sorts by relevance or
+    date (module docstring). All are kept here so the UI's paging signature and the result cache's key
+    change with them like with any other filter.
     """
 
     domains: tuple[str, ...] = ()
@@ -84,21 +87,20 @@ class Filters:
     min_score: float | None = None
     collapse: float | None = None
     match_words: bool = False
+    date_from: date | None = None
+    date_to: date | None = None
+    order: Order = "relevance"
 
-    def to_qdrant(self, exclude_ids: Sequence[str] = ()) -> models.Filter | None:
-        must: list[models.Condition] = []
-        if self.domains:
-            must.append(models.FieldCondition(key="domains", match=models.MatchAny(any=list(self.domains))))
-        if self.content_types:
-            must.append(models.FieldCondition(key="content_type", match=models.MatchAny(any=list(self.content_types))))
-        if self.min_width > 0:
-            must.append(models.FieldCondition(key="width", range=models.Range(gte=self.min_width)))
-        if self.min_height > 0:
-            must.append(models.FieldCondition(key="height", range=models.Range(gte=self.min_height)))
-        must_not: list[models.Condition] = [models.HasIdCondition(has_id=list(exclude_ids))] if exclude_ids else []
-        if not must and not must_not:
-            return None
-        return models.Filter(must=must or None, must_not=must_not or None)
+    def point_filter(self, exclude_ids: Sequence[str] = ()) -> PointFilter:
+        return PointFilter(
+            domains=self.domains,
+            content_types=self.content_types,
+            min_width=self.min_width,
+            min_height=self.min_height,
+            date_from=self.date_from,
+            date_to=self.date_to,
+            exclude_ids=tuple(exclude_ids),
+        )
 
 
 @dataclass(frozen=True)
@@ -117,279 +119,32 @@ class Query:
     def is_empty(self) -> bool:
         return not self.parsed.positive and self.image is None and self.like is None
 
+    def is_browse(self) -> bool:
+        """No query, but a date order: the index by date."""
+        return self.is_empty() and self.filters.order != "relevance"
 
-@dataclass(frozen=True)
-class Hit:
-    """One result: its score and the point's payload, converted in one place (:meth:`from_point`)."""
+
+class Hit(ImagePoint):
+    """One result: its rank and score beside every payload field of its point (:class:`ImagePoint`).
+
+    ``score`` is the cosine, the fused rank score with word matching, or 0.0 when browsing by date.
+    """
 
     rank: int
     score: float
     id: str
-    sha256: str
-    path: str
-    url: str
-    urls: list[str]
-    domains: list[str]
-    content_type: str
-    width: int
-    height: int
-    bytes: int | None
-    downloaded_at: str | None
-    indexed_at: str | None
-    model: str | None
-    similar: list[str] = field(default_factory=list)  # sha256 of near-duplicates folded into this result
+    similar: list[str] = Field(default_factory=list)  # sha256 of near-duplicates folded into this result
 
     @classmethod
-    def from_point(cls, point: models.ScoredPoint, rank: int) -> Hit:
-        payload: dict[str, Any] = point.payload or {}
-        url = str(payload.get("url", ""))
-        return cls(
-            rank=rank,
-            score=float(point.score),
-            id=str(point.id),
-            sha256=str(payload.get("sha256", "")),
-            path=str(payload.get("path", "")),
-            url=url,
-            urls=payload_urls(payload),
-            domains=[str(d) for d in payload.get("domains") or []],
-            content_type=str(payload.get("content_type", "")),
-            width=int(payload.get("width") or 0),
-            height=int(payload.get("height") or 0),
-            bytes=payload.get("bytes"),
-            downloaded_at=payload.get("downloaded_at"),
-            indexed_at=payload.get("indexed_at"),
-            model=payload.get("model"),
-        )
+    def from_found(cls, found: Found, rank: int) -> Hit:
+        return cls(**dict(found.point), rank=rank, score=found.score, id=found.id)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Embedder(Protocol):
-    """Turns query parts into L2-normalised vectors. The UI wraps these in its caches."""
-
-    def text(self, text: str) -> np.ndarray: ...
-
-    def image(self, data: bytes) -> np.ndarray: ...
-
-
-class ServiceEmbedder:
-    """The embedding service over HTTP, without caching (CLI, benchmark)."""
-
-    def __init__(self, client: EmbeddingClient) -> None:
-        self._client = client
-
-    def text(self, text: str) -> np.ndarray:
-        return self._client.embed_texts([text])[0]
-
-    def image(self, data: bytes) -> np.ndarray:
-        return self._client.embed_image_bytes(data)
-
-    def answered_by(self) -> ModelIdentity | None:
-        return self._client.answered_by
-
-
-def _unknown() -> ModelIdentity | None:
-    return None
-
-
-@dataclass(frozen=True)
-class CachedEmbedder:
-    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers (and, to check the
-    model, ``answered_by_fn``: the client's ``answered_by``)."""
-
-    text_fn: Callable[[str], np.ndarray]
-    image_fn: Callable[[bytes], np.ndarray]
-    answered_by_fn: Callable[[], ModelIdentity | None] = _unknown
-
-    def text(self, text: str) -> np.ndarray:
-        return self.text_fn(text)
-
-    def image(self, data: bytes) -> np.ndarray:
-        return self.image_fn(data)
-
-    def answered_by(self) -> ModelIdentity | None:
-        return self.answered_by_fn()
-
-
-def normalise(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    if norm == 0.0 or not np.isfinite(norm):
-        raise QueryError("the query cancels itself out; remove a negative term")
-    return (vector / norm).astype(np.float32)
-
-
-def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], negative_weight: float) -> np.ndarray:
-    """normalise(mean(positives) - w * mean(negatives)); every input is normalised first."""
-    if not positives:
-        raise QueryError("nothing to search for: type a text, upload an image or pick an image")
-    vector = np.mean([normalise(v) for v in positives], axis=0)
-    if negatives and negative_weight:
-        vector = vector - negative_weight * np.mean([normalise(v) for v in negatives], axis=0)
-    return normalise(vector)
-
-
-def stored_vector(client: QdrantClient, collection: str, sha256: str) -> np.ndarray:
-    """The indexed vector of an image, for "more like this" (no embedding call needed)."""
-    try:
-        points = client.retrieve(collection, ids=[point_id(sha256)], with_vectors=True)
-    except (*QDRANT_ERRORS, ValueError) as exc:
-        explained = _explain(client, collection, exc)
-        if explained is exc:
-            raise
-        raise explained from exc
-    if not points or points[0].vector is None:
-        raise QueryError(f"image {sha256[:12]}… is not in the index")
-    return np.asarray(points[0].vector, dtype=np.float32)
-
-
-def query_vector(
-    query: Query, embedder: Embedder, client: QdrantClient, collection: str, negative_weight: float
-) -> np.ndarray:
-    """The combined, normalised vector of every part of the query."""
-    parsed = query.parsed
-    positives: list[np.ndarray] = []
-    if parsed.positive:
-        positives.append(embedder.text(parsed.positive))
-    if query.image is not None:
-        positives.append(embedder.image(query.image))
-    if query.like is not None:
-        positives.append(stored_vector(client, collection, query.like))
-    negatives = [embedder.text(text) for text in parsed.negatives]
-    return combine(positives, negatives, negative_weight)
-
-
-def answered_by(embedder: Embedder) -> ModelIdentity | None:
-    """The model and weights of the embedding service's latest answer, for an embedder that knows them
-    (``answered_by()``, as the service's embedders do); None otherwise."""
-    method = getattr(embedder, "answered_by", None)
-    return method() if callable(method) else None
-
-
-def check_query_model(client: QdrantClient, collection: str, answered: ModelIdentity | None) -> None:
-    """Refuse a query vector of another model or other weights than the index's, even of the same size
-    (its scores would be meaningless); ``answered`` None (no embedding asked) checks nothing."""
-    if answered is None:
-        return
-    try:  # one round trip; no collection or no Qdrant: the search itself says which
-        metadata = client.get_collection(collection).config.metadata or {}
-    except (*QDRANT_ERRORS, ValueError):
-        return
-    model, weights = metadata.get("model"), metadata.get("pretrained")
-    if (model is not None and model != answered.model) or (weights is not None and weights != answered.pretrained):
-        size = f"{metadata['dim']}-dimensional " if metadata.get("dim") else ""
-        raise IndexMismatch(
-            f"the index holds {size}vectors of {model} ({weights or 'weights not recorded'}), but the embedding "
-            f"service answered with {answered}. {REINDEX_HINT}"
-        )
-
-
-def _explain(client: QdrantClient, collection: str, exc: Exception, vector_size: int | None = None) -> Exception:
-    """What a failed Qdrant call means, asked only after it failed (one round trip less per query):
-    no collection yet, a collection of another vector size, Qdrant down, or the error itself."""
-    model, dim = _qdrant(lambda: collection_model(client, collection))
-    if dim is None:
-        return CollectionMissing(f"collection {collection!r} does not exist yet")
-    if vector_size is not None and dim != vector_size:
-        return IndexMismatch(
-            f"the index holds {dim}-dimensional vectors of {model}, but the embedding service makes "
-            f"{vector_size}-dimensional ones. {REINDEX_HINT}"
-        )
-    if isinstance(exc, ValueError):
-        return exc
-    return QdrantUnavailable(f"Qdrant is not answering: {exc}")
-
-
-def _qdrant(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except QDRANT_ERRORS as exc:
-        raise QdrantUnavailable(f"Qdrant is not answering: {exc}") from exc
-
-
-NEAR_DUPLICATE_COSINE = 0.94  # clip-retrieval's threshold for "the same picture"
-
-
-def collapse_near_duplicates(hits: Sequence[Hit], vectors: Sequence[np.ndarray], threshold: float) -> list[Hit]:
-    """Fold each hit whose vector has a cosine of at least ``threshold`` with a better-ranked kept hit into
-    the first such hit (its ``similar``); kept hits keep their rank, so the numbers say where they stood."""
-    kept: list[tuple[Hit, np.ndarray]] = []
-    for hit, vector in zip(hits, vectors, strict=True):
-        unit = vector / (np.linalg.norm(vector) or 1.0)
-        twin = next((k for k, (_, other) in enumerate(kept) if float(unit @ other) >= threshold), None)
-        if twin is None:
-            kept.append((hit, unit))
-        else:
-            kept[twin][0].similar.append(hit.sha256)
-    return [hit for hit, _ in kept]
-
-
-FUSION_DEPTH = 1000  # each ranking fused holds this many: the fused order is the same on every page
-MAX_WORDS = 5
-MIN_WORD_CHARS = 3
-
-
-def query_words(text: str) -> list[str]:
-    """The words of a query's positive text worth matching in URLs: at least 3 characters, the first 5."""
-    return [word for word in dict.fromkeys(text.split()) if len(word) >= MIN_WORD_CHARS][:MAX_WORDS]
-
-
-def _ranking(
-    client: QdrantClient,
-    collection: str,
-    vector: np.ndarray,
-    filters: Filters,
-    exclude_ids: Sequence[str],
-    words: Sequence[str],
-    limit: int,
-    offset: int,
-) -> models.QueryResponse:
-    """The vector ranking alone, or (``words``) fused by reciprocal rank with, per word, the vector ranking
-    of the images whose source URLs contain it (Qdrant's text match on ``urls``: file name and path)."""
-    payload_filter = filters.to_qdrant(exclude_ids)
-    with_vectors = filters.collapse is not None
-    if not words:
-        return client.query_points(
-            collection,
-            query=vector.tolist(),
-            query_filter=payload_filter,
-            score_threshold=filters.min_score,
-            limit=limit,
-            offset=offset,
-            with_payload=True,
-            with_vectors=with_vectors,
-        )
-    depth = max(FUSION_DEPTH, offset + limit)
-    base = list(payload_filter.must or []) if payload_filter else []
-    excluded = payload_filter.must_not if payload_filter else None
-    prefetch = [
-        models.Prefetch(query=vector.tolist(), filter=payload_filter, score_threshold=filters.min_score, limit=depth),
-        *(
-            models.Prefetch(
-                query=vector.tolist(),
-                filter=models.Filter(
-                    must=[*base, models.FieldCondition(key="urls", match=models.MatchText(text=word))],
-                    must_not=excluded,
-                ),
-                limit=depth,
-            )
-            for word in words
-        ),
-    ]
-    return client.query_points(
-        collection,
-        prefetch=prefetch,
-        query=models.FusionQuery(fusion=models.Fusion.RRF),
-        limit=limit,
-        offset=offset,
-        with_payload=True,
-        with_vectors=with_vectors,
-    )
+        return self.model_dump(mode="json")
 
 
 def search_vector(
-    client: QdrantClient,
-    collection: str,
+    index: ImageIndex,
     vector: np.ndarray,
     *,
     filters: Filters = Filters(),
@@ -398,28 +153,37 @@ def search_vector(
     exclude_ids: Sequence[str] = (),
     words: Sequence[str] = (),
 ) -> list[Hit]:
-    """The best ``limit`` points after ``offset`` for ``vector``, best first; none scoring below
-    ``filters.min_score`` (so a page past the last strong match is empty, not filled with weak ones); with
-    ``filters.collapse``, near-duplicates within the page folded into the better result. With ``words``
-    the order is the reciprocal-rank fusion of :func:`_ranking` and ``score`` is the fused score (each
-    ranking adds 1/(k + rank)), not a cosine; the minimum score then applies to the vector ranking."""
-    try:
-        response = _ranking(client, collection, vector, filters, exclude_ids, words, limit, offset)
-    except (*QDRANT_ERRORS, ValueError) as exc:
-        explained = _explain(client, collection, exc, vector_size=len(vector))
-        if explained is exc:
-            raise
-        raise explained from exc
-    hits = [Hit.from_point(point, rank=offset + i + 1) for i, point in enumerate(response.points)]
+    """The best ``limit`` points after ``offset`` for ``vector``, best first (or by date, ``filters.order``);
+    none scoring below ``filters.min_score`` (so a page past the last strong match is empty, not filled with
+    weak ones); with ``filters.collapse``, near-duplicates within the page folded into the better result.
+    With ``words`` the order is the reciprocal-rank fusion of the vector ranking and the word rankings, and
+    ``score`` is the fused score (each ranking adds 1/(k + rank)), not a cosine; the minimum score then
+    applies to the vector ranking."""
+    found = index.search(
+        vector,
+        filters.point_filter(exclude_ids),
+        min_score=filters.min_score,
+        limit=limit,
+        offset=offset,
+        words=words,
+        order=filters.order,
+        with_vectors=filters.collapse is not None,
+    )
+    hits = [Hit.from_found(one, rank=offset + i + 1) for i, one in enumerate(found)]
     if filters.collapse is None:
         return hits
-    vectors = [np.asarray(point.vector, dtype=np.float32) for point in response.points]
-    return collapse_near_duplicates(hits, vectors, filters.collapse)
+    vectors = [one.vector for one in found]
+    return collapse_near_duplicates(hits, vectors, filters.collapse)  # type: ignore[arg-type]
+
+
+def browse(index: ImageIndex, filters: Filters, *, limit: int = 10, offset: int = 0) -> list[Hit]:
+    """The filtered index by date, no query (``filters.order`` newest or oldest); score 0.0."""
+    found = index.browse(filters.point_filter(), order=filters.order, limit=limit, offset=offset)
+    return [Hit.from_found(one, rank=offset + i + 1) for i, one in enumerate(found)]
 
 
 def search(
-    client: QdrantClient,
-    collection: str,
+    index: ImageIndex,
     embedder: Embedder,
     query: Query,
     *,
@@ -428,50 +192,46 @@ def search(
     negative_weight: float = 0.5,
     cache: QueryCache | None = None,
 ) -> list[Hit]:
-    """Run a query: embed its parts, combine them, search with its filters.
+    """Run a query: embed its parts, combine them, search with its filters; or browse by date when the
+    query is empty and the order is a date order.
 
     "More like this" leaves the image itself out of its own results. With a ``cache``, the page
     of results comes from Redis when the same vector, filters and page were asked since the last
     image was indexed (:mod:`search_app.query_cache`); vectors are cached by the embedder.
     """
+    if query.is_browse():
+        return browse(index, query.filters, limit=limit, offset=offset)
     if query.is_empty():
         raise QueryError("nothing to search for: type a text, upload an image or pick an image")
-    vector = query_vector(query, embedder, client, collection, negative_weight)
-    if query.parsed.positive or query.image is not None:
-        check_query_model(client, collection, answered_by(embedder))
+    parsed = query.parsed
+    positives = [embedder.text(parsed.positive)] if parsed.positive else []
+    if query.image is not None:
+        positives.append(embedder.image(query.image))
+    if query.like is not None:
+        positives.append(stored_vector(index, query.like))
+    vector = combine(positives, [embedder.text(text) for text in parsed.negatives], negative_weight)
+    if parsed.positive or query.image is not None:
+        check_query_model(index, answered_by(embedder))
     exclude = [point_id(query.like)] if query.like else []
-
-    words = query_words(query.parsed.positive) if query.filters.match_words else []
+    words = query_words(parsed.positive) if query.filters.match_words else []
 
     def run() -> list[Hit]:
         return search_vector(
-            client,
-            collection,
-            vector,
-            filters=query.filters,
-            limit=limit,
-            offset=offset,
-            exclude_ids=exclude,
-            words=words,
+            index, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude, words=words
         )
 
     if cache is None:
         return run()
     return cache.results(
-        client, collection, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude, compute=run
+        index, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude, compute=run
     )
 
 
-def index_size(client: QdrantClient, collection: str) -> int | None:
-    """Points in the collection, or None when there is no collection."""
-    if not _qdrant(lambda: client.collection_exists(collection)):
-        return None
-    return int(_qdrant(lambda: client.count(collection, exact=True)).count)
+def index_size(index: ImageIndex) -> int | None:
+    """Points in the serving collection, or None when there is none."""
+    return index.count()
 
 
-def facet_values(client: QdrantClient, collection: str, key: str, limit: int = 50) -> list[str]:
+def facet_values(index: ImageIndex, key: str, limit: int = 50) -> list[str]:
     """Distinct values of a keyword payload field (for the filter pickers), most frequent first."""
-    if not _qdrant(lambda: client.collection_exists(collection)):
-        return []
-    response = _qdrant(lambda: client.facet(collection, key=key, limit=limit, exact=False))
-    return [str(hit.value) for hit in response.hits]
+    return index.facets(key, limit)

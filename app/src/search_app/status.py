@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiormq
-from qdrant_client import QdrantClient
 
 from dyimages_common import url_state
 from dyimages_common.embedding_api import EmbeddingClient, EmbeddingUnavailable
-from dyimages_common.qdrant import collection_model, collection_weights
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.index_builds import building
 from dyimages_common.rabbit import queue_depths
 from dyimages_common.retry_requests import RetryRequest, failure_reason, matching_failures, publish_retry_request
+from dyimages_common.store_errors import StoreUnavailable
 from search_app.dead_letters import DeadLetter, peek_dead_letters
-from search_app.search import QDRANT_ERRORS, QdrantUnavailable, index_size
 from search_app.settings import AppSettings
 
 RABBIT_ERRORS: tuple[type[BaseException], ...] = (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError)
@@ -30,8 +30,10 @@ RABBIT_ERRORS: tuple[type[BaseException], ...] = (OSError, aiormq.exceptions.AMQ
 
 @dataclass
 class IndexStatus:
-    collection: str
+    collection: str  # the name searched (an alias)
     exists: bool = False
+    serving: str | None = None  # the collection behind it
+    building: str | None = None  # the collection `dyimages reindex` is building, if any
     points: int | None = None
     model: str | None = None
     weights: str | None = None
@@ -76,17 +78,19 @@ class Status:
         return asdict(self)
 
 
-def index_status(qdrant: QdrantClient | None, settings: AppSettings, error: str | None = None) -> IndexStatus:
+def index_status(index: ImageIndex | None, settings: AppSettings, error: str | None = None) -> IndexStatus:
     status = IndexStatus(collection=settings.qdrant_collection, error=error)
-    if qdrant is None:
+    if index is None:
         return status
     try:
-        status.points = index_size(qdrant, settings.qdrant_collection)
+        status.serving = index.serving()
+        status.building = building(index)
+        status.points = index.count(status.serving) if status.serving else None
         status.exists = status.points is not None
-        if status.exists:
-            status.model, status.dim = collection_model(qdrant, settings.qdrant_collection)
-            status.weights = collection_weights(qdrant, settings.qdrant_collection)
-    except (QdrantUnavailable, *QDRANT_ERRORS) as exc:
+        found = index.collection_model(status.serving) if status.serving else None
+        if found is not None:
+            status.model, status.dim, status.weights = found.model, found.dim, found.weights
+    except StoreUnavailable as exc:
         status.error = str(exc)
     return status
 
@@ -124,10 +128,10 @@ def url_status(settings: AppSettings) -> UrlStatus:
 
 
 def collect_status(
-    qdrant: QdrantClient | None, embedding: EmbeddingClient, settings: AppSettings, qdrant_error: str | None = None
+    index: ImageIndex | None, embedding: EmbeddingClient, settings: AppSettings, qdrant_error: str | None = None
 ) -> Status:
     return Status(
-        index=index_status(qdrant, settings, qdrant_error),
+        index=index_status(index, settings, qdrant_error),
         embedding=embedding_status(embedding, settings),
         queue=queue_status(settings),
         urls=url_status(settings),

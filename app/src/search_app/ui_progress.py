@@ -30,7 +30,7 @@ def render_ingest_progress() -> None:
     settings = resources.settings()
     try:
         clients = resources.clients(settings)
-        status = collect_status(clients.qdrant, clients.embedding, settings)
+        status = collect_status(clients.index, clients.embedding, settings)
     except QdrantUnavailable:
         st.caption("Ingest progress shows again once the index (Qdrant) answers.")
         return

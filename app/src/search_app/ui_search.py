@@ -90,7 +90,7 @@ def render() -> None:
 
     try:
         if not text.strip() and request.query.is_empty():
-            size = index_size(clients.qdrant, settings.qdrant_collection)
+            size = index_size(clients.index)
             if not size:
                 st.info(EMPTY_INDEX, icon=":material/info:")
             else:
@@ -99,8 +99,7 @@ def render() -> None:
         st.session_state["hits"] = []
         started = time.perf_counter()
         hits = search(
-            clients.qdrant,
-            settings.qdrant_collection,
+            clients.index,
             resources.embedder(settings, clients.embedding),
             request.query,
             limit=shown,
@@ -108,7 +107,7 @@ def render() -> None:
             cache=resources.query_cache(settings),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
-        if not hits and not index_size(clients.qdrant, settings.qdrant_collection):
+        if not hits and not index_size(clients.index):
             raise CollectionMissing(settings.qdrant_collection)
     except CollectionMissing:
         st.info(EMPTY_INDEX, icon=":material/info:")

@@ -1,4 +1,8 @@
-"""The embedding service's HTTP API: request and response models, and its clients.
+"""The embedding service's HTTP API and its clients.
+
+The request and response models are in :mod:`dyimages_common.embedding_wire` (the service imports
+only those), how answers become vectors or exceptions in :mod:`dyimages_common.embedding_answers`;
+this module re-exports both, so a client imports from here alone.
 
 Endpoints (JSON):
 
@@ -7,7 +11,8 @@ Endpoints (JSON):
 * ``POST /embed``: :class:`EmbedRequest` -> :class:`EmbedResponse`. Either ``texts`` or
   ``images`` (each named by its stored ``path`` under IMAGES_DIR, or sent as base64 ``data``).
   Vectors are L2-normalised. One bad image fails that item only: its vector is null and its
-  error says why (items fail for good: missing file, not an image, too large). A request that is
+  error is an :class:`ItemFailure`, ``{"reason": "<Reason>", "detail": "..."}`` (items fail for
+  good: missing file, not an image, too large). A request that is
   wrong as a whole gets a 4xx with a ``detail``; 5xx and 503 mean the service is at fault or
   not ready, and the request may be retried. Every answer names the ``model`` and its weights
   (``pretrained``) that made its vectors, so a client can refuse vectors of another model even
@@ -25,182 +30,68 @@ The indexer, the app, the CLI and the benchmarks all use :class:`EmbeddingClient
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-EMBED_PATH = "/embed"
-INFO_PATH = "/info"
-HEALTH_PATH = "/health"
-MAX_ITEMS_PER_REQUEST = 256
+from dyimages_common.embedding_answers import (
+    NETWORK_ERRORS,
+    EmbeddingBusy,
+    EmbeddingConnectionLost,
+    EmbeddingRequestError,
+    EmbeddingTimeout,
+    EmbeddingUnavailable,
+    EmbeddingUnreachable,
+    ImageEmbeddings,
+    as_images,
+    image_payload,
+    parse_answer,
+    single_vector,
+    text_vectors,
+    unavailable,
+)
+from dyimages_common.embedding_wire import (
+    EMBED_PATH,
+    HEALTH_PATH,
+    INFO_PATH,
+    MAX_ITEMS_PER_REQUEST,
+    EmbedRequest,
+    EmbedResponse,
+    ImageRef,
+    ItemFailure,
+    ModelIdentity,
+    ModelInfo,
+    server_request_timeout,
+)
+
+# The wire names are re-exported: a client needs this one module.
+__all__ = [
+    "EMBED_PATH",
+    "HEALTH_PATH",
+    "INFO_PATH",
+    "MAX_ITEMS_PER_REQUEST",
+    "AsyncEmbeddingClient",
+    "EmbedRequest",
+    "EmbedResponse",
+    "EmbeddingBusy",
+    "EmbeddingClient",
+    "EmbeddingConnectionLost",
+    "EmbeddingRequestError",
+    "EmbeddingTimeout",
+    "EmbeddingUnavailable",
+    "EmbeddingUnreachable",
+    "ImageEmbeddings",
+    "ImageRef",
+    "ItemFailure",
+    "ModelIdentity",
+    "ModelInfo",
+    "server_request_timeout",
+]
+
 DEFAULT_TIMEOUT_S = 120.0
 # A request that cannot be embedded by anything but a broken service: the probe of :meth:`usable`.
 PROBE_TEXT = "a photo"
-
-
-def server_request_timeout(client_timeout_s: float) -> float:
-    """How long the service lets a request wait before its batch starts: half the client's timeout,
-    leaving the other half for the batch itself (a 256-image batch takes seconds even on a CPU)."""
-    return client_timeout_s / 2
-
-
-class ImageRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str | None = Field(None, description="Stored path relative to IMAGES_DIR")
-    data: str | None = Field(None, description="Image bytes, base64")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ImageRef:
-        if (self.path is None) == (self.data is None):
-            raise ValueError("an image is named by exactly one of `path` or `data`")
-        return self
-
-
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    texts: list[str] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST)
-    images: list[ImageRef] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST)
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> EmbedRequest:
-        if (self.texts is None) == (self.images is None):
-            raise ValueError("send exactly one of `texts` or `images`")
-        items = self.texts if self.texts is not None else self.images
-        if not items:
-            raise ValueError("nothing to embed: the list is empty")
-        if self.texts is not None and any(not text.strip() for text in self.texts):
-            raise ValueError("a text is empty")
-        return self
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What made a vector: the OpenCLIP model name and its weights (pretrained tag or checkpoint)."""
-
-    model: str
-    pretrained: str
-
-    def __str__(self) -> str:
-        return f"{self.model} ({self.pretrained})"
-
-
-class EmbedResponse(BaseModel):
-    model: str
-    pretrained: str
-    dim: int
-    vectors: list[list[float] | None]
-    errors: list[str | None]
-
-    @property
-    def identity(self) -> ModelIdentity:
-        return ModelIdentity(self.model, self.pretrained)
-
-
-class ModelInfo(BaseModel):
-    model: str
-    pretrained: str
-    dim: int
-    device: str
-    context_length: int
-
-    @property
-    def identity(self) -> ModelIdentity:
-        return ModelIdentity(self.model, self.pretrained)
-
-
-class EmbeddingUnavailable(RuntimeError):
-    """The service did not answer this request (down, starting, overloaded, faulted): retry later.
-
-    Whether the service or the request is at fault, the service's :meth:`EmbeddingClient.usable`
-    tells: a request that fails while the service answers its probe is suspect (a poison item).
-    """
-
-
-class EmbeddingUnreachable(EmbeddingUnavailable):
-    """The request never reached the service (connection refused, no route): the service is down."""
-
-
-class EmbeddingConnectionLost(EmbeddingUnavailable):
-    """The connection broke while the service had the request (it stopped or crashed meanwhile)."""
-
-
-class EmbeddingTimeout(EmbeddingUnavailable):
-    """No answer within the client's timeout: the service is overloaded, or the request hangs it."""
-
-
-class EmbeddingBusy(EmbeddingUnavailable):
-    """504: the request waited too long for the model and was never computed; the service is overloaded."""
-
-
-class EmbeddingRequestError(ValueError):
-    """The service refused the request as a whole (4xx): retrying will not help."""
-
-
-@dataclass(frozen=True)
-class ImageEmbeddings:
-    """One entry per requested image: a vector, or None and the reason; and the model that made them."""
-
-    vectors: list[np.ndarray | None]
-    errors: list[str | None]
-    identity: ModelIdentity
-
-
-def _image_payload(paths: list[str] | None = None, data: list[bytes] | None = None) -> dict[str, Any]:
-    refs: list[dict[str, str]] = [{"path": p} for p in paths or []]
-    refs += [{"data": base64.b64encode(d).decode("ascii")} for d in data or []]
-    return {"images": refs}
-
-
-def _parse(response: httpx.Response, expected: int) -> EmbedResponse:
-    if response.status_code == 504:
-        raise EmbeddingBusy(f"embedding service too busy, the request was not computed (504): {response.text[:300]}")
-    if response.status_code >= 500:
-        raise EmbeddingUnavailable(f"embedding service answered {response.status_code}: {response.text[:300]}")
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise EmbeddingRequestError(f"embedding service refused the request ({response.status_code}): {detail}")
-    parsed = EmbedResponse.model_validate_json(response.content)
-    if len(parsed.vectors) != expected or len(parsed.errors) != expected:
-        raise EmbeddingUnavailable(f"embedding service returned {len(parsed.vectors)} vectors for {expected} items")
-    return parsed
-
-
-def _as_images(parsed: EmbedResponse) -> ImageEmbeddings:
-    vectors = [None if v is None else np.asarray(v, dtype=np.float32) for v in parsed.vectors]
-    return ImageEmbeddings(vectors=vectors, errors=list(parsed.errors), identity=parsed.identity)
-
-
-def _single(parsed: EmbedResponse) -> np.ndarray:
-    if parsed.vectors[0] is None:
-        raise EmbeddingRequestError(parsed.errors[0] or "the item could not be embedded")
-    return np.asarray(parsed.vectors[0], dtype=np.float32)
-
-
-def _texts(parsed: EmbedResponse) -> np.ndarray:
-    if any(v is None for v in parsed.vectors):
-        raise EmbeddingRequestError(next(e for e in parsed.errors if e) or "a text could not be embedded")
-    return np.asarray(parsed.vectors, dtype=np.float32)
-
-
-_NETWORK_ERRORS = (httpx.TransportError,)
-
-
-def _unavailable(exc: httpx.TransportError) -> EmbeddingUnavailable:
-    """The client's exception for a network error: unreachable, timed out, or cut off mid-request."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return EmbeddingUnreachable(f"embedding service unreachable: {exc!r}")
-    if isinstance(exc, httpx.TimeoutException):
-        return EmbeddingTimeout(f"embedding service gave no answer in time: {exc!r}")
-    return EmbeddingConnectionLost(f"embedding service connection lost: {exc!r}")
 
 
 class EmbeddingClient:
@@ -222,15 +113,15 @@ class EmbeddingClient:
     def _get(self, path: str) -> httpx.Response:
         try:
             return self._http.get(path)
-        except _NETWORK_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     def _post(self, payload: dict[str, Any], expected: int) -> EmbedResponse:
         try:
             response = self._http.post(EMBED_PATH, json=payload)
-        except _NETWORK_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        parsed = _parse(response, expected)
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc) from exc
+        parsed = parse_answer(response, expected)
         self.answered_by = parsed.identity
         return parsed
 
@@ -246,14 +137,14 @@ class EmbeddingClient:
             raise EmbeddingUnavailable(f"embedding service info answered {response.status_code}")
         return ModelInfo.model_validate_json(response.content)
 
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return _texts(self._post({"texts": texts}, len(texts)))
+    def embedtext_vectors(self, texts: list[str]) -> np.ndarray:
+        return text_vectors(self._post({"texts": texts}, len(texts)))
 
     def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
-        return _as_images(self._post(_image_payload(paths=paths), len(paths)))
+        return as_images(self._post(image_payload(paths=paths), len(paths)))
 
     def embed_image_bytes(self, data: bytes) -> np.ndarray:
-        return _single(self._post(_image_payload(data=[data]), 1))
+        return single_vector(self._post(image_payload(data=[data]), 1))
 
 
 class AsyncEmbeddingClient:
@@ -275,15 +166,15 @@ class AsyncEmbeddingClient:
     async def _get(self, path: str) -> httpx.Response:
         try:
             return await self._http.get(path)
-        except _NETWORK_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def _post(self, payload: dict[str, Any], expected: int) -> EmbedResponse:
         try:
             response = await self._http.post(EMBED_PATH, json=payload)
-        except _NETWORK_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        parsed = _parse(response, expected)
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc) from exc
+        parsed = parse_answer(response, expected)
         self.answered_by = parsed.identity
         return parsed
 
@@ -310,8 +201,8 @@ class AsyncEmbeddingClient:
             raise EmbeddingUnavailable(f"embedding service info answered {response.status_code}")
         return ModelInfo.model_validate_json(response.content)
 
-    async def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return _texts(await self._post({"texts": texts}, len(texts)))
+    async def embedtext_vectors(self, texts: list[str]) -> np.ndarray:
+        return text_vectors(await self._post({"texts": texts}, len(texts)))
 
     async def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
-        return _as_images(await self._post(_image_payload(paths=paths), len(paths)))
+        return as_images(await self._post(image_payload(paths=paths), len(paths)))

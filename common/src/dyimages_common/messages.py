@@ -30,9 +30,7 @@ class ImageDownloaded(BaseModel):
     bytes: PositiveInt
     downloaded_at: AwareDatetime
     # Optional EXIF facts (schema 1 stays: messages without them still validate as None).
-    taken_at: AwareDatetime | None = Field(
-        default=None, description="EXIF DateTimeOriginal, as an aware datetime"
-    )
+    taken_at: AwareDatetime | None = Field(default=None, description="EXIF DateTimeOriginal, as an aware datetime")
     camera: str | None = Field(default=None, max_length=128, description="EXIF Make + Model")
     orientation: int | None = Field(default=None, ge=1, le=8, description="EXIF Orientation")
 

@@ -1,14 +1,46 @@
-"""Qdrant point ids and payload fields shared by the indexer, the app and the CLI."""
+"""The point of an image in the index: its id and its payload, as one typed model (:class:`ImagePoint`).
+
+Every reader and writer of the index goes through this model: the indexer builds the payload with
+:meth:`ImagePoint.merged` (the URL merge) and :meth:`ImagePoint.to_payload`; the app, the CLI, reindex,
+audit, prune, the benchmarks and the test helpers read it with :meth:`ImagePoint.from_payload`. Adding a
+payload field is one edit here: a field with ``json_schema_extra={"index": ...}`` also gets its payload
+index (:func:`payload_indexes`), and the store seam (:mod:`dyimages_common.image_index`) creates it.
+
+Two fields are derived, never set: ``date`` (the photo's own date, EXIF ``DateTimeOriginal``, else when it
+was downloaded: what date filters and date order use) and ``words`` (file names, URL paths and camera, for
+the search's word matching through a full-text index).
+"""
 
 from __future__ import annotations
 
+import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+
+from dyimages_common.messages import ImageDownloaded
 
 # Fixed namespace: the same SHA-256 gives the same point id in every process, forever.
 POINT_NAMESPACE = uuid.UUID("5d9b7c1e-8f4a-4c43-9a57-2f0d6f1b9e21")
+
+REVISION_FIELD = "revision"
+
+
+class IndexKind(enum.StrEnum):
+    """The kinds of payload index a field can ask for (store-neutral; the seam maps them)."""
+
+    KEYWORD = "keyword"
+    INTEGER = "integer"
+    DATETIME = "datetime"
+    TEXT = "text"
+
+
+def _indexed(kind: IndexKind, **field_args: Any) -> Any:
+    return Field(json_schema_extra={"index": kind.value}, **field_args)
 
 
 def point_id(sha256: str) -> str:
@@ -16,14 +48,131 @@ def point_id(sha256: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, sha256))
 
 
-def payload_urls(payload: Mapping[str, Any]) -> list[str]:
-    """Every source URL of a point: its ``urls`` list, or the single ``url`` of a point written before
-    ``urls`` existed (the one place that fallback lives)."""
-    urls = payload.get("urls") or [payload.get("url")]
-    return [str(url) for url in urls if url]
-
-
 def url_domain(url: str) -> str:
     """The host of a URL, lower-case and without ``www.``, for the domain filter."""
     host = (urlsplit(url).hostname or "").lower()
     return host.removeprefix("www.")
+
+
+def _unique(values: Iterable[str | None]) -> list[str]:
+    return list(dict.fromkeys(value for value in values if value))
+
+
+def payload_urls(payload: Mapping[str, Any]) -> list[str]:
+    """Every source URL of a stored payload: its ``urls`` list, or the single ``url`` of a point written
+    before ``urls`` existed (the one place that fallback lives)."""
+    urls = payload.get("urls") or [payload.get("url")]
+    return [str(url) for url in urls if url]
+
+
+class ImagePoint(BaseModel):
+    """The payload of one image's point. Unknown stored keys are ignored; derived fields are recomputed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sha256: str = _indexed(IndexKind.KEYWORD)
+    path: str = ""
+    url: str = ""  # the first source URL
+    urls: list[str] = Field(default_factory=list)
+    domains: list[str] = _indexed(IndexKind.KEYWORD, default_factory=list)
+    content_type: str = _indexed(IndexKind.KEYWORD, default="")
+    width: int = _indexed(IndexKind.INTEGER, default=0)
+    height: int = _indexed(IndexKind.INTEGER, default=0)
+    bytes: int | None = None
+    downloaded_at: AwareDatetime | None = None
+    indexed_at: AwareDatetime | None = None
+    model: str | None = _indexed(IndexKind.KEYWORD, default=None)
+    taken_at: AwareDatetime | None = None  # EXIF DateTimeOriginal
+    camera: str | None = None  # EXIF Make + Model
+    orientation: int | None = None  # EXIF Orientation (1-8)
+    revision: str | None = _indexed(IndexKind.KEYWORD, default=None)  # changes on every write
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_payloads(cls, data: Any) -> Any:
+        """Points written before ``urls``/``domains`` existed hold one ``url``: read it as the list."""
+        if isinstance(data, Mapping) and "sha256" in data:
+            urls = payload_urls(data)
+            data = {**data, "urls": urls, "url": urls[0] if urls else ""}
+            if not data.get("domains"):
+                data["domains"] = _unique(url_domain(url) for url in urls)
+        return data
+
+    @computed_field(json_schema_extra={"index": IndexKind.DATETIME.value})  # type: ignore[prop-decorator]
+    @property
+    def date(self) -> datetime | None:
+        """The photo's own date when its EXIF says it, else when it was downloaded."""
+        return self.taken_at or self.downloaded_at
+
+    @computed_field(json_schema_extra={"index": IndexKind.TEXT.value})  # type: ignore[prop-decorator]
+    @property
+    def words(self) -> str:
+        """File names and paths of every source URL, and the camera: what word matching searches."""
+        paths = [unquote(urlsplit(url).path).replace("/", " ") for url in self.urls]
+        return " ".join(_unique([*paths, self.camera])).strip()
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> ImagePoint:
+        """The point a stored payload holds. A payload written by another tool never breaks a reader: a
+        field whose value does not fit (a date that is not one, a list that is a number) reads as absent."""
+        data = dict(payload or {})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            unfit = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            return cls.model_validate({key: value for key, value in data.items() if key not in unfit})
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload to store (datetimes as RFC 3339 strings, derived fields included)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def merged(
+        cls,
+        existing: ImagePoint | None,
+        events: Sequence[ImageDownloaded],
+        *,
+        model: str,
+        indexed_at: datetime,
+        revision: str,
+    ) -> ImagePoint:
+        """The point to write for one image: ``events`` (messages for the same sha256) merged into
+        ``existing``. The same bytes reached from several URLs are one point: ``urls`` is the union in the
+        order first seen (``url`` the first), ``downloaded_at`` the earliest, EXIF facts the first known."""
+        if not events:
+            raise ValueError("a point needs at least one message")
+        first = events[0]
+        if any(event.sha256 != first.sha256 for event in events):
+            raise ValueError("messages for different images cannot share a point")
+        urls = _unique([*(existing.urls if existing else ()), *(event.url for event in events)])
+        earliest = min(event.downloaded_at for event in events)
+
+        def known(name: str) -> Any:
+            values = [getattr(existing, name, None), *(getattr(event, name) for event in events)]
+            return next((value for value in values if value is not None), None)
+
+        return cls(
+            sha256=first.sha256,
+            path=first.path,
+            url=urls[0],
+            urls=urls,
+            domains=_unique(url_domain(url) for url in urls),
+            content_type=first.content_type,
+            width=first.width,
+            height=first.height,
+            bytes=first.bytes,
+            downloaded_at=(existing.downloaded_at if existing and existing.downloaded_at else earliest),
+            indexed_at=indexed_at,
+            model=model,
+            taken_at=known("taken_at"),
+            camera=known("camera"),
+            orientation=known("orientation"),
+            revision=revision,
+        )
+
+
+def payload_indexes(model: type[BaseModel] = ImagePoint) -> dict[str, IndexKind]:
+    """Payload field -> index kind, read from the fields' ``index`` marks (computed fields included)."""
+    fields: list[tuple[str, Any]] = [(name, info.json_schema_extra) for name, info in model.model_fields.items()]
+    fields += [(name, info.json_schema_extra) for name, info in model.model_computed_fields.items()]
+    return {name: IndexKind(extra["index"]) for name, extra in fields if isinstance(extra, dict) and "index" in extra}

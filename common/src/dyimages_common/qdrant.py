@@ -1,45 +1,47 @@
-"""The Qdrant client and the `images` collection schema.
+"""Qdrant specifics behind the store seam: the client, the collection schema, the name's alias.
 
-One point per distinct image (id from :func:`dyimages_common.points.point_id`), cosine distance,
-vector size from the model. The collection records the model that made its vectors in its
-metadata; a collection made by another model, or with another size, is never mixed with new
-vectors: :func:`ensure_collection` raises :class:`CollectionMismatchError`.
+Only :mod:`dyimages_common.image_index` (and its helpers) import this module. One point per distinct
+image (id from :func:`dyimages_common.points.point_id`), cosine distance, vector size from the model.
+A collection records the model (and weights) that made its vectors in its metadata; new vectors are
+never mixed into a collection of another model, size or weights (:class:`CollectionMismatchError`).
+
+``QDRANT_COLLECTION`` names an **alias**: the collection behind it is ``<name>_<UTC timestamp>``, and
+``dyimages reindex`` builds the next one beside it (alias ``<name>__building``) and swaps the alias in
+one ``update_collection_aliases`` call when it is complete. A collection that is really called
+``<name>`` (made before aliases were used) is served as it is until the first reindex replaces it.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from dyimages_common.points import IndexKind, payload_indexes
 from dyimages_common.settings import QdrantSettings
+from dyimages_common.store_errors import REINDEX_HINT, CollectionMismatchError
+
+__all__ = ["REINDEX_HINT", "CollectionMismatchError", "connect_qdrant"]
 
 log = logging.getLogger(__name__)
 
-# Payload fields the UI filters on get an index (a no-op in embedded mode, which is brute force).
+_SCHEMAS = {
+    IndexKind.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    IndexKind.INTEGER: models.PayloadSchemaType.INTEGER,
+    IndexKind.DATETIME: models.PayloadSchemaType.DATETIME,
+    IndexKind.TEXT: models.PayloadSchemaType.TEXT,
+}
+# Payload fields the search filters, orders or word-matches on get an index (a no-op in embedded mode,
+# which is brute force): derived from the point model's marks, never listed by hand.
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
-    "sha256": models.PayloadSchemaType.KEYWORD,
-    "domains": models.PayloadSchemaType.KEYWORD,
-    "content_type": models.PayloadSchemaType.KEYWORD,
-    "width": models.PayloadSchemaType.INTEGER,
-    "height": models.PayloadSchemaType.INTEGER,
-    "model": models.PayloadSchemaType.KEYWORD,
-    # Words of the source URLs (file names, paths) for the search's word matching: without a text
-    # index the server answers a full-text match by scanning every payload.
-    "urls": models.PayloadSchemaType.TEXT,
+    name: _SCHEMAS[kind] for name, kind in payload_indexes().items()
 }
 
-REINDEX_HINT = (
-    "To reindex with the new model: `dyimages drop --yes` (deletes the collection), restart the "
-    "indexer, then `dyimages reindex` (republishes every stored image); or set QDRANT_COLLECTION "
-    "to a new name."
-)
-
-
-class CollectionMismatchError(RuntimeError):
-    """The collection exists but was made by another model or with another vector size."""
+BUILDING_SUFFIX = "__building"
 
 
 def connect_qdrant(settings: QdrantSettings) -> QdrantClient:
@@ -66,63 +68,80 @@ def connect_qdrant(settings: QdrantSettings) -> QdrantClient:
         return QdrantClient(**where, api_key=api_key, timeout=30)
 
 
-def collection_model(client: QdrantClient, name: str) -> tuple[str | None, int | None]:
-    """The (model, vector size) an existing collection was made with, or (None, None)."""
-    if not client.collection_exists(name):
-        return None, None
-    config = client.get_collection(name).config
-    vectors = config.params.vectors
-    size = vectors.size if isinstance(vectors, models.VectorParams) else None
-    model = (config.metadata or {}).get("model")
-    return (str(model) if model is not None else None), size
+@dataclass(frozen=True)
+class CollectionModel:
+    """What a collection's metadata says made its vectors."""
+
+    name: str
+    model: str | None
+    dim: int | None
+    weights: str | None
+
+    def check(self, *, dim: int, model: str, pretrained: str | None) -> None:
+        """Raise CollectionMismatchError unless vectors of (model, dim, pretrained) belong here."""
+        if self.dim != dim or (self.model is not None and self.model != model):
+            raise CollectionMismatchError(
+                f"collection {self.name!r} holds vectors of model {self.model!r} (dim {self.dim}), "
+                f"but the embedding service runs {model!r} (dim {dim}). {REINDEX_HINT}"
+            )
+        if pretrained is not None and self.weights is not None and self.weights != pretrained:
+            raise CollectionMismatchError(
+                f"collection {self.name!r} holds vectors of model {self.model!r} with weights {self.weights!r}, "
+                f"but the embedding service runs it with weights {pretrained!r}. {REINDEX_HINT}"
+            )
+
+    def matches(self, *, dim: int, model: str, pretrained: str | None) -> bool:
+        try:
+            self.check(dim=dim, model=model, pretrained=pretrained)
+        except CollectionMismatchError:
+            return False
+        return True
 
 
-def collection_weights(client: QdrantClient, name: str) -> str | None:
-    """The pretrained tag recorded by :func:`ensure_collection` (None if absent or not recorded)."""
+def collection_model(client: QdrantClient, name: str) -> CollectionModel | None:
+    """The model, size and weights a collection (or alias) was made with; None when it does not exist."""
     if not client.collection_exists(name):
         return None
-    weights = (client.get_collection(name).config.metadata or {}).get("pretrained")
-    return str(weights) if weights is not None else None
+    config = client.get_collection(name).config
+    vectors = config.params.vectors
+    metadata = config.metadata or {}
+    model, weights = metadata.get("model"), metadata.get("pretrained")
+    return CollectionModel(
+        name=name,
+        model=str(model) if model is not None else None,
+        dim=vectors.size if isinstance(vectors, models.VectorParams) else None,
+        weights=str(weights) if weights is not None else None,
+    )
 
 
-def ensure_collection(client: QdrantClient, name: str, *, dim: int, model: str, pretrained: str | None = None) -> bool:
-    """Create the collection for ``model`` if absent; refuse one made by another model.
+def create_collection(client: QdrantClient, name: str, *, dim: int, model: str, pretrained: str | None) -> None:
+    """A new collection for this model's vectors, with the point model's payload indexes."""
+    metadata: dict[str, object] = {"model": model, "dim": dim}
+    if pretrained is not None:
+        metadata["pretrained"] = pretrained
+    client.create_collection(
+        name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE), metadata=metadata
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # embedded mode: indexes are no-ops
+        for field, schema in PAYLOAD_INDEXES.items():
+            client.create_payload_index(name, field, field_schema=schema)
+    log.info("created collection %s (model %s, dim %d)", name, model, dim)
 
-    ``pretrained`` (the weights' tag), when given, is recorded too and checked against an
-    existing collection's: one architecture with other weights gives incompatible vectors.
-    Returns True when it was created. Safe to call from several processes at once: a
-    concurrent create by another replica is detected and checked like an existing one.
-    """
-    existing_model, existing_dim = collection_model(client, name)
-    if existing_dim is None:
-        metadata: dict[str, object] = {"model": model, "dim": dim}
-        if pretrained is not None:
-            metadata["pretrained"] = pretrained
-        try:
-            client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                metadata=metadata,
-            )
-        except Exception:
-            if not client.collection_exists(name):
-                raise
-            return ensure_collection(client, name, dim=dim, model=model, pretrained=pretrained)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # embedded mode: indexes are no-ops
-            for field, schema in PAYLOAD_INDEXES.items():
-                client.create_payload_index(name, field, field_schema=schema)
-        log.info("created collection %s (model %s, dim %d)", name, model, dim)
-        return True
-    if existing_dim != dim or (existing_model is not None and existing_model != model):
-        raise CollectionMismatchError(
-            f"collection {name!r} holds vectors of model {existing_model!r} (dim {existing_dim}), "
-            f"but the embedding service runs {model!r} (dim {dim}). {REINDEX_HINT}"
-        )
-    existing_weights = collection_weights(client, name) if pretrained is not None else None
-    if existing_weights is not None and existing_weights != pretrained:
-        raise CollectionMismatchError(
-            f"collection {name!r} holds vectors of model {existing_model!r} with weights {existing_weights!r}, "
-            f"but the embedding service runs it with weights {pretrained!r}. {REINDEX_HINT}"
-        )
-    return False
+
+def new_collection_name(alias: str) -> str:
+    """``<alias>_<UTC timestamp to the microsecond>``: a fresh name beside the serving one."""
+    return f"{alias}_{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def aliases(client: QdrantClient) -> dict[str, str]:
+    """alias -> collection, for every alias."""
+    return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+
+
+def create_alias(alias: str, collection: str) -> models.CreateAliasOperation:
+    return models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+
+
+def delete_alias(alias: str) -> models.DeleteAliasOperation:
+    return models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))

@@ -3,8 +3,10 @@
 * ``RABBITMQ_QUEUE`` (default ``images.downloaded``): a durable quorum queue. A message returned
   to it more than :data:`DELIVERY_LIMIT` times (crash loops) is dead-lettered by RabbitMQ itself.
 * ``<queue>.dlx``: a direct exchange; ``<queue>.dead``: the dead-letter queue bound to it. The
-  indexer publishes a message it can never process there itself, with the reason in the
-  :data:`REASON_HEADER` header, then acknowledges the original.
+  indexer publishes a message it can never process there itself, with :func:`dead_letter_headers`
+  (a :class:`~dyimages_common.reasons.Reason` in :data:`REASON_HEADER`, the detail a person reads
+  in :data:`DETAIL_HEADER`), then acknowledges the original. :func:`dead_letter_reason` reads
+  either back, or RabbitMQ's own ``x-death`` reason for a message the broker dead-lettered.
 * ``<queue>.control``: the downloader's control queue (durable, quorum): requests to fetch failed
   URLs again (:mod:`dyimages_common.retry_requests`), published by ``dyimages retry`` and the app,
   consumed by the downloader. One it cannot read, or one that keeps crashing it, goes to
@@ -26,10 +28,45 @@ from urllib.parse import quote
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings
 
 DELIVERY_LIMIT = 20
-REASON_HEADER = "x-dyimages-reason"
+REASON_HEADER = "x-dyimages-reason"  # a Reason's value
+DETAIL_HEADER = "x-dyimages-detail"  # what a person reads, at most MAX_DETAIL_CHARS
+MAX_DETAIL_CHARS = 2000
+
+
+def dead_letter_headers(reason: Reason, detail: str, original: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The headers of a dead letter: the original message's, then why it can never be processed."""
+    if not isinstance(reason, Reason):  # the header is read back as a Reason: a bare word would read as unknown
+        raise TypeError(f"a dead letter names a Reason, not {reason!r}")
+    return {**(original or {}), REASON_HEADER: reason.value, DETAIL_HEADER: detail[:MAX_DETAIL_CHARS]}
+
+
+def dead_letter_reason(headers: Mapping[str, Any] | None) -> tuple[Reason, str]:
+    """Why a dead letter is there, and the detail: the indexer's headers, else RabbitMQ's ``x-death``
+    reason (``delivery_limit``, ``rejected``). A word this version does not know reads as
+    ``Reason.UNKNOWN`` with the word kept at the start of the detail."""
+    headers = headers or {}
+    detail = _text(headers.get(DETAIL_HEADER))
+    word = _text(headers.get(REASON_HEADER))
+    if not word:
+        deaths = headers.get("x-death")
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+            word = _text(deaths[0].get("reason"))
+        word = word or _text(headers.get("x-first-death-reason"))
+        detail = detail or (f"dead-lettered by RabbitMQ ({word})" if word else "")
+    reason = Reason.parse(word)
+    if reason is Reason.UNKNOWN and word:
+        detail = f"{word}: {detail}" if detail else word
+    return reason, detail
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
 
 
 def persistent_message(

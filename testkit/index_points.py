@@ -1,0 +1,61 @@
+"""Points written by a test the way the indexer writes them: through the store seam and the point model.
+
+For unit tests that choose their own vectors: the payload comes from ``ImagePoint.merged`` (never a dict
+written by hand), the write is the seam's conditional write, the collection is made behind the alias.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dyimages_common import index_builds
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.messages import ImageDownloaded
+from dyimages_common.point_writes import ImageVector
+from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.storage import stored_path
+
+MODEL = "test"
+
+
+def open_index(path: Path, name: str = "images") -> ImageIndex:
+    """An index in an embedded folder (this process holds it until ``close()``)."""
+    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=path, qdrant_collection=name))
+
+
+def fake_sha(n: int) -> str:
+    return f"{n:064x}"
+
+
+def add_point(
+    index: ImageIndex,
+    sha256: str,
+    vector: np.ndarray,
+    url: str,
+    *,
+    content_type: str = "image/jpeg",
+    size: tuple[int, int] = (64, 48),
+    model: str = MODEL,
+    downloaded_at: datetime | None = None,
+    **exif: Any,
+) -> None:
+    """Index one image (``exif``: taken_at, camera, orientation) with this vector."""
+    extension = {"image/png": "png", "image/webp": "webp", "image/gif": "gif"}.get(content_type, "jpg")
+    event = ImageDownloaded(
+        sha256=sha256,
+        path=stored_path(sha256, extension),
+        url=url,
+        content_type=content_type,
+        width=size[0],
+        height=size[1],
+        bytes=1000,
+        downloaded_at=downloaded_at or datetime.now(UTC),
+        **exif,
+    )
+    vector = np.asarray(vector, dtype=np.float32)
+    for target in index_builds.write_targets(index, dim=len(vector), model=model, pretrained=None):
+        index.write(target, [ImageVector(sha256, vector, [event])], model=model)
