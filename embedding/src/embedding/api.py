@@ -1,11 +1,17 @@
 """The LitServe API: decode a request into model inputs, embed a batch of requests, answer JSON.
 
-The serving loop (:mod:`embedding.loop`) drives it: ``setup`` and ``load`` once per worker,
-``decode_async`` per request (images go to the decode pool), ``predict`` per batch of requests and
-``encode_response`` per request. A request carries up to MAX_ITEMS_PER_REQUEST items, so ``predict``
-flattens the items of every request in the batch, runs the model in chunks of at most
-``EMBEDDING_MAX_BATCH_SIZE`` items, and splits the vectors back per request; a bad item keeps its
-error string and gets no vector, its neighbours are unaffected.
+Read it with LitServe's flow in mind (decode_request -> batch -> predict -> unbatch ->
+encode_response); the differences, all because one request carries up to MAX_ITEMS_PER_REQUEST
+items and images take longer to decode than to embed:
+
+* the API brings its own loop (:mod:`embedding.loop`), which calls ``load`` once per worker
+  (``setup`` returns at once, so /health can say 503 while the model loads), ``decode_async`` per
+  request (``decode_request`` with each image in the decode pool, so decoding overlaps the model),
+  ``predict`` per batch of requests of one kind and ``encode_response`` per request;
+* there is no ``batch`` or ``unbatch``: ``predict`` takes the requests' jobs, flattens their items,
+  runs the model in chunks of at most ``EMBEDDING_MAX_BATCH_SIZE`` items and splits the vectors
+  back per request, so a batch is counted in items, not requests. A bad item keeps its error and
+  gets no vector; its neighbours are unaffected.
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
@@ -16,40 +22,21 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import litserve as ls
-import numpy as np
 import pydantic_core
 from starlette.responses import Response
 
 from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ImageRef, ModelInfo
 from dyimages_common.logs import configure_logging
 from embedding import metrics
-from embedding.items import ImageLimits, prepare_image
+from embedding.items import ImageLimits, Job, Result, prepare_image
+from embedding.loop import PipelinedLoop
 from embedding.runtime import load_backend, resolve_runtime
 from embedding.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["text", "image"]
-
-
-@dataclass
-class Job:
-    """One request's items, ready for the model: a tensor per good item, an error string per bad one."""
-
-    kind: Kind
-    inputs: list[Any]  # per item: the backend's input (pixels or token ids), or the error string
-
-
-@dataclass
-class Result:
-    """One request's answer: per item, a unit vector or None, and None or the reason."""
-
-    vectors: list[np.ndarray | None]
-    errors: list[str | None]
 
 
 def _cpu_count() -> int:
@@ -77,8 +64,6 @@ def thread_counts(settings: EmbeddingSettings, device: str) -> tuple[int, int]:
 
 class EmbeddingAPI(ls.LitAPI):
     def __init__(self, settings: EmbeddingSettings, info: ModelInfo) -> None:
-        from embedding.loop import PipelinedLoop
-
         super().__init__(
             max_batch_size=settings.embedding_max_batch_size,
             batch_timeout=settings.embedding_batch_timeout_ms / 1000,
@@ -163,37 +148,34 @@ class EmbeddingAPI(ls.LitAPI):
         for index, ref in enumerate(refs):
             self.decode_pool.submit(prepare, index, ref)
 
-    def batch(self, inputs: list[Job]) -> list[Job]:
-        return inputs
+    def finish_decoding(self) -> None:
+        """Wait until every image handed to the decode pool is prepared (and its job delivered)."""
+        self.decode_pool.shutdown(wait=True)
 
     def predict(self, jobs: list[Job]) -> list[Result]:
+        """The results of several requests' jobs of one kind: their items batched, the vectors split back."""
+        kind = jobs[0].kind
+        assert all(job.kind == kind for job in jobs), "the loop batches texts and images apart"
         results = [Result([None] * len(job.inputs), [None] * len(job.inputs)) for job in jobs]
-        for kind in ("image", "text"):
-            slots: list[tuple[int, int]] = []
-            tensors: list[Any] = []
-            for j, job in enumerate(jobs):
-                if job.kind != kind:
-                    continue
-                for i, item in enumerate(job.inputs):
-                    if isinstance(item, str):
-                        results[j].errors[i] = item
-                    else:
-                        slots.append((j, i))
-                        tensors.append(item)
-            step = self.settings.embedding_max_batch_size
-            for start in range(0, len(tensors), step):
-                chunk = tensors[start : start + step]
-                metrics.BATCH_SIZE.observe(len(chunk))
-                embed = self.loaded.embed_images if kind == "image" else self.loaded.embed_texts
-                vectors = embed(chunk)
-                for (j, i), vector in zip(slots[start : start + step], vectors, strict=True):
-                    results[j].vectors[i] = vector
-            if tensors:
-                metrics.ITEMS.labels(kind=kind).inc(len(tensors))
+        slots: list[tuple[int, int]] = []
+        inputs: list[Any] = []
+        for j, job in enumerate(jobs):
+            for i, item in enumerate(job.inputs):
+                if isinstance(item, str):
+                    results[j].errors[i] = item
+                else:
+                    slots.append((j, i))
+                    inputs.append(item)
+        embed = self.loaded.embed_images if kind == "image" else self.loaded.embed_texts
+        step = self.settings.embedding_max_batch_size
+        for start in range(0, len(inputs), step):
+            chunk = inputs[start : start + step]
+            metrics.BATCH_SIZE.observe(len(chunk))
+            for (j, i), vector in zip(slots[start : start + step], embed(chunk), strict=True):
+                results[j].vectors[i] = vector
+        if inputs:
+            metrics.ITEMS.labels(kind=kind).inc(len(inputs))
         return results
-
-    def unbatch(self, output: list[Result]) -> list[Result]:
-        return output
 
     def encode_response(self, output: Result) -> Response:
         # pydantic-core's JSON writer (Rust) instead of json.dumps: 4x faster for 256 vectors, and

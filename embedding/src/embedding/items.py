@@ -2,7 +2,8 @@
 
 Each image is checked on its own: a path must name a stored image inside IMAGES_DIR, the bytes
 must be a real image within the size and pixel limits. A bad image becomes an error string for
-that item only; its neighbours in the request are embedded as usual.
+that item only; its neighbours in the request are embedded as usual. A request's items travel
+through the serving loop as a :class:`Job` and come back as a :class:`Result`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,32 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from PIL import Image
 
 from dyimages_common.embedding_api import ImageRef
 from dyimages_common.images import ImageRejected, open_image
 from dyimages_common.storage import UnsafePathError, resolve_stored_path
+
+Kind = Literal["text", "image"]
+
+
+@dataclass
+class Job:
+    """One request's items, ready for the model: per item the backend's input, or the reason it has none."""
+
+    kind: Kind
+    inputs: list[Any]  # per item: pixels or token ids, or the error string
+
+
+@dataclass
+class Result:
+    """One request's answer: per item a unit vector or None, and None or the reason."""
+
+    vectors: list[np.ndarray | None]
+    errors: list[str | None]
 
 
 class ItemError(ValueError):

@@ -1,15 +1,19 @@
-"""The worker's serving loop: decode in threads while the model runs, batch by items, never poll.
+"""The model worker's serving loop: decode in threads while the model runs, batch by items, never poll.
 
-LitServe's stock batched loop runs ``decode_request``, ``predict`` and ``encode_response`` one after
-the other in the worker, so the model idles while images are read and preprocessed, and with
-``batch_timeout=0`` it spins on the request queue. This loop (a ``LitLoop``, LitServe's extension
-point for serving loops) splits the work:
+Where it differs from LitServe's stock batched loop, and why. The stock loop takes up to
+``max_batch_size`` *requests*, then runs ``decode_request`` on each, ``batch``, ``predict``,
+``unbatch`` and ``encode_response`` one after the other in the worker: the model idles while
+images are read and preprocessed, a request of 256 images counts as one, and with
+``batch_timeout=0`` it spins on the request queue. This loop splits the work:
 
-* an intake thread blocks on the request queue and hands each image to the decode pool as soon as
-  its request arrives (texts are tokenized at once, it is cheap);
+* an intake thread blocks on the request queue and hands each request to the API's
+  ``decode_async`` as soon as it arrives: each image is decoded in the decode pool (texts are
+  tokenized at once, it is cheap);
 * the model thread takes every request whose items are ready, up to ``EMBEDDING_MAX_BATCH_SIZE``
-  items (waiting ``EMBEDDING_BATCH_TIMEOUT_MS`` for more), embeds texts first (queries are
-  latency-sensitive), then images, and answers each request.
+  *items* (waiting ``EMBEDDING_BATCH_TIMEOUT_MS`` for more), and per kind, texts first (queries
+  are latency-sensitive), calls ``predict`` on the requests' jobs (it batches their items and
+  splits the vectors back per request: LitServe's ``batch`` and ``unbatch`` are inside it) and
+  ``encode_response`` on each result.
 
 So while the model embeds one batch, the next one is being decoded.
 
@@ -18,8 +22,8 @@ below the clients' timeout) when it is taken in, or when its batch would start, 
 instead of computed: its client has given up on it, or is about to.
 
 The worker stops when the server stops: the server terminates it (``server.py``); if its request
-queue's manager goes away first, the intake thread ends, every request already taken in is
-answered, and the loop returns.
+queue goes away first, the intake thread ends, every request already taken in is answered, and
+the loop returns. How LitServe hands requests in and answers out is :mod:`embedding.litserve_compat`.
 """
 
 from __future__ import annotations
@@ -28,25 +32,38 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import HTTPException
-from litserve.loops.base import LitLoop
-from litserve.utils import LitAPIStatus, LoopResponseType
-
-from embedding.api import EmbeddingAPI, Job
+from embedding.items import Job, Result
+from embedding.litserve_compat import QueuedRequest, Replies, Requests, WorkerLoop, request_timeout, timed_out_error
 
 log = logging.getLogger(__name__)
+
+
+class PipelinedAPI(Protocol):
+    """What the loop needs from the API (:class:`embedding.api.EmbeddingAPI`)."""
+
+    max_batch_size: int
+    batch_timeout: float
+
+    def load(self) -> None: ...
+
+    def decode_async(self, request: Any, deliver: Callable[[Job], None]) -> None: ...
+
+    def finish_decoding(self) -> None: ...
+
+    def predict(self, jobs: list[Job]) -> list[Result]: ...
+
+    def encode_response(self, output: Result) -> Any: ...
 
 
 @dataclass
 class Ready:
     """A request whose items are decoded (``job``), or that failed as a whole (``error``)."""
 
-    response_queue_id: int
-    uid: str
-    submitted_at: float  # time.monotonic() when the HTTP process queued it (one clock for all processes)
+    queued: QueuedRequest
     job: Job | None = None
     error: Exception | None = None
 
@@ -58,65 +75,49 @@ class Ready:
 _STOP = object()
 
 
-def timed_out(lit_api: EmbeddingAPI, submitted_at: float) -> bool:
+def timed_out(lit_api: PipelinedAPI, submitted_at: float) -> bool:
     """Whether a request has waited past the server's request timeout (False when there is none)."""
-    limit = lit_api.request_timeout
-    return limit not in (None, False, -1) and time.monotonic() - submitted_at > float(limit)
+    limit = request_timeout(lit_api)
+    return limit is not None and time.monotonic() - submitted_at > limit
 
 
-def _timeout_error() -> HTTPException:
-    return HTTPException(504, "Request timed out: it waited too long for the model")
-
-
-class PipelinedLoop(LitLoop):
-    def __call__(  # type: ignore[override]
-        self,
-        lit_api: EmbeddingAPI,
-        device: str,
-        worker_id: int,
-        request_queue: Any,
-        transport: Any,
-        workers_setup_status: dict[int, str],
-        callback_runner: Any,
-    ) -> None:
+class PipelinedLoop(WorkerLoop):
+    def serve(self, lit_api: PipelinedAPI, requests: Requests, replies: Replies) -> None:
         try:
             lit_api.load()
         except Exception:
             log.exception("the model could not be loaded: this worker stops, and the server with it")
             raise SystemExit(1) from None
         ready: queue.Queue[Ready | object] = queue.Queue()
-        intake = threading.Thread(target=self._intake, args=(lit_api, request_queue, ready), daemon=True, name="intake")
+        intake = threading.Thread(target=self._intake, args=(lit_api, requests, ready), daemon=True, name="intake")
         intake.start()
         while (batch := self._next_batch(lit_api, ready)) is not None:
-            self._answer(lit_api, batch, transport)
+            self._answer(lit_api, batch, replies)
 
     # -- intake thread -------------------------------------------------------------------------
 
-    def _intake(self, lit_api: EmbeddingAPI, request_queue: Any, ready: queue.Queue[Ready | object]) -> None:
+    def _intake(self, lit_api: PipelinedAPI, requests: Requests, ready: queue.Queue[Ready | object]) -> None:
         try:
-            while True:
-                response_queue_id, uid, submitted_at, request = request_queue.get()
-                if timed_out(lit_api, submitted_at):
-                    ready.put(Ready(response_queue_id, uid, submitted_at, error=_timeout_error()))
+            while (queued := requests.next()) is not None:
+                if timed_out(lit_api, queued.submitted_at):
+                    ready.put(Ready(queued, error=timed_out_error()))
                     continue
 
-                def deliver(job: Job, rq: int = response_queue_id, uid: str = uid, at: float = submitted_at) -> None:
-                    ready.put(Ready(rq, uid, at, job=job))
+                def deliver(job: Job, queued: QueuedRequest = queued) -> None:
+                    ready.put(Ready(queued, job=job))
 
                 try:
-                    lit_api.decode_async(request, deliver)
+                    lit_api.decode_async(queued.request, deliver)
                 except Exception as exc:
                     log.exception("could not decode a request")
-                    ready.put(Ready(response_queue_id, uid, submitted_at, error=exc))
-        except (EOFError, OSError):  # the server's queue manager went away: the server is stopping
-            return
+                    ready.put(Ready(queued, error=exc))
         finally:
-            lit_api.decode_pool.shutdown(wait=True)  # every request taken in gets its answer first
+            lit_api.finish_decoding()  # every request taken in gets its answer first
             ready.put(_STOP)
 
     # -- model thread ---------------------------------------------------------------------------
 
-    def _next_batch(self, lit_api: EmbeddingAPI, ready: queue.Queue[Ready | object]) -> list[Ready] | None:
+    def _next_batch(self, lit_api: PipelinedAPI, ready: queue.Queue[Ready | object]) -> list[Ready] | None:
         first = ready.get()
         if first is _STOP:
             return None
@@ -138,26 +139,24 @@ class PipelinedLoop(LitLoop):
             items += more.items
         return batch
 
-    def _answer(self, lit_api: EmbeddingAPI, batch: list[Ready], transport: Any) -> None:
+    def _answer(self, lit_api: PipelinedAPI, batch: list[Ready], replies: Replies) -> None:
         for entry in batch:
-            if entry.error is None and timed_out(lit_api, entry.submitted_at):
-                entry.error, entry.job = _timeout_error(), None
+            if entry.error is None and timed_out(lit_api, entry.queued.submitted_at):
+                entry.error, entry.job = timed_out_error(), None
         for entry in batch:
             if entry.error is not None:
-                self.put_error_response(transport, entry.response_queue_id, entry.uid, entry.error)
+                replies.fail(entry.queued, entry.error)
         for kind in ("text", "image"):
-            group = [entry for entry in batch if entry.job is not None and entry.job.kind == kind]
+            group = [(entry.queued, entry.job) for entry in batch if entry.job is not None and entry.job.kind == kind]
             if not group:
                 continue
             try:
-                results = lit_api.predict([entry.job for entry in group if entry.job is not None])
+                results = lit_api.predict([job for _, job in group])
                 answers = [lit_api.encode_response(result) for result in results]
             except Exception as exc:
                 log.exception("embedding a batch of %d %s requests failed", len(group), kind)
-                for entry in group:
-                    self.put_error_response(transport, entry.response_queue_id, entry.uid, exc)
+                for queued, _ in group:
+                    replies.fail(queued, exc)
                 continue
-            for entry, answer in zip(group, answers, strict=True):
-                self.put_response(
-                    transport, entry.response_queue_id, entry.uid, answer, LitAPIStatus.OK, LoopResponseType.REGULAR
-                )
+            for (queued, _), answer in zip(group, answers, strict=True):
+                replies.answer(queued, answer)

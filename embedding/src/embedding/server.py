@@ -1,9 +1,10 @@
 """Assembling and running the LitServe server, with a lifecycle that leaves no process behind.
 
-LitServe 0.2.x answers HTTP in forked uvicorn processes and runs the model in spawned worker
-processes. Its main process only handles Ctrl+C (KeyboardInterrupt) gracefully; SIGTERM, which
-``docker compose stop`` sends, would kill the main process alone and orphan the rest. So SIGTERM
-is turned into the same KeyboardInterrupt, and whatever child is still alive at the end is stopped.
+LitServe (the version pinned in :mod:`embedding.litserve_compat`) answers HTTP in forked uvicorn
+processes and runs the model in spawned worker processes. Its main process only handles Ctrl+C
+(KeyboardInterrupt) gracefully; SIGTERM, which ``docker compose stop`` sends, would kill the main
+process alone and orphan the rest. So SIGTERM is turned into the same KeyboardInterrupt, and
+whatever child is still alive at the end is stopped.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import signal
 from types import FrameType
 
 import litserve as ls
-import litserve.server
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dyimages_common.embedding_api import INFO_PATH, ModelInfo, server_request_timeout
 from embedding import metrics
 from embedding.api import EmbeddingAPI
+from embedding.litserve_compat import route_logs_to_ours, without_gzip
 from embedding.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def build_server(settings: EmbeddingSettings, info: ModelInfo, request_timeout_s
     api.expected_workers = len(server.devices) * settings.embedding_workers
     # LitServe gzips every response; vectors compress poorly (about 2x) and level-9 gzip costs more
     # CPU than the JSON itself (0.4 s for 256 vectors), so answers go out uncompressed.
-    server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not GZipMiddleware]
+    without_gzip(server)
 
     async def model_info(request: Request) -> JSONResponse:
         return JSONResponse(info.model_dump())
@@ -64,13 +64,6 @@ def build_server(settings: EmbeddingSettings, info: ModelInfo, request_timeout_s
     server.app.add_route(INFO_PATH, model_info, methods=["GET"])
     server.app.add_route(METRICS_PATH, prometheus, methods=["GET"])
     return server
-
-
-def _keep_our_log_handlers(*args: object, **kwargs: object) -> None:
-    """Stand-in for LitServe's logging set-up: its records go to our handlers (text or JSON)."""
-    logger = logging.getLogger("litserve")
-    logger.handlers.clear()
-    logger.propagate = True
 
 
 def _sigterm_as_interrupt() -> None:
@@ -103,7 +96,7 @@ def _stop_children(grace_s: float = 10.0) -> None:
 def serve(settings: EmbeddingSettings, info: ModelInfo) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean stop, 1 if the server failed."""
     _sigterm_as_interrupt()
-    litserve.server.configure_logging = _keep_our_log_handlers
+    route_logs_to_ours()
     server = build_server(settings, info, server_request_timeout(settings.embedding_timeout_s))
     log.info(
         "serving %s (%s) on %s:%d, device %s",
