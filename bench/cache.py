@@ -30,11 +30,9 @@ from pathlib import Path
 import numpy as np
 import redis
 from prometheus_client import REGISTRY
-from qdrant_client import QdrantClient
 
-from bench.query import COLLECTION, DIM, MODEL, TOP_K, fill, percentile, query_texts, timed_ms
+from bench.query import MODEL, TOP_K, fill, open_index, percentile, query_texts, timed_ms
 from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.qdrant import ensure_collection
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Query, ServiceEmbedder, search
 from testkit.embedding import run_embedding_service
@@ -87,8 +85,7 @@ def run(argv: list[str]) -> dict:
         tempfile.TemporaryDirectory(prefix="bench-cache-qdrant-", dir="/dev/shm") as qdrant_dir,
     ):
         root = Path(tmp)
-        client = QdrantClient(path=str(Path(qdrant_dir) / "qdrant"))
-        ensure_collection(client, COLLECTION, dim=DIM, model=MODEL)
+        client = open_index(Path(qdrant_dir) / "qdrant")
         fill(client, None, 0, args.points, np.random.default_rng(42))
         service_env = {
             "MODEL_NAME": MODEL,
@@ -107,8 +104,8 @@ def run(argv: list[str]) -> dict:
 
                 def ask(text: str, with_cache: bool) -> list:
                     if with_cache:
-                        return search(client, COLLECTION, cached, Query(text=text), limit=TOP_K, cache=cache)
-                    return search(client, COLLECTION, plain, Query(text=text), limit=TOP_K)
+                        return search(client, cached, Query(text=text), limit=TOP_K, cache=cache)
+                    return search(client, plain, Query(text=text), limit=TOP_K)
 
                 for text in warm + measured:  # warm-up; every measured text is now in Redis
                     ask(text, with_cache=True)

@@ -13,8 +13,8 @@ Reference (one process, no network, no queue): read each file, decode, preproces
 transform), run the same model with the same torch thread count and the same batch size as the
 indexer (``INDEXER_BATCH_SIZE``'s default unless ``--batch``), a thread pool decoding the next batch
 while the model runs (as the service does), with the service's OpenMP wait policy; and write each
-batch to an embedded Qdrant folder with the indexer's own write (:func:`indexer.store.write_images`,
-the same payloads and conditional upserts, into a collection made by ``ensure_collection``) on one
+batch to an embedded Qdrant folder with the indexer's own write (``ImageIndex.write`` through the store
+seam: the same payloads and conditional upserts, into a collection made by ``ensure_serving``) on one
 writer thread, so that a batch is written while the next one is embedded, as the indexer's two
 batches in flight do. The service runs the reference's runtime (``--runtime``, default torch; its
 CPU default, ONNX Runtime, is faster than the torch reference). The reference once wrote between
@@ -48,7 +48,7 @@ import httpx
 import psutil
 
 from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.qdrant import connect_qdrant
+from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.storage import sha256_hex
 from indexer.settings import IndexerSettings
@@ -87,18 +87,19 @@ def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> Non
     import open_clip
     import torch
     from PIL import Image
-    from qdrant_client import QdrantClient
 
+    from dyimages_common.image_index import ImageIndex
+    from dyimages_common.index_builds import ensure_serving
     from dyimages_common.messages import ImageDownloaded
-    from dyimages_common.qdrant import ensure_collection
+    from dyimages_common.point_writes import ImageVector
     from dyimages_common.storage import stored_path
-    from indexer.store import ImageVector, write_images
 
     torch.set_num_threads(int(threads))
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=None)
     model.eval()
-    client = QdrantClient(path=qdrant_path)
-    ensure_collection(client, "images", dim=512, model=MODEL, pretrained=PRETRAINED)
+    client = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=Path(qdrant_path)))
+    ensure_serving(client, dim=512, model=MODEL, pretrained=PRETRAINED)
+    collection = client.serving() or "images"
     files = sorted(Path(files_dir).iterdir())
     chunks = [files[start : start + int(batch)] for start in range(0, len(files), int(batch))]
 
@@ -136,11 +137,11 @@ def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> Non
             images = embed(current)
             if writing is not None:  # one batch written while the next is embedded, no more
                 writing.result()
-            writing = writer.submit(write_images, client, "images", images, model=MODEL)
+            writing = writer.submit(client.write, collection, images, model=MODEL)
         if writing is not None:
             writing.result()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    assert client.count("images").count == len(files)
+    assert client.count() == len(files)
     client.close()
     print(json.dumps({"images_per_s": len(files) / elapsed, "seconds": elapsed, "cpu_s": cpu}))
 
@@ -278,12 +279,11 @@ def _e2e_round(
             stop(downloader)
         stop(indexer, signal.SIGTERM)
         delete_topology(queue)
-    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path))
     try:
-        points, _ = client.scroll("images", limit=len(urls) + 10, with_payload=["sha256"])
+        found = [point.sha256 for _, point in index.points()]
     finally:
-        client.close()
-    found = [point.payload["sha256"] for point in points]
+        index.close()
     if len(found) != len(expected) or set(found) != expected:
         raise RuntimeError(f"{len(found)} points for {len(expected)} images")
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -33,7 +33,6 @@ import numpy as np
 import open_clip
 import torch
 from PIL import Image
-from qdrant_client import QdrantClient
 
 from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from demo.scores import retrieval_scores
@@ -43,7 +42,7 @@ from dyimages_common.embedding_api import EmbeddingClient
 from search_app.search import Query, ServiceEmbedder, search
 from testkit.demo_library import demo_model_env, index_stored, new_library, store_picture
 from testkit.embedding import run_embedding_service
-from testkit.indexed_library import COLLECTION, Library, Picture
+from testkit.indexed_library import Library, Picture
 from testkit.rabbit import delete_topology, require_rabbitmq, unique_queue_name
 
 TOP = 10
@@ -89,11 +88,11 @@ class Reference:
 
 def _service_rankings(library: Library, embedding_url: str, queries: list[Query], pool: int) -> list[list[str]]:
     """Each query's full ranking (sha256s, best first) from the app's search function."""
-    client = QdrantClient(path=str(library.qdrant_path))
+    client = library.open_index()
     try:
         with EmbeddingClient(embedding_url) as embedding:
             embedder = ServiceEmbedder(embedding)
-            return [[hit.sha256 for hit in search(client, COLLECTION, embedder, q, limit=pool)] for q in queries]
+            return [[hit.sha256 for hit in search(client, embedder, q, limit=pool)] for q in queries]
     finally:
         client.close()
 

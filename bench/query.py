@@ -18,8 +18,9 @@
   time from Enter until all 10 thumbnails are loaded in the page, at N points.
 * info points (information): the same query path at M points (embedded mode is brute force).
 
-The store holds N synthetic points (normalised random vectors, payloads made by the indexer's own
-``point_payload``, a real tiny JPEG behind each for the thumbnails) in qdrant-client's embedded on-disk mode.
+The store holds N synthetic points (normalised random vectors written through the store seam with the
+indexer's own write, payloads from the point model, a real tiny JPEG behind each for the thumbnails) in
+qdrant-client's embedded on-disk mode.
 Its folder is on /dev/shm: embedded mode commits every point to SQLite, ~10 ms each on this
 machine's disk, which would make filling 100,000 points take a quarter of an hour; searching is
 the same (embedded mode searches in memory), only the fill is faster.
@@ -34,21 +35,20 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 
 from bench.embedding import MODEL, InProcessWorker  # the same model on both sides
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.index_builds import ensure_serving
 from dyimages_common.messages import ImageDownloaded
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import ensure_collection
+from dyimages_common.point_writes import ImageVector
+from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.storage import sha256_hex, stored_path, write_atomic
-from indexer.payloads import point_payload
 from search_app.search import Query, ServiceEmbedder, search, search_vector
 from testkit.browser import chromium, search_in_browser, streamlit_app
 from testkit.embedding import run_embedding_service
@@ -99,10 +99,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def fill(client: QdrantClient, images_dir: Path | None, start: int, stop: int, rng: np.random.Generator) -> None:
-    """Points ``start`` to ``stop``: random unit vectors, the indexer's payloads, tiny JPEGs when asked."""
+def open_index(qdrant_path: Path) -> ImageIndex:
+    """The benchmark's index in an embedded folder, through the store seam, with its first collection."""
+    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
+    ensure_serving(index, dim=DIM, model=MODEL, pretrained=None)
+    return index
+
+
+def fill(index: ImageIndex, images_dir: Path | None, start: int, stop: int, rng: np.random.Generator) -> None:
+    """Points ``start`` to ``stop``: random unit vectors, written by the indexer's own write through the store
+    seam (payloads from the point model, conditional upserts), tiny JPEGs when asked."""
     now = datetime.now(UTC)
-    revision = uuid.uuid4().hex
+    collection = index.serving() or COLLECTION
     for first in range(start, stop, FILL_BATCH):
         last = min(first + FILL_BATCH, stop)
         vectors = rng.standard_normal((last - first, DIM)).astype(np.float32)
@@ -124,9 +132,8 @@ def fill(client: QdrantClient, images_dir: Path | None, start: int, stop: int, r
                 bytes=len(data),
                 downloaded_at=now,
             )
-            payload = point_payload(None, [event], model=MODEL, indexed_at=now, revision=revision)
-            points.append(models.PointStruct(id=point_id(sha), vector=vectors[offset].tolist(), payload=payload))
-        client.upsert(COLLECTION, points, wait=True)
+            points.append(ImageVector(sha, vectors[offset], [event]))
+        index.write(collection, points, model=MODEL)
 
 
 def timed_ms(call: Callable[[], object]) -> tuple[float, object]:
@@ -140,7 +147,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    client: QdrantClient, embedding: EmbeddingClient, encoder: InProcessWorker | None, texts: list[str]
+    client: ImageIndex, embedding: EmbeddingClient, encoder: InProcessWorker | None, texts: list[str]
 ) -> dict[str, list[float]]:
     """Alternate the app's query path, the raw encoder (its own process) and a Qdrant-only search, text by text.
 
@@ -154,7 +161,7 @@ def measure(
 
     def query(text: str) -> None:
         time.sleep(SETTLE_S)
-        elapsed, hits = timed_ms(lambda: search(client, COLLECTION, embedder, Query(text=text), limit=TOP_K))
+        elapsed, hits = timed_ms(lambda: search(client, embedder, Query(text=text), limit=TOP_K))
         if len(hits) != TOP_K:  # type: ignore[arg-type]
             raise RuntimeError(f"expected {TOP_K} results, got {hits!r}")
         times["query"].append(elapsed)
@@ -168,7 +175,7 @@ def measure(
         for side in (query, raw) if number % 2 == 0 else (raw, query):
             side(text)
         time.sleep(SETTLE_S)
-        times["qdrant"].append(timed_ms(lambda: search_vector(client, COLLECTION, probe, limit=TOP_K))[0])
+        times["qdrant"].append(timed_ms(lambda: search_vector(client, probe, limit=TOP_K))[0])
     return times
 
 
@@ -205,8 +212,7 @@ def run(argv: list[str]) -> dict:
             "LOG_LEVEL": "WARNING",
         }
         started = time.perf_counter()
-        client = QdrantClient(path=str(qdrant_path))
-        ensure_collection(client, COLLECTION, dim=DIM, model=MODEL)
+        client = open_index(qdrant_path)
         fill(client, images_dir if args.browser_queries else None, 0, args.points, rng)
         print(f"filled {args.points} points in {time.perf_counter() - started:.0f} s", flush=True)
         encoder = InProcessWorker(args.threads, "cpu", "fp32")  # as bench embedding runs it on the CPU
@@ -256,7 +262,7 @@ def run(argv: list[str]) -> dict:
                     "browser_max_ms": round(max(browser), 1),
                 }
                 print(f"browser: {[round(b) for b in browser]} ms", flush=True)
-                client = QdrantClient(path=str(qdrant_path))
+                client = open_index(qdrant_path)
 
             if args.info_points > args.points:
                 started = time.perf_counter()

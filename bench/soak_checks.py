@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import aio_pika
-from qdrant_client import QdrantClient
 
-from dyimages_common.settings import load_settings
-from search_app.audit import AuditReport, Ledgers, check, read_ledgers
-from search_app.clients import open_qdrant
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.settings import QdrantSettings, load_settings
+from search_app.audit import AuditReport, check
+from search_app.audit_ledgers import Ledgers, read_ledgers
+from search_app.clients import open_index
 from search_app.settings import AppSettings
 from testkit.rabbit import AMQP_URL, rabbit_env
 
@@ -43,7 +43,7 @@ def audit_run(urls_file: Path, images_dir: Path, state_db: Path, qdrant_path: Pa
         qdrant_collection=COLLECTION,
         **overrides,
     )
-    client = open_qdrant(settings)
+    client = open_index(settings)
     try:
         ledgers = read_ledgers(settings, client)
     finally:
@@ -53,23 +53,14 @@ def audit_run(urls_file: Path, images_dir: Path, state_db: Path, qdrant_path: Pa
 
 def last_indexed_at(qdrant_path: Path) -> float | None:
     """The latest ``indexed_at`` of any point (the end of the run's indexing), as a timestamp."""
-    client = QdrantClient(path=str(qdrant_path))
+    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
     try:
-        if not client.collection_exists(COLLECTION):
+        if index.serving() is None:
             return None
-        latest: float | None = None
-        offset = None
-        while True:
-            points, offset = client.scroll(COLLECTION, limit=1000, offset=offset, with_payload=["indexed_at"])
-            for point in points:
-                stamp = (point.payload or {}).get("indexed_at")
-                if stamp:
-                    moment = datetime.fromisoformat(str(stamp)).timestamp()
-                    latest = moment if latest is None else max(latest, moment)
-            if offset is None:
-                return latest
+        stamps = [point.indexed_at.timestamp() for _, point in index.points() if point.indexed_at is not None]
+        return max(stamps, default=None)
     finally:
-        client.close()
+        index.close()
 
 
 async def _ready(queue: str) -> int:

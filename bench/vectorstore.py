@@ -5,12 +5,12 @@
 For each size N (default 10,000 and 100,000; quick 2,000 and 10,000), in a fresh folder under DIR
 (default: the system's temporary folder, on disk here, as QDRANT_PATH would be):
 
-1. fill: a child process (the indexer's side) creates the collection with
-   :func:`dyimages_common.qdrant.ensure_collection` (the real schema: cosine, 512-d, the payload
-   indexes, the model in the metadata) and writes N points with the indexer's own
-   :func:`indexer.store.write_images` in batches of 32 (``INDEXER_BATCH_SIZE``'s default):
-   payloads from the indexer's :func:`indexer.payloads.point_payload` built from real
-   ``ImageDownloaded`` messages, conditional writes (``insert_only``, ``update_filter`` on the
+1. fill: a child process (the indexer's side) creates the collection through the store seam
+   (:func:`dyimages_common.index_builds.ensure_serving`: the real schema, cosine, 512-d, the payload
+   indexes, the model in the metadata, behind the alias) and writes N points with the indexer's own
+   write, :meth:`dyimages_common.image_index.ImageIndex.write`, in batches of 32 (``INDEXER_BATCH_SIZE``'s
+   default): payloads from the point model (``ImagePoint.merged``) built from real ``ImageDownloaded``
+   messages, conditional writes (``insert_only``, ``update_filter`` on the
    revision), the read-back of revisions. Vectors are random unit vectors.
 2. search: a second child process (the app's side) opens the folder (embedded mode reads every
    point into memory) and runs Q queries (random unit vectors; default 50, quick 20) through the
@@ -29,7 +29,7 @@ Fields of each size's JSON line (``"benchmark": "vectorstore"``, ``"points": N``
 * ``insert_points_per_s``: points written per second by the fill process (batches of 32, wait=True);
 * ``fill_peak_rss_mb``: peak RSS of the fill process;
 * ``folder_mb``: size of the embedded folder on disk after the fill;
-* ``open_s``: ``QdrantClient(path=...)`` on the filled folder, in a fresh process; ``open_cpu_s``: the
+* ``open_s``: ``ImageIndex.connect`` (embedded mode) on the filled folder, in a fresh process; ``open_cpu_s``: the
   CPU seconds it took (on a busy machine the wall time waits for the CPU; the CPU time does not);
 * ``baseline_rss_mb``: RSS of the search process after its imports, before opening the folder;
 * ``open_rss_mb``: its RSS right after opening (what an idle app holds);
@@ -153,15 +153,22 @@ def filter_mask(count: int) -> np.ndarray:
 # compares results, then holds none of them, and each child's memory is its own side's alone.
 
 
+def _open(folder: Path) -> Any:
+    """The index in ``folder`` through the store seam (imports it here: see above)."""
+    from dyimages_common.image_index import ImageIndex
+    from dyimages_common.settings import QdrantSettings, load_settings
+
+    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=folder, qdrant_collection=COLLECTION))
+
+
 def fill(folder: Path, count: int) -> dict[str, Any]:
     """Create the collection as the indexer does and write ``count`` points with its writer."""
-    from qdrant_client import QdrantClient
+    from dyimages_common.index_builds import ensure_serving
+    from dyimages_common.point_writes import ImageVector
 
-    from dyimages_common.qdrant import ensure_collection
-    from indexer.store import ImageVector, write_images
-
-    client = QdrantClient(path=str(folder))
-    ensure_collection(client, COLLECTION, dim=DIM, model=MODEL, pretrained="none")
+    client = _open(folder)
+    ensure_serving(client, dim=DIM, model=MODEL, pretrained="none")
+    collection = client.serving() or COLLECTION
     now = datetime.now(UTC)
     started = time.perf_counter()
     number = 0
@@ -171,10 +178,10 @@ def fill(folder: Path, count: int) -> dict[str, Any]:
                 ImageVector(sha256=sha_of(number + i), vector=row, events=[message(number + i, now)])
                 for i, row in enumerate(block[first : first + BATCH])
             ]
-            write_images(client, COLLECTION, images, model=MODEL)
+            client.write(collection, images, model=MODEL)
             number += len(images)
     elapsed = time.perf_counter() - started
-    stored = client.count(COLLECTION, exact=True).count
+    stored = client.count()
     client.close()
     if stored != count:
         raise RuntimeError(f"wrote {count} points but the collection holds {stored}")
@@ -188,7 +195,7 @@ def _timed_searches(client: Any, vectors_: np.ndarray, filters: Any) -> dict[str
     timed: dict[str, list[Any]] = {"ms": [], "cpu_ms": [], "hits": []}
     for vector in vectors_:
         started, cpu_started = time.perf_counter(), time.process_time()
-        found = search_vector(client, COLLECTION, vector, filters=filters, limit=TOP_K)
+        found = search_vector(client, vector, filters=filters, limit=TOP_K)
         timed["ms"].append(1000 * (time.perf_counter() - started))
         timed["cpu_ms"].append(1000 * (time.process_time() - cpu_started))
         timed["hits"].append([hit.sha256 for hit in found])
@@ -197,15 +204,13 @@ def _timed_searches(client: Any, vectors_: np.ndarray, filters: Any) -> dict[str
 
 def search(folder: Path, queries: int) -> dict[str, Any]:
     """Open the folder as the app does and time the app's search, with and without the filter."""
-    from qdrant_client import QdrantClient
-
     from search_app.search import Filters
 
     me = psutil.Process()
     wanted = query_vectors(queries)
     baseline = me.memory_info().rss
     started, cpu_started = time.perf_counter(), time.process_time()
-    client = QdrantClient(path=str(folder))
+    client = _open(folder)
     open_s, open_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     open_rss = me.memory_info().rss
     plain = _timed_searches(client, wanted, Filters())

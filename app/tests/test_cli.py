@@ -241,25 +241,29 @@ def test_drop_needs_yes_then_reindex_restores_every_url(own_library: Library, tm
 
     assert "--yes" in dyimages("drop", code=1)
     assert dyimages_json("stats")["index"]["points"] == 3
-    assert f"deleted collection {COLLECTION}" in dyimages("drop", "--yes")
+    assert f"deleted {COLLECTION}_" in dyimages("drop", "--yes")  # the collection behind the alias
     assert dyimages_json("stats")["index"]["exists"] is False
 
-    # An image on disk that the downloader never recorded cannot be republished: it is listed, not lost.
-    stray = make_picture(own_library.images_dir, PictureSpec(7199, ("https://unknown.example/x.jpg",)))
-    # The (restarted) indexer holds the embedded folder: reindex needs only the downloader's state.
+    # Embedded mode: one process at a time; the indexer holding the folder is said in one line.
     holder = QdrantClient(path=str(own_library.qdrant_path))
     try:
-        result = runner.invoke(app, ["reindex"])
+        assert "in use by another process" in dyimages("reindex", code=3)
     finally:
         holder.close()
-    assert "in use by another process" in result.stderr
+    # An image on disk that the downloader never recorded cannot be republished: it is listed, not lost.
+    stray = make_picture(own_library.images_dir, PictureSpec(7199, ("https://unknown.example/x.jpg",)))
+    result = runner.invoke(app, ["reindex"])
     assert result.exit_code == 0, result.output
     assert "republished 3 of" in result.stdout
     assert "(4 messages, one per source URL)" in result.stdout
+    assert "dyimages reindex --finish" in result.stdout  # embedded: it stops after publishing
     assert f"skipped {stray.path}: no source URL known" in result.stderr
     assert dyimages_json("stats")["queue"]["queued"] == 4
 
     run_indexer(own_library.env, tmp_path / "indexer-2.log")
+    finished = runner.invoke(app, ["reindex", "--finish"])
+    assert finished.exit_code == 0, finished.output
+    assert f"{COLLECTION} now searches {COLLECTION}_" in finished.stdout
     stats = dyimages_json("stats")
     assert stats["index"]["points"] == 3
     assert stats["queue"]["queued"] == 0
@@ -282,11 +286,27 @@ def test_reindex_without_downloader_state_uses_the_urls_in_the_index(
     )
     assert len(indexed) == 1
     assert not own_library.state_db.exists()
+    before = dyimages_json("stats")["index"]
     result = runner.invoke(app, ["reindex"])
     assert result.exit_code == 0, result.output
     assert "republished 1 of" in result.stdout
     assert "(2 messages, one per source URL)" in result.stdout
-    assert dyimages_json("stats")["queue"]["queued"] == 2
+    during = dyimages_json("stats")
+    assert during["queue"]["queued"] == 2
+    assert during["index"]["serving"] == before["serving"]  # the old collection serves while the new one fills
+    assert during["index"]["building"] not in (None, before["serving"])
+    assert [hit["sha256"] for hit in dyimages_json("search", "anything")["results"]] == [indexed[0].sha256]
+    incomplete = runner.invoke(app, ["reindex", "--finish"])  # the indexer has not run: nothing is swapped
+    assert incomplete.exit_code == 1, incomplete.output
+    assert "1 of 1 images are not in the new collection yet" in incomplete.stderr
+    assert dyimages_json("stats")["index"]["serving"] == before["serving"]
+
+    run_indexer(own_library.env, tmp_path / "i2.log")
+    assert runner.invoke(app, ["reindex", "--finish"]).exit_code == 0
+    after = dyimages_json("stats")["index"]
+    assert (after["serving"], after["building"], after["points"]) == (during["index"]["building"], None, 1)
+    (hit,) = dyimages_json("search", "anything")["results"]
+    assert sorted(hit["urls"]) == ["https://a.example/7201.jpg", "https://c.example/7201.jpg"]
 
     monkeypatch.setenv("RABBITMQ_PORT", str(free_port()))
     assert "RabbitMQ" in dyimages("reindex", code=3)

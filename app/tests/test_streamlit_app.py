@@ -17,7 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.qdrant import ensure_collection
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.index_builds import ensure_serving
+from dyimages_common.reasons import Reason
 from testkit.indexed_library import COLLECTION, Library, dead_letter
 from testkit.procs import free_port
 
@@ -227,6 +229,7 @@ def test_status_page_shows_index_model_queue_and_failures(library_environment: L
     assert len(at.dataframe) == 1
     assert list(failures["url"]) == ["https://photos.example/gone.jpg"]
     assert "404" in failures["reason"][0]
+    assert list(failures["explanation"]) == [Reason.HTTP_404.explanation]
 
 
 def test_status_page_with_rabbitmq_down_still_shows_the_index(
@@ -246,6 +249,7 @@ def test_status_page_lists_dead_lettered_messages_with_reasons(own_library: Libr
     assert metrics["Dead-lettered"] == "1"
     letters = at.dataframe[0].value
     assert list(letters["reason"]) == ["embed_refused"]
+    assert list(letters["explanation"]) == [Reason.EMBED_REFUSED.explanation]
     assert list(letters["url"]) == ["https://x.example/c.jpg"]
 
 
@@ -259,7 +263,7 @@ def test_a_query_of_only_negative_terms_asks_for_something_to_find(library_envir
 def test_status_page_warns_when_the_index_was_built_by_another_model(own_library: Library) -> None:
     client = QdrantClient(path=str(own_library.qdrant_path))
     try:
-        ensure_collection(client, COLLECTION, dim=512, model="ViT-L-14", pretrained="openai")
+        ensure_serving(ImageIndex(client, COLLECTION), dim=512, model="ViT-L-14", pretrained="openai")
     finally:
         client.close()
     at, _ = open_status_page()
@@ -270,7 +274,7 @@ def test_status_page_warns_when_the_index_was_built_by_another_model(own_library
 def test_search_in_an_index_of_another_vector_size_says_to_reindex(own_library: Library) -> None:
     client = QdrantClient(path=str(own_library.qdrant_path))
     try:
-        ensure_collection(client, COLLECTION, dim=768, model="ViT-L-14")
+        ensure_serving(ImageIndex(client, COLLECTION), dim=768, model="ViT-L-14", pretrained=None)
     finally:
         client.close()
     at = search_for(start(), QUERY)
@@ -283,7 +287,7 @@ def test_search_in_an_index_of_other_weights_of_the_same_size_says_to_reindex(ow
     # the query vector's model against the index's catches it.
     client = QdrantClient(path=str(own_library.qdrant_path))
     try:
-        ensure_collection(client, COLLECTION, dim=512, model="dy-tiny", pretrained="other-weights")
+        ensure_serving(ImageIndex(client, COLLECTION), dim=512, model="dy-tiny", pretrained="other-weights")
     finally:
         client.close()
     at = search_for(start(), QUERY)

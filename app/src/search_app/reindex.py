@@ -5,9 +5,10 @@
    indexer to write there too).
 2. Every stored image is republished: the images directory is the source of truth; each
    content-addressed file becomes ``ImageDownloaded`` messages again, one per source URL (the indexer
-   merges them into one point's ``urls``), its format and size read from the file's header, its URLs
-   from the downloader's state (falling back to the URLs the index holds) and its EXIF facts from the
-   point the index holds. Messages are persistent and each one is confirmed by the broker.
+   merges them into one point's ``urls``), its format, size and EXIF facts read from the file, its URLs
+   from the downloader's state (falling back to the URLs the index holds), and every other fact the
+   message shares with the point (the download time, ...) carried over from the point the index holds.
+   Messages are persistent and each one is confirmed by the broker.
 3. :func:`finish` waits until the new collection holds every republished image, then swaps the alias
    (:func:`dyimages_common.index_builds.swap`). Searches read the old collection until that moment; a
    reindex that fails or is killed before it leaves the old one serving, and running it again resumes.
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dyimages_common import index_builds, url_state
 from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.exif import read_exif
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import ImagePoint
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Unconfirmed publishes in flight at once: enough to hide the broker round trip.
 CONFIRM_WINDOW = 256
+# The message fields a reindex can take from the point the index holds (each URL is a message of its own).
+CARRIED = (set(ImageDownloaded.model_fields) & set(ImagePoint.model_fields)) - {"url"}
 
 
 @dataclass
@@ -71,7 +75,7 @@ def build_messages(settings: AppSettings, path: str, index: ImageIndex | None) -
     stat = file.stat()
     try:
         with Image.open(file) as image:  # header only: the downloader checked the data when it stored it
-            fmt, width, height = image.format, image.width, image.height
+            fmt, width, height, exif = image.format, image.width, image.height, read_exif(image)
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"not a readable image: {exc}") from None
     if fmt not in FORMATS:
@@ -80,23 +84,20 @@ def build_messages(settings: AppSettings, path: str, index: ImageIndex | None) -
     urls = url_state.urls_for(settings.state_db_path, sha256) or (list(held.urls) if held else [])
     if not urls:
         raise ValueError("no source URL known (not in the downloader state nor in the index)")
-    downloaded_at = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
-    return [
-        ImageDownloaded(
-            sha256=sha256,
-            path=path,
-            url=url,
-            content_type=FORMATS[fmt][1],
-            width=width,
-            height=height,
-            bytes=stat.st_size,
-            downloaded_at=downloaded_at,
-            taken_at=held.taken_at if held else None,
-            camera=held.camera if held else None,
-            orientation=held.orientation if held else None,
-        )
-        for url in urls
-    ]
+    from_file = {
+        "sha256": sha256,
+        "path": path,
+        "content_type": FORMATS[fmt][1],
+        "width": width,
+        "height": height,
+        "bytes": stat.st_size,
+        **{name: value for name, value in asdict(exif).items() if value is not None},
+    }
+    # Every other fact the message shares with the point (download time, EXIF the file no longer shows, and
+    # any field added to both models later) is carried over from the point the index holds.
+    carried = {name: getattr(held, name) for name in CARRIED - from_file.keys()} if held else {}
+    facts = {"downloaded_at": datetime.fromtimestamp(stat.st_mtime, tz=UTC)} | carried | from_file
+    return [ImageDownloaded(url=url, **{k: v for k, v in facts.items() if v is not None}) for url in urls]
 
 
 def messages_for(settings: AppSettings, index: ImageIndex | None, result: ReindexResult) -> list[ImageDownloaded]:
@@ -176,6 +177,8 @@ def finish(
         missing = index_builds.missing_from_build(index, sha256s)
         on_progress(len(sha256s) - len(missing), len(sha256s))
         if not missing:
+            if index_builds.building(index) is None:  # it served from the start (nothing served before)
+                return index.serving() or "", None
             return index_builds.swap(index)
         if time.monotonic() >= deadline:
             raise ReindexIncomplete(

@@ -83,8 +83,12 @@ def write_targets(index: ImageIndex, *, dim: int, model: str, pretrained: str | 
 
 def begin_build(index: ImageIndex, *, dim: int, model: str, pretrained: str | None) -> tuple[str, bool]:
     """The collection to build for this model: the one already being built (resumed) when it is of this
-    model, else a new one. Returns (name, resumed)."""
+    model, else a new one. Returns (name, resumed). With nothing serving (a first index, or after
+    ``dyimages drop``) there is nothing to keep serving: the new collection serves at once."""
     current = building(index)
+    if current is None and index.serving() is None:
+        ensure_serving(index, dim=dim, model=model, pretrained=pretrained)
+        return index.serving() or "", False
     if current is not None:
         found = index.collection_model(current)
         if found is not None and found.matches(dim=dim, model=model, pretrained=pretrained):
@@ -99,9 +103,9 @@ def begin_build(index: ImageIndex, *, dim: int, model: str, pretrained: str | No
 
 
 def missing_from_build(index: ImageIndex, sha256s: Iterable[str]) -> list[str]:
-    """The images not yet in the collection being built (all of them when none is)."""
+    """The images not yet in the collection being built (or the serving one when none is being built)."""
     wanted = set(sha256s)
-    current = building(index)
+    current = building(index) or index.serving()
     if current is None:
         return sorted(wanted)
     held = {point.sha256 for _, point in index.points(current)}
