@@ -11,13 +11,7 @@ import pytest
 
 from testkit.embedding import EmbeddingService, run_embedding_service
 from testkit.http_server import ImageServer
-from testkit.packages import unshadow
 from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
-
-# pytest's importlib mode would register each service's folder (downloader/, …) as a namespace
-# package hiding the real one under src/; import the real packages first, once, for every folder.
-for _package in ("downloader", "indexer", "embedding", "search_app"):
-    unshadow(_package)
 
 
 @pytest.fixture
