@@ -236,3 +236,43 @@ def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty
     index_builds.drop(client)
     with pytest.raises(CollectionMissing):
         search(client, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(2)))
+
+
+def test_dates_filter_and_order_results_and_browsing(tmp_path: Path) -> None:
+    """``date`` is the EXIF date when there is one, else the download time; bounds are whole UTC days."""
+    from datetime import UTC, date, datetime
+
+    index = open_index(tmp_path / "dated")
+    try:
+        shot = datetime(2020, 5, 1, 23, 30, tzinfo=UTC)
+        index_point(index, sha(1), unit(1, 0), "https://a.example/1.jpg", taken_at=shot, camera="Canon EOS 5D")
+        index_point(
+            index, sha(2), unit(0.9, 0.1), "https://a.example/2.jpg", downloaded_at=datetime(2021, 1, 1, tzinfo=UTC)
+        )
+        index_point(
+            index, sha(3), unit(0, 1), "https://a.example/3.jpg", downloaded_at=datetime(2019, 1, 1, tzinfo=UTC)
+        )
+        embedder = TableEmbedder({"beach": unit(1, 0)})
+
+        def found(text: str = "beach", **filters: object) -> list[str]:
+            return shas(search(index, embedder, Query(text=text, filters=Filters(**filters)), limit=10))  # type: ignore[arg-type]
+
+        assert found() == [sha(1), sha(2), sha(3)]  # relevance
+        assert found(date_from=date(2020, 5, 1), date_to=date(2020, 5, 1)) == [sha(1)]  # inclusive, one day
+        assert found(date_to=date(2020, 4, 30)) == [sha(3)]
+        assert found(order="newest") == [sha(2), sha(1), sha(3)]
+        assert found(order="oldest", min_score=0.5) == [sha(1), sha(2)]  # the matches above the minimum, by date
+        assert found(text="", order="newest") == [sha(2), sha(1), sha(3)]  # no query: browse by date
+        assert found(text="", order="oldest", date_from=date(2020, 1, 1)) == [sha(1), sha(2)]
+        with pytest.raises(QueryError):
+            found(text="")  # no query and no date order: nothing to search for
+        (hit,) = search(index, embedder, Query(text="beach"), limit=1)
+        assert (hit.taken_at, hit.camera, hit.date) == (shot, "Canon EOS 5D", shot)
+        as_json = hit.to_json()
+        assert (as_json["taken_at"], as_json["camera"], as_json["date"]) == (
+            "2020-05-01T23:30:00Z",
+            "Canon EOS 5D",
+            "2020-05-01T23:30:00Z",
+        )
+    finally:
+        index.close()
