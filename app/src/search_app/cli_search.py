@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dyimages_common import exit_codes
 from dyimages_common.embedding_api import EmbeddingRequestError
+from dyimages_common.index_query import Order
 from dyimages_common.storage import FORMATS
 from search_app.cli_context import JsonFlag, err, fail, load_settings, out, print_json, service_clients
+from search_app.hit_text import date_label
 from search_app.search import (
     NEAR_DUPLICATE_COSINE,
     CollectionMissing,
@@ -27,20 +31,27 @@ from search_app.settings import AppSettings
 
 # Accepted --format names: the content types' short names (jpeg, png, webp, gif).
 FORMAT_NAMES = {mime.split("/")[1]: mime for _, mime in FORMATS.values()}
+DATE_FORMATS = ["%Y-%m-%d"]
 
 
 def _filters(
+    *,
     domain: list[str],
     fmt: list[str],
     min_width: int,
     min_height: int,
     min_score: float | None,
     collapse: bool,
-    words: bool = False,
+    words: bool,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    order: Order,
 ) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
         fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", exit_codes.REFUSED)
+    if date_from and date_to and date_from > date_to:
+        fail(f"--from {date_from:%Y-%m-%d} is after --to {date_to:%Y-%m-%d}", exit_codes.BAD_SETTING)
     return Filters(
         domains=tuple(d.lower().removeprefix("www.") for d in domain),
         content_types=tuple(FORMAT_NAMES[name.lower()] for name in fmt),
@@ -49,6 +60,9 @@ def _filters(
         min_score=min_score,
         collapse=NEAR_DUPLICATE_COSINE if collapse else None,
         match_words=words,
+        date_from=date_from.date() if date_from else None,
+        date_to=date_to.date() if date_to else None,
+        order=order,
     )
 
 
@@ -70,16 +84,22 @@ def _filters_json(filters: Filters) -> dict[str, Any]:
         "min_score": filters.min_score,
         "collapse": filters.collapse,
         "match_words": filters.match_words,
+        "date_from": filters.date_from.isoformat() if filters.date_from else None,
+        "date_to": filters.date_to.isoformat() if filters.date_to else None,
+        "order": filters.order,
     }
 
 
-def _print_table(hits: list[Hit]) -> None:
-    table = Table("#", "score", "size", "format", "image")
+def _print_table(hits: list[Hit], scored: bool) -> None:
+    table = Table("#", *(["score"] if scored else []), "date", "camera", "size", "format", "image")
     table.add_column("url", overflow="fold")
     for hit in hits:
         size = f"{hit.width}x{hit.height}"
         similar = f" +{len(hit.similar)} similar" if hit.similar else ""
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", size, hit.content_type, hit.sha256[:12] + similar, hit.url)
+        score = [f"{hit.score:.3f}"] if scored else []
+        camera = Text(hit.camera or "-")  # EXIF text from the photo: shown as it is, never as markup
+        row = (str(hit.rank), *score, date_label(hit), camera, size, hit.content_type, hit.sha256[:12] + similar)
+        table.add_row(*row, Text(hit.url))
     out.print(table)
 
 
@@ -100,18 +120,34 @@ def search_command(
         bool, typer.Option("--collapse", help="Fold near-duplicates (cosine >= 0.94) into the better result.")
     ] = False,
     words: Annotated[
-        bool, typer.Option("--words", help="Also match TEXT's words in the source URLs (file name, path).")
+        bool, typer.Option("--words", help="Also match TEXT's words in the source URLs (file name, path) and camera.")
     ] = False,
+    date_from: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=DATE_FORMATS, help="Only photos dated this day (YYYY-MM-DD) or later."),
+    ] = None,
+    date_to: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=DATE_FORMATS, help="Only photos dated this day (YYYY-MM-DD) or earlier."),
+    ] = None,
+    order: Annotated[
+        Order,
+        typer.Option("--order", help="relevance (best match first), newest or oldest (by the photo's date)."),
+    ] = "relevance",
     as_json: JsonFlag = False,
 ) -> None:
-    """Search by text, image, or both (best first).
+    """Search by text, image, or both (best first); or, with --order newest/oldest and no query, browse.
 
     --json prints {"schema_version": 1, "collection": str,
     "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
     "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null,
-    "collapse": float|null, "match_words": bool}},
+    "collapse": float|null, "match_words": bool, "date_from": str|null, "date_to": str|null, "order": str}},
     "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
-    "width", "height", "bytes", "downloaded_at", "indexed_at", "model", "similar": [sha256]}]}.
+    "width", "height", "bytes", "downloaded_at", "indexed_at", "model", "taken_at": str|null,
+    "camera": str|null, "orientation": int|null, "date", "similar": [sha256]}]}.
+    A photo's date ("date") is its EXIF DateTimeOriginal ("taken_at"), else when it was downloaded;
+    --from and --to are whole days, inclusive (UTC); --order newest/oldest sorts the matches by it
+    (without TEXT or --image: the whole index, filtered, "score" 0).
     "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [];
     with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak);
     with --collapse a result within cosine 0.94 of a better one on the same page is listed in that one's
@@ -121,10 +157,21 @@ def search_command(
     """
     settings = load_settings()
     limit = top_k or settings.app_top_k
-    filters = _filters(domain or [], fmt or [], min_width, min_height, min_score, collapse, words)
+    filters = _filters(
+        domain=domain or [],
+        fmt=fmt or [],
+        min_width=min_width,
+        min_height=min_height,
+        min_score=min_score,
+        collapse=collapse,
+        words=words,
+        date_from=date_from,
+        date_to=date_to,
+        order=order,
+    )
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
-    if query.is_empty():
-        fail("nothing to search for: give a TEXT or --image", exit_codes.REFUSED)
+    if query.is_empty() and not query.is_browse():
+        fail("nothing to search for: give a TEXT or --image (or --order newest/oldest to browse)", exit_codes.REFUSED)
     with service_clients(settings) as clients:
         try:
             hits = search(
@@ -161,4 +208,4 @@ def search_command(
     if not hits:
         out.print("no results" + (f" scoring at least {min_score}" if min_score is not None else ""))
         return
-    _print_table(hits)
+    _print_table(hits, scored=not query.is_browse())
