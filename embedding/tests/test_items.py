@@ -1,4 +1,4 @@
-"""Request items to model inputs: path safety, size and pixel limits, one error per bad item."""
+"""Request items to model inputs: path safety, size and pixel limits, one typed failure per bad item."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import open_clip
 import pytest
 import torch
 
-from dyimages_common.embedding_api import ImageRef
+from dyimages_common.embedding_wire import ImageRef, ItemFailure
+from dyimages_common.reasons import Reason
 from embedding.items import ImageLimits, prepare_image
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG
 from testkit.images import gif, jpeg, png, webp
@@ -50,8 +51,8 @@ def test_uploaded_bytes_and_the_stored_file_give_the_same_pixels(images_dir: Pat
 )
 def test_a_path_that_is_not_a_stored_image_is_refused(images_dir: Path, preprocess, path: str) -> None:
     error = prepare_image(ImageRef(path=path), limits(images_dir), preprocess)
-    assert isinstance(error, str)
-    assert error.startswith("unsafe_path")
+    assert isinstance(error, ItemFailure)
+    assert error.reason is Reason.UNSAFE_PATH
 
 
 def test_a_symlink_out_of_the_images_dir_is_refused(tmp_path: Path, images_dir: Path, preprocess) -> None:
@@ -61,35 +62,37 @@ def test_a_symlink_out_of_the_images_dir_is_refused(tmp_path: Path, images_dir: 
     (images_dir / path).unlink()
     (images_dir / path).symlink_to(outside)
     error = prepare_image(ImageRef(path=path), limits(images_dir), preprocess)
-    assert isinstance(error, str)
-    assert error.startswith("unsafe_path")
+    assert isinstance(error, ItemFailure)
+    assert error.reason is Reason.UNSAFE_PATH
 
 
 def test_a_missing_file_is_not_found(images_dir: Path, preprocess) -> None:
     error = prepare_image(ImageRef(path="ab/cd/abcd" + "0" * 60 + ".png"), limits(images_dir), preprocess)
-    assert isinstance(error, str)
-    assert error.startswith("not_found")
+    assert isinstance(error, ItemFailure)
+    assert error.reason is Reason.NOT_FOUND
 
 
 def test_limits_apply_to_files_and_uploads(images_dir: Path, preprocess) -> None:
     data = png(11, (200, 200))
     small_bytes = limits(images_dir, max_bytes=len(data) - 1)
-    assert prepare_image(ImageRef(path=store(images_dir, data, "png")), small_bytes, preprocess).startswith("too_large")
+    assert (
+        prepare_image(ImageRef(path=store(images_dir, data, "png")), small_bytes, preprocess).reason is Reason.TOO_LARGE
+    )
     upload = ImageRef(data=base64.b64encode(data).decode())
-    assert prepare_image(upload, small_bytes, preprocess).startswith("too_large")
+    assert prepare_image(upload, small_bytes, preprocess).reason is Reason.TOO_LARGE
     few_pixels = limits(images_dir, max_pixels=200 * 200 - 1)
-    assert prepare_image(upload, few_pixels, preprocess).startswith("too_many_pixels")
+    assert prepare_image(upload, few_pixels, preprocess).reason is Reason.TOO_MANY_PIXELS
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        ("not base64!", "bad_base64"),
-        (base64.b64encode(b"plain text, not an image").decode(), "not_an_image"),
-        (base64.b64encode(jpeg(12, (300, 200))[:-400]).decode(), "corrupt_image"),
+        ("not base64!", Reason.BAD_BASE64),
+        (base64.b64encode(b"plain text, not an image").decode(), Reason.NOT_AN_IMAGE),
+        (base64.b64encode(jpeg(12, (300, 200))[:-400]).decode(), Reason.CORRUPT_IMAGE),
     ],
 )
-def test_bad_uploads_say_why(images_dir: Path, preprocess, data: str, reason: str) -> None:
+def test_bad_uploads_say_why(images_dir: Path, preprocess, data: str, reason: Reason) -> None:
     error = prepare_image(ImageRef(data=data), limits(images_dir), preprocess)
-    assert isinstance(error, str)
-    assert error.startswith(reason)
+    assert isinstance(error, ItemFailure)
+    assert error.reason is reason

@@ -23,7 +23,8 @@ from litserve.utils import LitAPIStatus
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from dyimages_common.embedding_api import EmbedRequest, EmbedResponse
+from dyimages_common.embedding_wire import EmbedRequest, EmbedResponse
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import load_settings
 from embedding.api import EmbeddingAPI
 from embedding.loop import PipelinedLoop
@@ -145,7 +146,7 @@ def test_texts_and_images_in_one_batch_each_get_their_own_answer(api: EmbeddingA
     )
     image_answer = EmbedResponse.model_validate_json(sent["r0"][0].body)
     assert image_answer.errors[0] is None
-    assert image_answer.errors[1].startswith("unsafe_path")
+    assert image_answer.errors[1].reason is Reason.UNSAFE_PATH
     assert image_answer.vectors[1] is None
     expected = api.loaded.embed_images([api.loaded.preprocess(Image.open(images_dir / path))])[0]
     np.testing.assert_allclose(image_answer.vectors[0], expected, atol=1e-5)

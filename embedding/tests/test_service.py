@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient, EmbeddingRequestError
+from dyimages_common.embedding_api import EmbeddingClient, EmbeddingRequestError, ItemFailure
+from dyimages_common.reasons import Reason
 from testkit.embedding import EmbeddingService
 from testkit.images import jpeg, png
 from testkit.storage import store
@@ -56,9 +57,8 @@ def test_a_bad_item_fails_alone(client: EmbeddingClient, shared_images_dir: Path
     assert [v is not None for v in result.vectors] == [True, False, False, False, True]
     assert result.errors[0] is None
     assert result.errors[4] is None
-    assert result.errors[1].startswith("not_found")
-    assert result.errors[2].startswith("unsafe_path")
-    assert result.errors[3].startswith("not_an_image")
+    assert [error.reason for error in result.errors[1:4]] == [Reason.NOT_FOUND, Reason.UNSAFE_PATH, Reason.NOT_AN_IMAGE]
+    assert missing in result.errors[1].detail
     alone = client.embed_image_paths([good[0]])
     np.testing.assert_allclose(result.vectors[0], alone.vectors[0], atol=1e-5)
 
@@ -93,8 +93,16 @@ def test_bad_base64_fails_that_item(embedding_service: EmbeddingService) -> None
     body = response.json()
     assert response.status_code == 200
     assert body["vectors"][0] is None
-    assert body["errors"][0].startswith("bad_base64")
+    assert body["errors"] == [{"reason": "bad_base64", "detail": "`data` is not valid base64"}, None]
     assert body["vectors"][1] is not None
+
+
+def test_an_upload_that_is_not_an_image_is_refused_with_its_reason(client: EmbeddingClient) -> None:
+    with pytest.raises(EmbeddingRequestError) as refused:
+        client.embed_image_bytes(b"GIF89a but not really")
+    assert isinstance(refused.value.failure, ItemFailure)
+    assert refused.value.failure.reason is Reason.NOT_AN_IMAGE
+    assert str(refused.value).startswith("not_an_image: ")
 
 
 def test_metrics_count_requests_items_and_batches(client: EmbeddingClient, embedding_service: EmbeddingService) -> None:

@@ -137,7 +137,7 @@ class EmbeddingClient:
             raise EmbeddingUnavailable(f"embedding service info answered {response.status_code}")
         return ModelInfo.model_validate_json(response.content)
 
-    def embedtext_vectors(self, texts: list[str]) -> np.ndarray:
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
         return text_vectors(self._post({"texts": texts}, len(texts)))
 
     def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
@@ -201,7 +201,7 @@ class AsyncEmbeddingClient:
             raise EmbeddingUnavailable(f"embedding service info answered {response.status_code}")
         return ModelInfo.model_validate_json(response.content)
 
-    async def embedtext_vectors(self, texts: list[str]) -> np.ndarray:
+    async def embed_texts(self, texts: list[str]) -> np.ndarray:
         return text_vectors(await self._post({"texts": texts}, len(texts)))
 
     async def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:

@@ -28,8 +28,9 @@ import litserve as ls
 import pydantic_core
 from starlette.responses import Response
 
-from dyimages_common.embedding_api import EMBED_PATH, EmbedRequest, ImageRef, ModelInfo
+from dyimages_common.embedding_wire import EMBED_PATH, EmbedRequest, ImageRef, ItemFailure, ModelInfo
 from dyimages_common.logs import configure_logging
+from dyimages_common.reasons import Reason
 from embedding import metrics
 from embedding.items import ImageLimits, Job, Result, prepare_image
 from embedding.loop import PipelinedLoop
@@ -128,7 +129,7 @@ class EmbeddingAPI(ls.LitAPI):
         if not refs:
             deliver(Job("image", []))
             return
-        inputs: list[Any] = ["internal_error: not decoded"] * len(refs)
+        inputs: list[Any] = [ItemFailure(reason=Reason.INTERNAL_ERROR, detail="not decoded")] * len(refs)
         remaining = len(refs)
         lock = threading.Lock()
 
@@ -138,7 +139,7 @@ class EmbeddingAPI(ls.LitAPI):
                 inputs[index] = prepare_image(ref, self.limits, self.loaded.preprocess)
             except Exception as exc:  # a bug, not a bad image: fail this item, never the request
                 log.exception("preparing an image failed")
-                inputs[index] = f"internal_error: {exc!r}"
+                inputs[index] = ItemFailure(reason=Reason.INTERNAL_ERROR, detail=repr(exc))
             with lock:
                 remaining -= 1
                 done = remaining == 0
@@ -161,7 +162,7 @@ class EmbeddingAPI(ls.LitAPI):
         inputs: list[Any] = []
         for j, job in enumerate(jobs):
             for i, item in enumerate(job.inputs):
-                if isinstance(item, str):
+                if isinstance(item, ItemFailure):
                     results[j].errors[i] = item
                 else:
                     slots.append((j, i))
@@ -187,7 +188,7 @@ class EmbeddingAPI(ls.LitAPI):
                 "pretrained": self.info.pretrained,
                 "dim": self.info.dim,
                 "vectors": vectors,
-                "errors": output.errors,
+                "errors": [None if error is None else error.model_dump(mode="json") for error in output.errors],
             }
         )
         return Response(body, media_type="application/json")

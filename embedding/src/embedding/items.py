@@ -1,8 +1,9 @@
 """Turning request items into model inputs: images (stored path or uploaded bytes) and texts.
 
 Each image is checked on its own: a path must name a stored image inside IMAGES_DIR, the bytes
-must be a real image within the size and pixel limits. A bad image becomes an error string for
-that item only; its neighbours in the request are embedded as usual. A request's items travel
+must be a real image within the size and pixel limits. A bad image becomes an
+:class:`~dyimages_common.embedding_wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
+a detail) for that item only; its neighbours in the request are embedded as usual. A request's items travel
 through the serving loop as a :class:`Job` and come back as a :class:`Result`.
 """
 
@@ -18,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from dyimages_common.embedding_api import ImageRef
+from dyimages_common.embedding_wire import ImageRef, ItemFailure
 from dyimages_common.images import ImageRejected, open_image
+from dyimages_common.reasons import Reason
 from dyimages_common.storage import UnsafePathError, resolve_stored_path
 
 Kind = Literal["text", "image"]
@@ -30,7 +32,7 @@ class Job:
     """One request's items, ready for the model: per item the backend's input, or the reason it has none."""
 
     kind: Kind
-    inputs: list[Any]  # per item: pixels or token ids, or the error string
+    inputs: list[Any]  # per item: pixels or token ids, or an ItemFailure
 
 
 @dataclass
@@ -38,11 +40,15 @@ class Result:
     """One request's answer: per item a unit vector or None, and None or the reason."""
 
     vectors: list[np.ndarray | None]
-    errors: list[str | None]
+    errors: list[ItemFailure | None]
 
 
 class ItemError(ValueError):
-    """One item cannot be embedded; the message (``reason: detail``) goes back in ``errors``."""
+    """One item cannot be embedded; its :attr:`failure` goes back in ``errors``."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(reason.with_detail(detail))
+        self.failure = ItemFailure(reason=reason, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -57,23 +63,23 @@ def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
         try:
             return base64.b64decode(ref.data, validate=True)
         except (binascii.Error, ValueError):
-            raise ItemError("bad_base64: `data` is not valid base64") from None
+            raise ItemError(Reason.BAD_BASE64, "`data` is not valid base64") from None
     assert ref.path is not None
     try:
         file = resolve_stored_path(limits.images_dir, ref.path)
     except UnsafePathError as exc:
-        raise ItemError(f"unsafe_path: {exc}") from None
+        raise ItemError(Reason.UNSAFE_PATH, str(exc)) from None
     try:
         size = file.stat().st_size
         if size > limits.max_bytes:
-            raise ItemError(f"too_large: {size} bytes is over the limit of {limits.max_bytes}")
+            raise ItemError(Reason.TOO_LARGE, f"{size} bytes is over the limit of {limits.max_bytes}")
         return file.read_bytes()
     except FileNotFoundError:
-        raise ItemError(f"not_found: no stored image at {ref.path!r}") from None
+        raise ItemError(Reason.NOT_FOUND, f"no stored image at {ref.path!r}") from None
     except IsADirectoryError:
-        raise ItemError(f"not_found: {ref.path!r} is not a file") from None
+        raise ItemError(Reason.NOT_FOUND, f"{ref.path!r} is not a file") from None
     except OSError as exc:
-        raise ItemError(f"unreadable: {ref.path!r}: {exc.strerror or exc}") from None
+        raise ItemError(Reason.UNREADABLE, f"{ref.path!r}: {exc.strerror or exc}") from None
 
 
 def load_image(ref: ImageRef, limits: ImageLimits) -> Image.Image:
@@ -81,16 +87,16 @@ def load_image(ref: ImageRef, limits: ImageLimits) -> Image.Image:
     try:
         return open_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
     except ImageRejected as exc:
-        raise ItemError(str(exc)) from None
+        raise ItemError(exc.reason, exc.detail) from None
 
 
 def prepare_image(ref: ImageRef, limits: ImageLimits, preprocess: Callable[[Image.Image], Any]) -> Any:
-    """The preprocessed pixel tensor of one image, or the reason it cannot be embedded."""
+    """The preprocessed pixel tensor of one image, or the :class:`ItemFailure` saying why it has none."""
     try:
         image = load_image(ref, limits)
     except ItemError as exc:
-        return str(exc)
+        return exc.failure
     try:
         return preprocess(image)
     except (OSError, ValueError) as exc:
-        return f"corrupt_image: cannot preprocess ({exc})"
+        return ItemFailure(reason=Reason.CORRUPT_IMAGE, detail=f"cannot preprocess ({exc})")

@@ -18,7 +18,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.embedding_wire import ModelInfo
 from embedding.runtime import ModelConfigError
 from embedding.settings import EmbeddingSettings
 

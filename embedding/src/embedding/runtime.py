@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from PIL import Image
 
-from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.embedding_wire import ModelInfo
 from embedding.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
