@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.rabbit import queue_depths
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 from search_app.cli import app
 from testkit.indexed_library import (
@@ -209,6 +210,7 @@ def test_failures_lists_downloads_and_dead_letters_without_consuming_them(own_li
             {
                 "url": "https://x.example/a.jpg",
                 "reason": "not_an_image: cannot identify image data",
+                "explanation": Reason.NOT_AN_IMAGE.explanation,
                 "attempts": 3,
                 "updated_at": data["downloads"][0]["updated_at"],
                 "hint": None,  # only a refused address has one (downloader/tests/test_retry_requests.py)
@@ -220,6 +222,7 @@ def test_failures_lists_downloads_and_dead_letters_without_consuming_them(own_li
             ("invalid_json", None, None),
         ]
         assert letters[1]["body"] == "not json"
+        assert letters[1]["explanation"] == Reason.INVALID_JSON.explanation
     settings = load_settings(
         RabbitSettings, rabbitmq_host="127.0.0.1", rabbitmq_queue=own_library.env["RABBITMQ_QUEUE"]
     )
@@ -227,6 +230,22 @@ def test_failures_lists_downloads_and_dead_letters_without_consuming_them(own_li
     text = dyimages("failures")
     assert "embed_failed" in text
     assert "not_an_image" in text
+    assert f"({Reason.INVALID_JSON.explanation})" in text  # each reason says what it means
+
+
+def test_retry_takes_only_known_reasons_and_old_rows_are_retried_by_what_they_read_as(own_library: Library) -> None:
+    """A row recorded before the reasons were a type stays retryable: http_418 as http_4xx, a word this
+    version does not know as unknown. A reason no download fails with is refused, listing the known ones."""
+    teapot, gremlin = "https://x.example/teapot.jpg", "https://x.example/gremlin.jpg"
+    record_downloads(own_library.state_db, [], {teapot: "http_418: 418 I'm a Teapot", gremlin: "gremlins: old"})
+    refused = dyimages("retry", "--reason", "gremlins", code=2)
+    assert "not a reason a download fails with" in refused
+    assert "http_4xx" in refused
+    assert "embed_timeout" not in refused  # a dead letter's reason: retry does not take it
+    assert dyimages_json("retry", "--reason", "http_4xx")["matching_urls"] == [teapot]
+    assert dyimages_json("retry", "--reason", "unknown")["matching_urls"] == [gremlin]
+    shown = {row["url"]: row["explanation"] for row in dyimages_json("failures")["downloads"]}
+    assert shown == {teapot: Reason.HTTP_4XX.explanation, gremlin: Reason.UNKNOWN.explanation}
 
 
 def test_drop_needs_yes_then_reindex_restores_every_url(own_library: Library, tmp_path: Path) -> None:

@@ -6,13 +6,18 @@ import pytest
 
 from dyimages_common.rabbit import (
     DELIVERY_LIMIT,
+    DETAIL_HEADER,
+    MAX_DETAIL_CHARS,
     REASON_HEADER,
     Topology,
     connect,
+    dead_letter_headers,
+    dead_letter_reason,
     declare_topology,
     persistent_message,
     queue_depths,
 )
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -56,6 +61,7 @@ async def test_rejected_messages_are_dead_lettered_by_the_broker(rabbit_environm
             await asyncio.sleep(0.1)
         assert dead is not None
         assert dead.body == b"poison"
+        assert dead_letter_reason(dead.headers) == (Reason.DELIVERY_LIMIT, "dead-lettered by RabbitMQ (delivery_limit)")
         assert await declared.queue.get(timeout=5, fail=False) is None
         await dead.ack()
 
@@ -83,3 +89,48 @@ async def test_a_persistent_message_arrives_persistent_with_the_id_of_its_body(
     assert received[0].message_id == received[1].message_id != received[2].message_id
     assert received[0].headers[REASON_HEADER] == "x"
     assert received[0].content_type == "application/json"
+
+
+async def test_a_dead_letter_header_reads_back_as_its_reason_through_the_broker(
+    rabbit_environment: dict[str, str],
+) -> None:
+    """The header contract: a Reason and its detail go out with the message's own headers and come
+    back from the real broker as the same Reason; a message the consumer rejected reads as ``rejected``."""
+    settings = load_settings(RabbitSettings)
+    topology = Topology.for_queue(settings.rabbitmq_queue)
+    connection = await connect(settings, "test")
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, settings.rabbitmq_queue)
+        headers = dead_letter_headers(Reason.EMBED_TIMEOUT, "x" * 5000, {"x-trace": "t1"})
+        await declared.dead_letter_exchange.publish(
+            persistent_message(b"late", headers=headers), routing_key=topology.dead_letter_queue
+        )
+        await channel.default_exchange.publish(aio_pika.Message(b"refused"), routing_key=topology.queue)
+        await (await declared.queue.get(timeout=5)).reject(requeue=False)
+        letters = []
+        for _ in range(50):  # the broker's dead-lettering is asynchronous
+            letter = await declared.dead_letter_queue.get(timeout=5, fail=False)
+            if letter is not None:
+                letters.append(letter)
+                await letter.ack()
+            if len(letters) == 2:
+                break
+            await asyncio.sleep(0.1)
+    ours, rejected = letters
+    assert ours.headers[REASON_HEADER] == "embed_timeout"
+    assert ours.headers["x-trace"] == "t1"
+    assert dead_letter_reason(ours.headers) == (Reason.EMBED_TIMEOUT, "x" * MAX_DETAIL_CHARS)
+    assert dead_letter_reason(rejected.headers)[0] is Reason.REJECTED
+
+
+def test_dead_letter_headers_take_a_reason_and_old_or_foreign_words_read_back() -> None:
+    with pytest.raises(TypeError):
+        dead_letter_headers("embed_timeout", "a bare word")  # type: ignore[arg-type]
+    assert dead_letter_reason({REASON_HEADER: b"http_418", DETAIL_HEADER: b"teapot"}) == (Reason.HTTP_4XX, "teapot")
+    assert dead_letter_reason({REASON_HEADER: "gremlins", DETAIL_HEADER: "d"}) == (Reason.UNKNOWN, "gremlins: d")
+    assert dead_letter_reason({}) == (Reason.UNKNOWN, "")
+    assert dead_letter_reason({"x-first-death-reason": "expired"}) == (
+        Reason.UNKNOWN,
+        "expired: dead-lettered by RabbitMQ (expired)",
+    )

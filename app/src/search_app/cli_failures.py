@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from dyimages_common import exit_codes
+from dyimages_common.reasons import DOWNLOAD_REASONS
 from search_app.cli_context import JsonFlag, fail, load_settings, out, print_json, rabbit_down, warn
 from search_app.status import RABBIT_ERRORS, Failures, NothingToRetry, collect_failures, request_retry
 
@@ -21,8 +22,9 @@ def failures(
     Dead-lettered messages are only looked at: they stay in the dead-letter queue.
     A URL refused by the SSRF guard says which DOWNLOADER_ALLOWED_NETWORKS entry would allow it ("hint").
     --json prints {"schema_version": 1,
-    "downloads": [{"url", "reason", "attempts", "updated_at", "hint": str|null}],
-    "dead_letters": [{"reason", "sha256", "url", "path", "dead_lettered_at", "body"}],
+    "downloads": [{"url", "reason" (the recorded "word: detail"), "explanation", "attempts", "updated_at",
+    "hint": str|null}],
+    "dead_letters": [{"reason" (a word), "detail", "explanation", "sha256", "url", "path", "dead_lettered_at", "body"}],
     "downloads_error": str|null, "dead_letters_error": str|null} (newest downloads first, oldest dead letters first).
     """
     settings = load_settings()
@@ -43,7 +45,7 @@ def _print_failures(found: Failures) -> None:
     for name in ("url", "reason", "attempts", "when"):
         downloads.add_column(name, overflow="fold")
     for row in found.download_rows():
-        reason = row["reason"] + (f"\n{row['hint']}" if row["hint"] else "")
+        reason = f"{row['reason']}\n({row['explanation']})" + (f"\n{row['hint']}" if row["hint"] else "")
         downloads.add_row(row["url"], reason, str(row["attempts"]), row["updated_at"])
     out.print(downloads)
     dead = Table(title=f"Dead-lettered messages ({len(found.dead_letters)})")
@@ -51,13 +53,33 @@ def _print_failures(found: Failures) -> None:
         dead.add_column(name, overflow="fold")
     for letter in found.dead_letters:
         what = letter.url or letter.body[:60]
-        dead.add_row(letter.reason, (letter.sha256 or "")[:12], what, letter.dead_lettered_at or "")
+        why = f"{letter.reason.with_detail(letter.detail)}\n({letter.reason.explanation})"
+        dead.add_row(why, (letter.sha256 or "")[:12], what, letter.dead_lettered_at or "")
     out.print(dead)
+
+
+DOWNLOAD_REASON_WORDS = [reason.value for reason in DOWNLOAD_REASONS]
+
+
+def _download_reason(value: str | None) -> str | None:
+    """--reason names a reason a download can fail with. Rows recorded before the reasons were a type
+    read as one: ``http_418`` is retried with ``--reason http_4xx``, an unknown word with ``unknown``."""
+    if value is None or value in DOWNLOAD_REASON_WORDS:
+        return value
+    raise typer.BadParameter(
+        f"{value!r} is not a reason a download fails with; one of: {', '.join(DOWNLOAD_REASON_WORDS)}"
+    )
 
 
 def retry(
     reason: Annotated[
-        str | None, typer.Option("--reason", help="Only URLs that failed with this reason (e.g. refused_address).")
+        str | None,
+        typer.Option(
+            "--reason",
+            callback=_download_reason,
+            help="Only URLs that failed with this reason (e.g. refused_address, http_404; "
+            "`dyimages failures` shows each URL's).",
+        ),
     ] = None,
     url: Annotated[list[str] | None, typer.Option("--url", help="Only this failed URL (repeatable).")] = None,
     as_json: JsonFlag = False,

@@ -1,7 +1,8 @@
 """Reading the dead-letter queue (``<queue>.dead``) without consuming it.
 
 Messages are fetched with ``basic_get`` and never acknowledged: closing the channel returns every
-one of them to the queue, in order, so looking never loses a message.
+one of them to the queue, in order, so looking never loses a message. Why each is there is read by
+:func:`dyimages_common.rabbit.dead_letter_reason` (the indexer's headers, or RabbitMQ's own reason).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from dyimages_common.rabbit import REASON_HEADER, amqp_url, declare_topology
+from dyimages_common.rabbit import amqp_url, dead_letter_reason, declare_topology
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    reason: str
+    reason: Reason
+    detail: str
     sha256: str | None
     url: str | None
     path: str | None
@@ -28,23 +31,7 @@ class DeadLetter:
     body: str  # the start of the raw body, for messages that are not valid JSON
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _header(message: AbstractIncomingMessage, name: str) -> Any:
-    return (message.headers or {}).get(name)
-
-
-def _reason(message: AbstractIncomingMessage) -> str:
-    """The indexer's reason header, else RabbitMQ's own x-death reason (e.g. delivery_limit)."""
-    reason = _header(message, REASON_HEADER)
-    if reason:
-        return reason.decode() if isinstance(reason, bytes) else str(reason)
-    deaths = _header(message, "x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return f"broker: {deaths[0].get('reason', 'unknown')}"
-    first_death = _header(message, "x-first-death-reason")
-    return f"broker: {first_death}" if first_death else "unknown"
+        return {**asdict(self), "reason": self.reason.value, "explanation": self.reason.explanation}
 
 
 def _describe(message: AbstractIncomingMessage) -> DeadLetter:
@@ -57,8 +44,10 @@ def _describe(message: AbstractIncomingMessage) -> DeadLetter:
     except ValueError:
         pass
     timestamp = message.timestamp.isoformat() if message.timestamp else None
+    reason, detail = dead_letter_reason(message.headers)
     return DeadLetter(
-        reason=_reason(message),
+        reason=reason,
+        detail=detail,
         sha256=fields.get("sha256") if isinstance(fields.get("sha256"), str) else None,
         url=fields.get("url") if isinstance(fields.get("url"), str) else None,
         path=fields.get("path") if isinstance(fields.get("path"), str) else None,

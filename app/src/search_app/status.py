@@ -173,8 +173,11 @@ class Failures:
     dead_letters_error: str | None = None
 
     def download_rows(self) -> list[dict[str, Any]]:
-        """Each failed download with its ``hint`` (what would fix it, where known)."""
-        return [{**asdict(f), "hint": allow_hint(f)} for f in self.downloads]
+        """Each failed download with what its reason means and its ``hint`` (what would fix it, where known)."""
+        return [
+            {**asdict(f), "explanation": failure_reason(f.reason).explanation, "hint": allow_hint(f)}
+            for f in self.downloads
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {

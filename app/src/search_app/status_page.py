@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.reasons import Reason
 from dyimages_common.retry_requests import failure_reason
 from search_app import resources
 from search_app.search import QdrantUnavailable
@@ -35,7 +36,7 @@ def render() -> None:
     with st.spinner("Asking the services…"):
         try:
             clients = resources.clients(settings)
-            status = collect_status(clients.qdrant, clients.embedding, settings)
+            status = collect_status(clients.index, clients.embedding, settings)
         except QdrantUnavailable as exc:  # the other parts can still be read
             with EmbeddingClient(settings.embedding_service_url, timeout=settings.embedding_timeout_s) as embedding:
                 status = collect_status(None, embedding, settings, qdrant_error=str(exc))
@@ -93,11 +94,18 @@ def render() -> None:
 ALL_FAILED = "every failed URL"
 
 
+def _with_explanation(choice: str) -> str:
+    """A retry choice as the selectbox shows it: the reason word and what it means."""
+    return choice if choice == ALL_FAILED else f"{choice}: {Reason(choice).explanation}"
+
+
 def _retry_controls(settings: AppSettings, failures: Failures) -> None:
     """The `dyimages retry` request as a button: every failed URL, or those failed with one reason."""
-    reasons = sorted({failure_reason(f.reason) for f in failures.downloads})
+    reasons = sorted({failure_reason(f.reason).value for f in failures.downloads})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    choice = left.selectbox("Fetch failed downloads again", [ALL_FAILED, *reasons], key="retry_reason")
+    choice = left.selectbox(
+        "Fetch failed downloads again", [ALL_FAILED, *reasons], format_func=_with_explanation, key="retry_reason"
+    )
     if not right.button("Retry", icon=":material/replay:", key="retry"):
         return
     try:

@@ -1,4 +1,9 @@
-"""The consumer: messages in, batches embedded and written, acknowledgements only after the write.
+"""The consumer: one indexer process's lifecycle, and batches in flight.
+
+Here: start-up (:mod:`indexer.startup`), consuming into the :mod:`indexer.inbox`, up to
+``INDEXER_CONCURRENCY`` batches at once (each one :meth:`indexer.indexing.BatchIndexer.index`), the
+helper tasks (queue watcher, progress line) under the shared supervisor, and the shutdown. What one
+batch does is :mod:`indexer.indexing`; dead letters are :mod:`indexer.dead_letters`.
 
 Flow: the broker hands at most ``prefetch`` unacknowledged messages to this process; a gatherer
 cuts them into batches (up to ``INDEXER_BATCH_SIZE``, or what arrived within
@@ -21,8 +26,9 @@ Faults:
   that disagree): the indexer stops (exit 4, ``exit_codes.MODEL_MISMATCH``) and its messages go
   back to the queue; vectors of two models are never mixed in one collection.
 * A message that can never be indexed (not JSON, another schema version, malformed, its image
-  missing or not an image): published to the dead-letter exchange with the reason in a header,
-  then acknowledged; the rest of its batch is indexed.
+  missing or not an image): published to the dead-letter exchange with its
+  :class:`~dyimages_common.reasons.Reason` in a header, then acknowledged; the rest of its batch
+  is indexed.
 * Anything unexpected: the batch's messages are returned to the queue. The quorum queue's
   delivery limit dead-letters a message that keeps coming back, so a crash loop is bounded by
   RabbitMQ itself, not by counting here.
@@ -33,42 +39,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
-from pydantic import ValidationError
 
 from dyimages_common import exit_codes
-from dyimages_common.embedding_api import EmbeddingUnavailable, ModelIdentity
-from dyimages_common.rabbit import Topology, connect, declare_topology
-from dyimages_common.retry import async_retrying
+from dyimages_common.embedding_api import ModelIdentity, ModelInfo
+from dyimages_common.rabbit import Topology, declare_topology
 from dyimages_common.supervisor import Supervisor, every, finish_within
-from indexer import metrics
-from indexer.batch import EMBED_FAILED, Image, Refusal, embed_error_reason, parse_batch
-from indexer.dead_letters import DETAIL_HEADER, dead_letter
+from indexer.dead_letters import DeadLetters
 from indexer.embedder import BatchEmbedder, ModelChanged
 from indexer.inbox import Inbox
+from indexer.indexing import BatchIndexer
 from indexer.progress import Progress
 from indexer.queue_watch import QueueWatcher
 from indexer.settings import IndexerSettings
-from indexer.store import ImageVector, Store, StoreConflict, StoreUnavailable
+from indexer.startup import StartupError, connect_broker, learn_model, open_collection
+from indexer.store import Store
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-__all__ = ["DETAIL_HEADER", "EXIT_MODEL_MISMATCH", "EXIT_OK", "Indexer", "StartupError"]
+__all__ = ["EXIT_MODEL_MISMATCH", "EXIT_OK", "Indexer", "StartupError"]
 
 EXIT_OK = exit_codes.OK
 EXIT_MODEL_MISMATCH = exit_codes.MODEL_MISMATCH
-
-
-class StartupError(RuntimeError):
-    """The indexer cannot start with these settings (the message says which and why)."""
 
 
 class Indexer:
@@ -79,9 +74,6 @@ class Indexer:
         self.exit_when_idle = exit_when_idle
         self.topology = Topology.for_queue(settings.rabbitmq_queue)
         self.progress = Progress()
-        self.model = ""
-        self.dim = 0
-        self.pretrained = ""
         self.exit_status = EXIT_OK
         self.supervisor = Supervisor(on_helper_failed=self._helper_failed)
         self._inbox = Inbox(batch_size=settings.indexer_batch_size, batch_wait_s=settings.batch_wait_s)
@@ -89,7 +81,6 @@ class Indexer:
         self._slots = asyncio.Semaphore(settings.indexer_concurrency)
         self._embedder = BatchEmbedder(settings)
         self._store = Store(settings)
-        self._dead_letters: aio_pika.abc.AbstractExchange | None = None
         interval = 0.25 if exit_when_idle else min(5.0, settings.indexer_progress_interval_s)
         self._queue_watcher = QueueWatcher(self.topology.queue, interval_s=interval)
 
@@ -112,42 +103,12 @@ class Indexer:
         self.exit_status = self.exit_status or 1
         self.stop()
 
-    async def _retry(self, target: str, errors: tuple[type[Exception], ...], call: Callable[[], Awaitable[T]]) -> T:
-        """``call()`` until it succeeds, backing off while it raises one of ``errors``."""
-        async for attempt in async_retrying(*errors, maximum=self.settings.indexer_retry_max_s):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    metrics.RETRIES.labels(target).inc()
-                return await call()
-        raise AssertionError("unreachable: the retry policy never gives up")
-
-    # -- start-up -------------------------------------------------------------------------------
-
-    async def _start(self) -> bool:
+    async def _start(self) -> ModelInfo:
         """Learn the model from the embedding service and make sure the collection is its own."""
-        try:
-            info = await self._retry("embedding", (EmbeddingUnavailable,), self._embedder.client.info)
-        except ValidationError as exc:
-            raise StartupError(
-                f"EMBEDDING_SERVICE_URL={self.settings.embedding_service_url!r} answers /info, "
-                "but not like the embedding service"
-            ) from exc
-        self.model, self.dim, self.pretrained = info.model, info.dim, info.pretrained
-        self._embedder.identity = info.identity
-        log.info("embedding service runs %s (%s, dim %d, %s)", self.model, self.pretrained, self.dim, info.device)
-        created = await self._retry(
-            "qdrant",
-            (StoreUnavailable,),
-            lambda: self._store.open(dim=self.dim, model=self.model, pretrained=self.pretrained),
-        )
-        if not created:
-            log.info("using the existing collection %s", self.settings.qdrant_collection)
-        return True
-
-    async def _connect(self) -> AbstractRobustConnection:
-        return await self._retry(
-            "rabbitmq", (OSError, aio_pika.exceptions.AMQPConnectionError), lambda: connect(self.settings, "indexer")
-        )
+        model = await learn_model(self.settings, self._embedder.client)
+        self._embedder.identity = model.identity
+        await open_collection(self.settings, self._store, model)
+        return model
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -155,15 +116,24 @@ class Indexer:
         self.supervisor.install_signal_handlers()
         connection: AbstractRobustConnection | None = None
         try:
-            if not await self.supervisor.unless_stopped(self._start()):
+            model = await self.supervisor.unless_stopped(self._start())
+            if model is None:
                 return self.exit_status
-            connection = await self.supervisor.unless_stopped(self._connect())
+            connection = await self.supervisor.unless_stopped(connect_broker(self.settings))
             if connection is None:
                 return self.exit_status
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             declared = await declare_topology(channel, self.topology.queue)
-            self._dead_letters = declared.dead_letter_exchange
+            batches = BatchIndexer(
+                self.settings,
+                model=model,
+                embedder=self._embedder,
+                store=self._store,
+                inbox=self._inbox,
+                dead_letters=DeadLetters(declared.dead_letter_exchange, self.topology, self._inbox),
+                progress=self.progress,
+            )
             consumer_tag = await declared.queue.consume(self._inbox.on_message)
             log.info(
                 "consuming %s (batch %d, wait %d ms, %d in flight, prefetch %d)",
@@ -173,7 +143,7 @@ class Indexer:
                 self.settings.indexer_concurrency,
                 self.settings.prefetch,
             )
-            self.supervisor.start("gatherer", self._gather())
+            self.supervisor.start("gatherer", self._gather(batches))
             self.supervisor.start("queue-watcher", self._watch_queue(connection))
             self.supervisor.start("progress", every(self.settings.indexer_progress_interval_s, self._log_progress))
             await self.supervisor.stop_requested.wait()
@@ -217,9 +187,9 @@ class Indexer:
             message, args = line
             log.info(message + ", queue depth %s", *args, self.queue_depth)
 
-    # -- batches ------------------------------------------------------------------------------------
+    # -- batches in flight ------------------------------------------------------------------------
 
-    async def _gather(self) -> None:
+    async def _gather(self, batches: BatchIndexer) -> None:
         while True:
             await self._slots.acquire()
             try:
@@ -227,7 +197,7 @@ class Indexer:
             except BaseException:
                 self._slots.release()
                 raise
-            task = asyncio.create_task(self._run_batch(batch))
+            task = asyncio.create_task(self._run_batch(batches, batch))
             self._inflight.add(task)
             task.add_done_callback(self._batch_done)
 
@@ -235,9 +205,9 @@ class Indexer:
         self._inflight.discard(task)
         self._slots.release()
 
-    async def _run_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _run_batch(self, batches: BatchIndexer, batch: list[AbstractIncomingMessage]) -> None:
         try:
-            await self._index(batch)
+            await batches.index(batch)
         except ModelChanged as exc:
             log.error("%s", exc)
             self.exit_status = EXIT_MODEL_MISMATCH
@@ -250,46 +220,3 @@ class Indexer:
                 if message in self._inbox.unsettled:
                     await self._inbox.settle(message, requeue=True)
             await asyncio.sleep(1.0)
-
-    async def _index(self, batch: list[AbstractIncomingMessage]) -> None:
-        metrics.BATCH_SIZE.observe(len(batch))
-        images, refusals = parse_batch([message.body for message in batch])
-        written: list[Image] = []
-        if images:
-            started = time.perf_counter()
-            embedded = await self._embedder.embed(images)
-            metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
-            to_write: list[ImageVector] = []
-            for image, vector, error in embedded:
-                if vector is None:
-                    reason = embed_error_reason(error or "")
-                    refusals += [Refusal(index, reason, error or EMBED_FAILED) for index in image.indices]
-                    continue
-                if vector.shape != (self.dim,):
-                    raise ModelChanged(
-                        f"the embedding service now returns vectors of size {vector.shape[-1]}, but collection "
-                        f"{self.settings.qdrant_collection!r} holds {self.model} vectors of size {self.dim}; "
-                        "restart the indexer to check the model"
-                    )
-                to_write.append(ImageVector(image.sha256, vector, image.events))
-                written.append(image)
-            if to_write:
-                started = time.perf_counter()
-                await self._retry(
-                    "qdrant", (StoreUnavailable, StoreConflict), lambda: self._store.write(to_write, model=self.model)
-                )
-                metrics.UPSERT_SECONDS.observe(time.perf_counter() - started)
-        for refusal in refusals:
-            await self._dead_letter(batch[refusal.index], refusal)
-        indexed = [batch[index] for image in written for index in image.indices]
-        for message in indexed:
-            await self._inbox.settle(message)
-        metrics.INDEXED.inc(len(indexed))
-        self.progress.indexed += len(indexed)
-        log.debug("batch: %d indexed, %d dead-lettered", len(indexed), len(refusals))
-
-    async def _dead_letter(self, message: AbstractIncomingMessage, refusal: Refusal) -> None:
-        if self._dead_letters is None:
-            raise RuntimeError("dead-letter exchange not declared")
-        await dead_letter(self._dead_letters, self.topology, self._inbox, message, refusal)
-        self.progress.dead_lettered += 1

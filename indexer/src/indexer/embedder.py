@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,30 +22,49 @@ from dyimages_common.embedding_api import (
     EmbeddingRequestError,
     EmbeddingTimeout,
     EmbeddingUnavailable,
+    ItemFailure,
     ModelIdentity,
 )
-from dyimages_common.qdrant import REINDEX_HINT
+from dyimages_common.reasons import Reason
 from dyimages_common.retry import async_retrying
+from dyimages_common.store_errors import REINDEX_HINT
 from indexer import metrics
-from indexer.batch import EMBED_CRASHED, EMBED_REFUSED, EMBED_SERVER_ERROR, EMBED_TIMEOUT, Image
+from indexer.batch import Image
 from indexer.settings import IndexerSettings
 
 log = logging.getLogger(__name__)
 
-Embedded = tuple[Image, np.ndarray | None, str | None]
+
+@dataclass(frozen=True)
+class EmbedFailure:
+    """Why one image has no vector: the dead-letter reason and the detail a person reads."""
+
+    reason: Reason
+    detail: str
+
+    @classmethod
+    def of_item(cls, failure: ItemFailure) -> EmbedFailure:
+        """The embedding service's failure for one image; a reason this indexer does not know (a newer
+        service's) is ``embed_failed``, so every dead letter names a reason the tools here explain."""
+        if failure.reason is Reason.UNKNOWN:
+            return cls(Reason.EMBED_FAILED, str(failure))
+        return cls(failure.reason, failure.detail)
+
+
+Embedded = tuple[Image, np.ndarray | None, EmbedFailure | None]
 
 
 class ModelChanged(RuntimeError):
     """The embedding service now answers with another model or weights than the collection's: stop."""
 
 
-def _failure_reason(error: EmbeddingUnavailable) -> str:
-    """The dead-letter reason word for an image whose request keeps failing this way."""
+def _failure_reason(error: EmbeddingUnavailable) -> Reason:
+    """The dead-letter reason for an image whose request keeps failing this way."""
     if isinstance(error, EmbeddingTimeout):
-        return EMBED_TIMEOUT
+        return Reason.EMBED_TIMEOUT
     if isinstance(error, EmbeddingConnectionLost):
-        return EMBED_CRASHED
-    return EMBED_SERVER_ERROR
+        return Reason.EMBED_CRASHED
+    return Reason.EMBED_SERVER_ERROR
 
 
 class BatchEmbedder:
@@ -71,7 +91,7 @@ class BatchEmbedder:
                 result = await self.client.embed_image_paths(paths)
             except EmbeddingRequestError as exc:
                 if len(images) == 1:
-                    return [(images[0], None, f"{EMBED_REFUSED}: {exc}")]
+                    return [(images[0], None, EmbedFailure(Reason.EMBED_REFUSED, str(exc)))]
                 return await self.split(images)
             except EmbeddingUnavailable as exc:
                 metrics.RETRIES.labels("embedding").inc()
@@ -86,11 +106,11 @@ class BatchEmbedder:
                 if failures < self.settings.indexer_embed_attempts:
                     log.warning("an image failed %d time(s) while the embedding service works (%r)", failures, exc)
                     continue
-                reason = _failure_reason(exc)
                 detail = f"failed {failures} times while the embedding service answered other requests; last: {exc}"
-                return [(images[0], None, f"{reason}: {detail}")]
+                return [(images[0], None, EmbedFailure(_failure_reason(exc), detail))]
             self._check_model(result.identity)
-            return list(zip(images, result.vectors, result.errors, strict=True))
+            failures_of = [None if error is None else EmbedFailure.of_item(error) for error in result.errors]
+            return list(zip(images, result.vectors, failures_of, strict=True))
 
     async def split(self, images: Sequence[Image]) -> list[Embedded]:
         middle = len(images) // 2

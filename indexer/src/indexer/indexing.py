@@ -1,0 +1,105 @@
+"""One batch, start to end: parse the messages, embed their images, write the vectors, dead-letter
+what can never be indexed, and acknowledge a message only once its image is written or it is
+dead-lettered.
+
+A batch is one ``/embed`` request (split by :class:`~indexer.embedder.BatchEmbedder` when one image
+is at fault) and one conditional write to the store, retried while the store is away or other
+writers keep changing the same points. A vector of another size than the collection's stops the
+indexer (:class:`~indexer.embedder.ModelChanged`): vectors of two models are never mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.reasons import Reason
+from indexer import metrics
+from indexer.batch import Image, parse_batch
+from indexer.dead_letters import DeadLetters
+from indexer.embedder import BatchEmbedder, EmbedFailure, ModelChanged
+from indexer.inbox import Inbox
+from indexer.progress import Progress
+from indexer.retries import retry_until_done
+from indexer.settings import IndexerSettings
+from indexer.store import ImageVector, Store, StoreConflict, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# A message that can never be indexed: its position in the batch, the reason and the detail.
+Unindexable = tuple[int, Reason, str]
+
+
+class BatchIndexer:
+    """Indexes batches of messages for the collection of ``model`` (learned at the start)."""
+
+    def __init__(
+        self,
+        settings: IndexerSettings,
+        *,
+        model: ModelInfo,
+        embedder: BatchEmbedder,
+        store: Store,
+        inbox: Inbox,
+        dead_letters: DeadLetters,
+        progress: Progress,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self._embedder = embedder
+        self._store = store
+        self._inbox = inbox
+        self._dead_letters = dead_letters
+        self._progress = progress
+
+    async def index(self, batch: list[AbstractIncomingMessage]) -> None:
+        """Index one batch; raises ModelChanged (stop) or anything unexpected (the caller returns the batch)."""
+        metrics.BATCH_SIZE.observe(len(batch))
+        images, refusals = parse_batch([message.body for message in batch])
+        unindexable: list[Unindexable] = [(r.index, Reason(r.reason), r.detail) for r in refusals]
+        written: list[Image] = []
+        if images:
+            started = time.perf_counter()
+            embedded = await self._embedder.embed(images)
+            metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+            to_write: list[ImageVector] = []
+            for image, vector, failure in embedded:
+                if vector is None:
+                    failure = failure or EmbedFailure(Reason.EMBED_FAILED, "the embedding service gave no reason")
+                    unindexable += [(index, failure.reason, failure.detail) for index in image.indices]
+                    continue
+                self._check_size(vector.shape)
+                to_write.append(ImageVector(image.sha256, vector, image.events))
+                written.append(image)
+            if to_write:
+                await self._write(to_write)
+        for index, reason, detail in unindexable:
+            await self._dead_letters.send(batch[index], reason, detail)
+            self._progress.dead_lettered += 1
+        indexed = [batch[index] for image in written for index in image.indices]
+        for message in indexed:
+            await self._inbox.settle(message)
+        metrics.INDEXED.inc(len(indexed))
+        self._progress.indexed += len(indexed)
+        log.debug("batch: %d indexed, %d dead-lettered", len(indexed), len(unindexable))
+
+    def _check_size(self, shape: tuple[int, ...]) -> None:
+        if shape != (self.model.dim,):
+            raise ModelChanged(
+                f"the embedding service now returns vectors of size {shape[-1]}, but collection "
+                f"{self.settings.qdrant_collection!r} holds {self.model.model} vectors of size {self.model.dim}; "
+                "restart the indexer to check the model"
+            )
+
+    async def _write(self, images: list[ImageVector]) -> None:
+        started = time.perf_counter()
+        await retry_until_done(
+            "qdrant",
+            (StoreUnavailable, StoreConflict),
+            lambda: self._store.write(images, model=self.model.model),
+            maximum_s=self.settings.indexer_retry_max_s,
+        )
+        metrics.UPSERT_SECONDS.observe(time.perf_counter() - started)
