@@ -7,6 +7,7 @@ import socket
 import uuid
 
 import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from dyimages_common.rabbit import Topology
 
@@ -70,3 +71,16 @@ async def take_messages(queue: str, idle_s: float = 5.0) -> list[bytes]:
 def read_messages(queue: str, idle_s: float = 5.0) -> list[bytes]:
     """:func:`take_messages` for blocking code."""
     return asyncio.run(take_messages(queue, idle_s))
+
+
+async def next_message(queue: AbstractQueue, *, within_s: float = 5.0) -> AbstractIncomingMessage:
+    """The next message on ``queue`` (not acknowledged), waiting for one that is still on its way (the
+    broker dead-letters and routes asynchronously); fails when none arrives within ``within_s``."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        message = await queue.get(timeout=5, fail=False)
+        if message is not None:
+            return message
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"nothing arrived on {queue.name} within {within_s:g} s")
+        await asyncio.sleep(0.05)

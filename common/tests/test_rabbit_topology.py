@@ -1,4 +1,3 @@
-import asyncio
 import hashlib
 
 import aio_pika
@@ -19,6 +18,7 @@ from dyimages_common.rabbit import (
 )
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
+from testkit.rabbit import next_message
 
 pytestmark = pytest.mark.integration
 
@@ -53,13 +53,7 @@ async def test_rejected_messages_are_dead_lettered_by_the_broker(rabbit_environm
         for _ in range(DELIVERY_LIMIT + 1):
             message = await declared.queue.get(timeout=5)
             await message.nack(requeue=True)
-        dead = None
-        for _ in range(50):  # dead-lettering happens asynchronously inside the broker
-            dead = await declared.dead_letter_queue.get(timeout=5, fail=False)
-            if dead is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert dead is not None
+        dead = await next_message(declared.dead_letter_queue)
         assert dead.body == b"poison"
         assert dead_letter_reason(dead.headers) == (Reason.DELIVERY_LIMIT, "dead-lettered by RabbitMQ (delivery_limit)")
         assert await declared.queue.get(timeout=5, fail=False) is None
@@ -108,16 +102,10 @@ async def test_a_dead_letter_header_reads_back_as_its_reason_through_the_broker(
         )
         await channel.default_exchange.publish(aio_pika.Message(b"refused"), routing_key=topology.queue)
         await (await declared.queue.get(timeout=5)).reject(requeue=False)
-        letters = []
-        for _ in range(50):  # the broker's dead-lettering is asynchronous
-            letter = await declared.dead_letter_queue.get(timeout=5, fail=False)
-            if letter is not None:
-                letters.append(letter)
-                await letter.ack()
-            if len(letters) == 2:
-                break
-            await asyncio.sleep(0.1)
-    ours, rejected = letters
+        ours = await next_message(declared.dead_letter_queue)
+        rejected = await next_message(declared.dead_letter_queue)
+        for letter in (ours, rejected):
+            await letter.ack()
     assert ours.headers[REASON_HEADER] == "embed_timeout"
     assert ours.headers["x-trace"] == "t1"
     assert dead_letter_reason(ours.headers) == (Reason.EMBED_TIMEOUT, "x" * MAX_DETAIL_CHARS)

@@ -3,10 +3,7 @@ member, the original is acknowledged only after, and the metric's label is the R
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import REGISTRY
 
 from dyimages_common.embedding_api import ItemFailure
@@ -24,17 +21,9 @@ from dyimages_common.settings import RabbitSettings, load_settings
 from indexer.dead_letters import DeadLetters
 from indexer.embedder import EmbedFailure
 from indexer.inbox import Inbox
+from testkit.rabbit import next_message
 
 pytestmark = pytest.mark.integration
-
-
-async def _get(queue: AbstractQueue) -> AbstractIncomingMessage:
-    for _ in range(50):  # a publish to another queue lands asynchronously
-        message = await queue.get(timeout=5, fail=False)
-        if message is not None:
-            return message
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing arrived on {queue.name}")
 
 
 async def test_a_dead_letter_names_a_reason_that_reads_back_and_labels_the_metric(
@@ -51,7 +40,7 @@ async def test_a_dead_letter_names_a_reason_that_reads_back_and_labels_the_metri
                 persistent_message(body, headers={"x-trace": "t1"}), routing_key=topology.queue
             )
         inbox = Inbox(batch_size=2, batch_wait_s=0)
-        first, second = await _get(declared.queue), await _get(declared.queue)
+        first, second = await next_message(declared.queue), await next_message(declared.queue)
         inbox.unsettled |= {first, second}
         dead_letters = DeadLetters(declared.dead_letter_exchange, topology, inbox)
 
@@ -60,7 +49,7 @@ async def test_a_dead_letter_names_a_reason_that_reads_back_and_labels_the_metri
             await dead_letters.send(second, "not_found", "a bare word")  # type: ignore[arg-type]
         assert inbox.unsettled == {second}  # the first acknowledged; the second still held
 
-        letter = await _get(declared.dead_letter_queue)
+        letter = await next_message(declared.dead_letter_queue)
         await letter.ack()
         await second.nack(requeue=True)
     assert letter.body == b'{"n": 1}'
