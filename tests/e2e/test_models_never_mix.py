@@ -9,6 +9,9 @@ apart, which is what replicas with different weights behind one load balancer lo
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +21,11 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from qdrant_client import QdrantClient, models
 
-from dyimages_common import exit_codes
+from dyimages_common import exit_codes, index_builds
 from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import connect_qdrant, ensure_collection
+from dyimages_common.image_index import ImageIndex
+from dyimages_common.point_writes import ImageVector
 from dyimages_common.rabbit import queue_depths
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
 from search_app.search import IndexMismatch, Query, ServiceEmbedder, search
@@ -35,7 +37,7 @@ from testkit.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 
-RECIPE = "dyimages drop --yes"
+RECIPE = "dyimages reindex"
 
 
 @pytest.fixture(scope="module")
@@ -113,32 +115,131 @@ def test_the_indexer_refuses_answers_of_other_weights_behind_its_url_and_returns
     assert "refusing to mix them" in log
     assert RECIPE in log
     assert asyncio.run(queue_depths(rabbit)) == {"queued": 5, "dead_lettered": 0}  # back in the queue
-    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    _assert_vectors_of(embedding_service, qdrant_path, {event.sha256 for event in first})
+
+
+def _open(qdrant_path: Path) -> ImageIndex:
+    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+
+
+def _assert_vectors_of(service: EmbeddingService, qdrant_path: Path, shas: set[str]) -> None:
+    """The serving collection holds exactly these images, each with the vector ``service`` makes of it."""
+    index = _open(qdrant_path)
     try:
-        points, _ = client.scroll("images", limit=100, with_payload=True, with_vectors=True)
+        points = [point for _, point in index.points()]
+        vectors = [index.vector_of(point.sha256) for point in points]
     finally:
-        client.close()
-    assert {point.payload["sha256"] for point in points} == {event.sha256 for event in first}
-    with EmbeddingClient(embedding_service.url) as reference:
-        fresh = reference.embed_image_paths([point.payload["path"] for point in points]).vectors
-    for point, vector in zip(points, fresh, strict=True):  # every stored vector is the collection model's
-        np.testing.assert_allclose(point.vector, vector, atol=1e-5)
+        index.close()
+    assert {point.sha256 for point in points} == shas
+    with EmbeddingClient(service.url) as reference:
+        fresh = reference.embed_image_paths([point.path for point in points]).vectors
+    for stored, vector in zip(vectors, fresh, strict=True):  # every stored vector is the collection model's
+        np.testing.assert_allclose(stored, vector, atol=1e-5)
 
 
 def test_a_search_whose_query_vector_comes_from_other_weights_is_refused_with_the_reindex_recipe(
-    embedding_service: EmbeddingService, other_weights: EmbeddingService
+    embedding_service: EmbeddingService, other_weights: EmbeddingService, shared_images_dir: Path, tmp_path: Path
 ) -> None:
-    qdrant = QdrantClient(":memory:")
+    qdrant = _open(tmp_path / "qdrant")
     with EmbeddingClient(embedding_service.url) as a, EmbeddingClient(other_weights.url) as b:
         info = a.info()
-        ensure_collection(qdrant, "images", dim=info.dim, model=info.model, pretrained=info.pretrained)
-        vector = a.embed_texts(["a red bicycle"])[0]
-        qdrant.upsert(
-            "images", [models.PointStruct(id=point_id("0" * 64), vector=vector.tolist(), payload={"sha256": "0" * 64})]
+        identity = {"dim": info.dim, "model": info.model, "pretrained": info.pretrained}
+        (target,) = index_builds.write_targets(qdrant, **identity)
+        event = stored_image(shared_images_dir, 8_200)
+        qdrant.write(
+            target, [ImageVector(event.sha256, a.embed_texts(["a red bicycle"])[0], [event])], model=info.model
         )
-        hits = search(qdrant, "images", ServiceEmbedder(a), Query(text="a red bicycle"), limit=1)
-        assert [hit.sha256 for hit in hits] == ["0" * 64]
+        hits = search(qdrant, ServiceEmbedder(a), Query(text="a red bicycle"), limit=1)
+        assert [hit.sha256 for hit in hits] == [event.sha256]
         with pytest.raises(IndexMismatch, match=RECIPE) as refused:
-            search(qdrant, "images", ServiceEmbedder(b), Query(text="a red bicycle"), limit=1)
+            search(qdrant, ServiceEmbedder(b), Query(text="a red bicycle"), limit=1)
         assert b.info().pretrained in str(refused.value)
     qdrant.close()
+
+
+def _dyimages(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search_app.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _search(qdrant_path: Path, service: EmbeddingService) -> list[str]:
+    """The app's search with ``service``'s query vectors; the sha256s found (IndexMismatch when refused)."""
+    index = _open(qdrant_path)
+    try:
+        with EmbeddingClient(service.url) as embedding:
+            hits = search(index, ServiceEmbedder(embedding), Query(text="a photo"), limit=20)
+        return sorted(hit.sha256 for hit in hits)
+    finally:
+        index.close()
+
+
+def test_a_model_change_is_built_beside_the_old_index_which_serves_until_the_swap(
+    embedding_service: EmbeddingService,
+    other_weights: EmbeddingService,
+    shared_images_dir: Path,
+    rabbit_environment: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The embedded folder takes one process at a time, so each step runs on its own (real processes: the
+    indexer, `dyimages reindex`); searches are made between the steps, as the app would make them."""
+    qdrant_path = tmp_path / "qdrant"
+    env = {
+        **rabbit_environment,
+        "EMBEDDING_SERVICE_URL": embedding_service.url,
+        "QDRANT_PATH": str(qdrant_path),
+        "IMAGES_DIR": str(shared_images_dir),
+        "STATE_DB": str(tmp_path / "state.sqlite3"),  # none: reindex takes the URLs from the index
+        "INDEXER_IDLE_EXIT_S": "0.5",
+        "INDEXER_BATCH_WAIT_MS": "50",
+        "LOG_LEVEL": "WARNING",
+    }
+    rabbit = load_settings(RabbitSettings, rabbitmq_host="127.0.0.1", rabbitmq_queue=env["RABBITMQ_QUEUE"])
+    images = {stored_image(shared_images_dir, 8_300 + seed).sha256 for seed in range(4)}
+    asyncio.run(publish(rabbit, [stored_image(shared_images_dir, 8_300 + seed) for seed in range(4)]))
+    assert start_module("indexer", "--exit-when-idle", env=env, log_path=tmp_path / "i1.log").wait(120) == 0
+    assert _search(qdrant_path, embedding_service) == sorted(images)
+
+    new_model = {**env, "EMBEDDING_SERVICE_URL": other_weights.url}  # the model changes
+    # A reindex killed right after it made the new collection: the old one still serves, untouched.
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "search_app.cli", "reindex"],
+        env={**os.environ, **new_model},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert killed.stdout is not None
+    first_line = killed.stdout.readline()
+    killed.kill()
+    killed.wait()
+    assert first_line.startswith("building images_"), first_line
+    assert _search(qdrant_path, embedding_service) == sorted(images)
+    with pytest.raises(IndexMismatch):  # the new model's queries do not go to the old model's index
+        _search(qdrant_path, other_weights)
+
+    again = _dyimages(new_model, "reindex")  # runs again: resumes the same collection
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("resuming " + first_line.split()[1])
+    assert "republished 4 of" in again.stdout
+    early = _dyimages(new_model, "reindex", "--finish")
+    assert early.returncode == exit_codes.REFUSED, early.stdout
+    assert "4 of 4 images are not in the new collection yet" in early.stderr
+    assert _search(qdrant_path, embedding_service) == sorted(images)  # a failed finish swaps nothing
+
+    indexer = start_module("indexer", "--exit-when-idle", env=new_model, log_path=tmp_path / "i2.log")
+    assert indexer.wait(120) == 0, (tmp_path / "i2.log").read_text()[-3000:]
+    _assert_vectors_of(embedding_service, qdrant_path, images)  # the old collection is still the old model's
+    done = _dyimages(new_model, "reindex", "--finish")
+    assert done.returncode == 0, done.stderr
+    assert f"images now searches {first_line.split()[1]}" in done.stdout
+    _assert_vectors_of(other_weights, qdrant_path, images)  # after the swap: the new collection, the new model
+    assert _search(qdrant_path, other_weights) == sorted(images)
+    with pytest.raises(IndexMismatch):
+        _search(qdrant_path, embedding_service)

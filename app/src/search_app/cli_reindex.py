@@ -48,7 +48,11 @@ def reindex(
             info = clients.embedding.info()
             name, resumed = start(index, info)
             verb = "resuming" if resumed else "building"
-            out.print(f"{verb} {name} for {info.model} ({info.pretrained}) beside {index.serving() or 'nothing'}")
+            out.print(
+                f"{verb} {name} for {info.model} ({info.pretrained}) beside {index.serving() or 'nothing'}",
+                soft_wrap=True,
+                highlight=False,
+            )
         result = ReindexResult()
         messages = messages_for(settings, index, result)
         for path, reason in result.skipped:
@@ -63,7 +67,9 @@ def reindex(
             out.print(
                 f"republished {result.images} of {result.found} stored images ({result.published} messages, one "
                 f"per source URL) to {settings.rabbitmq_queue}"
-                + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+                + (f" ({len(result.skipped)} skipped)" if result.skipped else ""),
+                soft_wrap=True,
+                highlight=False,
             )
             if embedded or not wait:
                 out.print(
@@ -86,7 +92,9 @@ def reindex(
             fail(str(exc), exit_codes.REFUSED)
     out.print(
         f"{settings.qdrant_collection} now searches {new} ({len(expected)} images)"
-        + (f"; deleted {old}" if old else "")
+        + (f"; deleted {old}" if old else ""),
+        soft_wrap=True,
+        highlight=False,
     )
 
 
@@ -99,4 +107,5 @@ def drop(
         fail(f"this deletes index {settings.qdrant_collection!r}; run again with --yes to confirm", exit_codes.REFUSED)
     with service_clients(settings) as clients:
         deleted = index_builds.drop(clients.index)
-    out.print(f"deleted {', '.join(deleted)}" if deleted else f"index {settings.qdrant_collection} did not exist")
+    gone = f"deleted {', '.join(deleted)}" if deleted else f"index {settings.qdrant_collection} did not exist"
+    out.print(gone, soft_wrap=True, highlight=False)

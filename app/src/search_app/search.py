@@ -23,7 +23,7 @@ from pydantic import Field
 
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.index_query import Found, Order, PointFilter
-from dyimages_common.points import ImagePoint, point_id
+from dyimages_common.points import INTERNAL_FIELDS, ImagePoint, point_id
 from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
 from search_app.collapse import NEAR_DUPLICATE_COSINE, collapse_near_duplicates
 from search_app.query_vectors import (
@@ -140,7 +140,8 @@ class Hit(ImagePoint):
         return cls(**dict(found.point), rank=rank, score=found.score, id=found.id)
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """Every payload field but the store's own (``INTERNAL_FIELDS``), with rank, score, id and similar."""
+        return self.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
 
 
 def search_vector(

@@ -28,6 +28,8 @@ from dyimages_common.messages import ImageDownloaded
 POINT_NAMESPACE = uuid.UUID("5d9b7c1e-8f4a-4c43-9a57-2f0d6f1b9e21")
 
 REVISION_FIELD = "revision"
+# Payload fields for the store's own use (write bookkeeping, the word index's text), not shown to people.
+INTERNAL_FIELDS = frozenset({REVISION_FIELD, "words"})
 
 
 class IndexKind(enum.StrEnum):
