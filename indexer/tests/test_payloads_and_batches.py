@@ -8,14 +8,8 @@ import pytest
 
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.points import REVISION_FIELD, ImagePoint
-from indexer.batch import (
-    EMBED_FAILED,
-    INVALID_JSON,
-    INVALID_MESSAGE,
-    UNSUPPORTED_SCHEMA,
-    embed_error_reason,
-    parse_batch,
-)
+from dyimages_common.reasons import Reason
+from indexer.batch import parse_batch
 from testkit.images import jpeg
 from testkit.messages import message_for
 
@@ -81,21 +75,8 @@ def test_a_batch_groups_messages_by_image_and_names_each_refusal() -> None:
     images, refusals = parse_batch(bodies)
     assert [(image.sha256, image.indices) for image in images] == [(good.sha256, [0, 4]), (images[1].sha256, [5])]
     assert [(refusal.index, refusal.reason) for refusal in refusals] == [
-        (1, INVALID_JSON),
-        (2, UNSUPPORTED_SCHEMA),
-        (3, INVALID_MESSAGE),
+        (1, Reason.INVALID_JSON),
+        (2, Reason.UNSUPPORTED_SCHEMA),
+        (3, Reason.INVALID_MESSAGE),
     ]
-    assert all(refusal.detail for refusal in refusals)
-
-
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        ("missing_file: ab/cd/abcd.jpg does not exist", "missing_file"),
-        ("not_an_image: cannot identify image data", "not_an_image"),
-        ("Something went wrong", EMBED_FAILED),
-        ("", EMBED_FAILED),
-    ],
-)
-def test_an_embedding_error_gives_a_short_reason(error: str, reason: str) -> None:
-    assert embed_error_reason(error) == reason
+    assert all(type(refusal.reason) is Reason and refusal.detail for refusal in refusals)

@@ -108,15 +108,15 @@ class EmbeddingAPI(ls.LitAPI):
     # -- per request -----------------------------------------------------------------------------
 
     def decode_request(self, request: EmbedRequest) -> Job:
-        if request.texts is not None:
-            return Job("text", self.loaded.tokenize(request.texts))
-        assert request.images is not None
-        preprocess = self.loaded.preprocess
-        inputs = list(self.decode_pool.map(lambda ref: prepare_image(ref, self.limits, preprocess), request.images))
-        return Job("image", inputs)
+        """LitServe's decode step, used for texts (tokenizing is cheap); images go through :meth:`decode_async`.
+
+        LitServe reads this method's annotation: the HTTP process validates each body as an ``EmbedRequest``.
+        """
+        assert request.texts is not None, "images are decoded in the decode pool (decode_async)"
+        return Job("text", self.loaded.tokenize(request.texts))
 
     def decode_async(self, request: EmbedRequest, deliver: Callable[[Job], None]) -> None:
-        """Like decode_request, but returns at once: ``deliver`` gets the job when every item is ready.
+        """Decode a request without waiting: ``deliver`` gets the job when every item is ready.
 
         Each image is decoded and preprocessed in the decode pool, so the images of one request,
         and of the requests behind it, are prepared in parallel while the model runs.

@@ -1,4 +1,4 @@
-"""Turning a batch of message bodies into the images to embed, and naming why a message is refused.
+"""Turning a batch of message bodies into the images to embed, and the :class:`Reason` a message is refused for.
 
 Work is by position in the batch, so the consumer can map results back to its messages. Two
 messages for the same bytes (two URLs, or a redelivery) become one image: embedded once,
@@ -7,33 +7,21 @@ written as one point with both URLs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from dyimages_common.messages import ImageDownloaded
-
-# Short, fixed words: the dead-letter reason header and the metric label.
-INVALID_JSON = "invalid_json"
-UNSUPPORTED_SCHEMA = "unsupported_schema"
-INVALID_MESSAGE = "invalid_message"
-EMBED_FAILED = "embed_failed"
-EMBED_REFUSED = "embed_refused"
-EMBED_SERVER_ERROR = "embed_server_error"  # the service answered 5xx for this image alone, every try
-EMBED_TIMEOUT = "embed_timeout"  # the service never answered for this image alone, every try
-EMBED_CRASHED = "embed_crashed"  # the service went down while it held this image alone, every try
-
-_REASON_WORD = re.compile(r"^([a-z][a-z_]{1,31}):")
+from dyimages_common.reasons import Reason
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why the message at ``index`` can never be indexed."""
+    """Why the message at ``index`` can never be indexed (the reason goes in the dead letter's header)."""
 
     index: int
-    reason: str
+    reason: Reason
     detail: str
 
 
@@ -51,11 +39,11 @@ def refusal_for(index: int, error: ValidationError) -> Refusal:
     """Classify a validation error: not JSON, another schema version, or a malformed message."""
     problems = error.errors(include_url=False)
     if any(problem["type"] == "json_invalid" for problem in problems):
-        reason = INVALID_JSON
+        reason = Reason.INVALID_JSON
     elif any(problem["loc"] == ("schema_version",) for problem in problems):
-        reason = UNSUPPORTED_SCHEMA
+        reason = Reason.UNSUPPORTED_SCHEMA
     else:
-        reason = INVALID_MESSAGE
+        reason = Reason.INVALID_MESSAGE
     detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in problems[:5])
     return Refusal(index, reason, detail)
 
@@ -74,9 +62,3 @@ def parse_batch(bodies: Sequence[bytes]) -> tuple[list[Image], list[Refusal]]:
         image.indices.append(index)
         image.events.append(event)
     return list(images.values()), refusals
-
-
-def embed_error_reason(error: str) -> str:
-    """The reason word of a per-item embedding error (``"missing_file: ..."``), else ``embed_failed``."""
-    match = _REASON_WORD.match(error)
-    return match[1] if match else EMBED_FAILED
