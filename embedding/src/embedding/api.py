@@ -6,12 +6,12 @@ items and images take longer to decode than to embed:
 
 * the API brings its own loop (:mod:`embedding.loop`), which calls ``load`` once per worker
   (``setup`` returns at once, so /health can say 503 while the model loads), ``decode_async`` per
-  request (``decode_request`` with each image in the decode pool, so decoding overlaps the model),
-  ``predict`` per batch of requests of one kind and ``encode_response`` per request;
+  request (texts through ``decode_request``, each image in the decode pool, so decoding overlaps
+  the model), ``predict`` per batch of requests of one kind and ``encode_response`` per request;
 * there is no ``batch`` or ``unbatch``: ``predict`` takes the requests' jobs, flattens their items,
   runs the model in chunks of at most ``EMBEDDING_MAX_BATCH_SIZE`` items and splits the vectors
-  back per request, so a batch is counted in items, not requests. A bad item keeps its error and
-  gets no vector; its neighbours are unaffected.
+  back per request, so a batch is counted in items, not requests. A bad item keeps its
+  ``ItemFailure`` (a ``Reason`` and a detail) and gets no vector; its neighbours are unaffected.
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation at run time.
