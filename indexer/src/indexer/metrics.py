@@ -6,7 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 INDEXED = Counter("dyimages_indexer_indexed_total", "Messages whose image is written to Qdrant and acknowledged")
 DEAD_LETTERED = Counter(
-    "dyimages_indexer_dead_lettered_total", "Messages sent to the dead-letter queue, by reason", ["reason"]
+    "dyimages_indexer_dead_lettered_total",
+    "Messages sent to the dead-letter queue, by reason (a dyimages_common.reasons.Reason value)",
+    ["reason"],
 )
 BATCH_SIZE = Histogram("dyimages_indexer_batch_size", "Messages per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 EMBED_SECONDS = Histogram("dyimages_indexer_embed_seconds", "Time of one /embed request for a batch, retries included")
