@@ -59,7 +59,7 @@ class BatchIndexer:
         """Index one batch; raises ModelChanged (stop) or anything unexpected (the caller returns the batch)."""
         metrics.BATCH_SIZE.observe(len(batch))
         images, refusals = parse_batch([message.body for message in batch])
-        unindexable: list[Unindexable] = [(r.index, Reason(r.reason), r.detail) for r in refusals]
+        unindexable: list[Unindexable] = [(r.index, r.reason, r.detail) for r in refusals]
         written: list[Image] = []
         if images:
             started = time.perf_counter()
