@@ -47,6 +47,10 @@ HIT_FIELDS = {
     "downloaded_at",
     "indexed_at",
     "model",
+    "taken_at",
+    "camera",
+    "orientation",
+    "date",
     "similar",
 }
 
@@ -88,6 +92,9 @@ def test_search_json_is_the_index_order_with_the_documented_fields(library_envir
             "min_score": None,
             "collapse": None,
             "match_words": False,
+            "date_from": None,
+            "date_to": None,
+            "order": "relevance",
         },
     }
     results = data["results"]
@@ -139,9 +146,13 @@ def test_search_by_image_file_finds_that_image_first(library_environment: Librar
 
 def test_stats_json(library_environment: Library) -> None:
     data = dyimages_json("stats")
+    serving = data["index"]["serving"]  # the collection behind the alias QDRANT_COLLECTION
+    assert serving.startswith(f"{COLLECTION}_")
     assert data["index"] == {
         "collection": COLLECTION,
         "exists": True,
+        "serving": serving,
+        "building": None,
         "points": 12,
         "model": "dy-tiny",
         "weights": "none",

@@ -47,9 +47,11 @@ def reindex(
         if not finish_only:
             info = clients.embedding.info()
             name, resumed = start(index, info)
+            serving = index.serving()
             verb = "resuming" if resumed else "building"
+            beside = "nothing served before: it serves now" if serving == name else f"beside {serving}"
             out.print(
-                f"{verb} {name} for {info.model} ({info.pretrained}) beside {index.serving() or 'nothing'}",
+                f"{verb} {name} for {info.model} ({info.pretrained}), {beside}",
                 soft_wrap=True,
                 highlight=False,
             )
@@ -73,7 +75,9 @@ def reindex(
             )
             if embedded or not wait:
                 out.print(
-                    "the old collection serves until the swap: when the indexer is idle, `dyimages reindex --finish`"
+                    "when the indexer is idle: `dyimages reindex --finish` (the serving collection serves until then)",
+                    soft_wrap=True,
+                    highlight=False,
                 )
                 return
         expected = {message.sha256 for message in messages}

@@ -32,7 +32,7 @@ def stats(
     """Index size, model, queue depths and URL counts.
 
     --json prints {"schema_version": 1,
-    "index": {"collection", "exists", "points", "model", "weights", "dim", "error"},
+    "index": {"collection", "exists", "serving", "building", "points", "model", "weights", "dim", "error"},
     "embedding": {"url", "healthy", "model", "pretrained", "dim", "device", "error"},
     "queue": {"queue", "queued", "dead_lettered", "error"},
     "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
