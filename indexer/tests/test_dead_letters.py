@@ -19,7 +19,7 @@ from dyimages_common.rabbit import (
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 from indexer.dead_letters import DeadLetters
-from indexer.embedder import EmbedFailure
+from indexer.embedder import known_failure
 from indexer.inbox import Inbox
 from testkit.rabbit import next_message
 
@@ -66,6 +66,8 @@ async def test_a_dead_letter_names_a_reason_that_reads_back_and_labels_the_metri
 
 def test_a_per_item_failure_keeps_its_reason_and_one_this_indexer_does_not_know_is_embed_failed() -> None:
     missing = ItemFailure(reason=Reason.NOT_FOUND, detail="no stored image at 'ab/cd.jpg'")
-    assert EmbedFailure.of_item(missing) == EmbedFailure(Reason.NOT_FOUND, "no stored image at 'ab/cd.jpg'")
+    assert known_failure(missing) == missing
     newer = ItemFailure(reason="gremlins", detail="a word from a newer service")  # reads as unknown
-    assert EmbedFailure.of_item(newer) == EmbedFailure(Reason.EMBED_FAILED, "unknown: a word from a newer service")
+    assert known_failure(newer) == ItemFailure(
+        reason=Reason.EMBED_FAILED, detail="unknown: a word from a newer service"
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,23 +34,15 @@ from indexer.settings import IndexerSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EmbedFailure:
-    """Why one image has no vector: the dead-letter reason and the detail a person reads."""
-
-    reason: Reason
-    detail: str
-
-    @classmethod
-    def of_item(cls, failure: ItemFailure) -> EmbedFailure:
-        """The embedding service's failure for one image; a reason this indexer does not know (a newer
-        service's) is ``embed_failed``, so every dead letter names a reason the tools here explain."""
-        if failure.reason is Reason.UNKNOWN:
-            return cls(Reason.EMBED_FAILED, str(failure))
-        return cls(failure.reason, failure.detail)
+def known_failure(failure: ItemFailure) -> ItemFailure:
+    """The embedding service's failure for one image, with a reason the tools here explain: one this
+    indexer does not know (a newer service's) is ``embed_failed``, the service's text kept as the detail."""
+    if failure.reason is Reason.UNKNOWN:
+        return ItemFailure(reason=Reason.EMBED_FAILED, detail=str(failure))
+    return failure
 
 
-Embedded = tuple[Image, np.ndarray | None, EmbedFailure | None]
+Embedded = tuple[Image, np.ndarray | None, ItemFailure | None]
 
 
 class ModelChanged(RuntimeError):
@@ -91,7 +82,7 @@ class BatchEmbedder:
                 result = await self.client.embed_image_paths(paths)
             except EmbeddingRequestError as exc:
                 if len(images) == 1:
-                    return [(images[0], None, EmbedFailure(Reason.EMBED_REFUSED, str(exc)))]
+                    return [(images[0], None, ItemFailure(reason=Reason.EMBED_REFUSED, detail=str(exc)))]
                 return await self.split(images)
             except EmbeddingUnavailable as exc:
                 metrics.RETRIES.labels("embedding").inc()
@@ -107,9 +98,9 @@ class BatchEmbedder:
                     log.warning("an image failed %d time(s) while the embedding service works (%r)", failures, exc)
                     continue
                 detail = f"failed {failures} times while the embedding service answered other requests; last: {exc}"
-                return [(images[0], None, EmbedFailure(_failure_reason(exc), detail))]
+                return [(images[0], None, ItemFailure(reason=_failure_reason(exc), detail=detail))]
             self._check_model(result.identity)
-            failures_of = [None if error is None else EmbedFailure.of_item(error) for error in result.errors]
+            failures_of = [None if error is None else known_failure(error) for error in result.errors]
             return list(zip(images, result.vectors, failures_of, strict=True))
 
     async def split(self, images: Sequence[Image]) -> list[Embedded]:

@@ -15,12 +15,12 @@ import time
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.embedding_api import ItemFailure, ModelInfo
 from dyimages_common.reasons import Reason
 from indexer import metrics
 from indexer.batch import Image, parse_batch
 from indexer.dead_letters import DeadLetters
-from indexer.embedder import BatchEmbedder, EmbedFailure, ModelChanged
+from indexer.embedder import BatchEmbedder, ModelChanged
 from indexer.inbox import Inbox
 from indexer.progress import Progress
 from indexer.retries import retry_until_done
@@ -68,7 +68,9 @@ class BatchIndexer:
             to_write: list[ImageVector] = []
             for image, vector, failure in embedded:
                 if vector is None:
-                    failure = failure or EmbedFailure(Reason.EMBED_FAILED, "the embedding service gave no reason")
+                    failure = failure or ItemFailure(
+                        reason=Reason.EMBED_FAILED, detail="the embedding service gave no reason"
+                    )
                     unindexable += [(index, failure.reason, failure.detail) for index in image.indices]
                     continue
                 self._check_size(vector.shape)
