@@ -91,14 +91,17 @@ def _filters_json(filters: Filters) -> dict[str, Any]:
 
 
 def _print_table(hits: list[Hit], scored: bool) -> None:
-    table = Table("#", *(["score"] if scored else []), "date", "camera", "size", "format", "image")
+    """One row per result; the image's short hash never wraps (it is what a person copies), the rest folds."""
+    table = Table("#", *(["score"] if scored else []), "date", "camera", "size", "format")
+    table.add_column("image", no_wrap=True, min_width=12)
     table.add_column("url", overflow="fold")
     for hit in hits:
         size = f"{hit.width}x{hit.height}"
         similar = f" +{len(hit.similar)} similar" if hit.similar else ""
         score = [f"{hit.score:.3f}"] if scored else []
         camera = Text(hit.camera or "-")  # EXIF text from the photo: shown as it is, never as markup
-        row = (str(hit.rank), *score, date_label(hit), camera, size, hit.content_type, hit.sha256[:12] + similar)
+        kind = hit.content_type.removeprefix("image/")
+        row = (str(hit.rank), *score, date_label(hit), camera, size, kind, hit.sha256[:12] + similar)
         table.add_row(*row, Text(hit.url))
     out.print(table)
 

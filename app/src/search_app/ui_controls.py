@@ -4,9 +4,11 @@ sidebar's filters. Each widget has a fixed key (tests and the paging signature r
 from __future__ import annotations
 
 import contextlib
+from datetime import date
 
 import streamlit as st
 
+from dyimages_common.index_query import Order
 from dyimages_common.storage import FORMATS
 from search_app import resources
 from search_app.clients import Clients
@@ -17,6 +19,8 @@ from search_app.ui_markdown import markdown_text
 
 MAX_QUERY_CHARS = 1000
 FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
+ORDER_LABELS: dict[Order, str] = {"relevance": "Best match", "newest": "Newest", "oldest": "Oldest"}
+EARLIEST, LATEST = date(1800, 1, 1), date(2999, 12, 31)  # the EXIF years dyimages_common.exif accepts
 
 
 def more_like(sha256: str, path: str) -> None:
@@ -66,6 +70,7 @@ def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
             help="Fuse the ranking with the images whose source URLs contain your words (e.g. IMG_2041); "
             "scores are then fused ranks, not cosines.",
         )
+        date_from, date_to, order = _date_controls()
     filters = Filters(
         domains=tuple(domains),
         content_types=tuple(formats),
@@ -74,8 +79,35 @@ def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         min_score=float(min_score) or None,
         collapse=NEAR_DUPLICATE_COSINE if collapse else None,
         match_words=words,
+        date_from=date_from,
+        date_to=date_to,
+        order=order,
     )
     return filters, int(top_k)
+
+
+def _date_controls() -> tuple[date | None, date | None, Order]:
+    """The photo's date: a range (either end open) and the order of the results."""
+    st.subheader("Date")
+    left, right = st.columns(2)
+    date_from = left.date_input(
+        "From", value=None, min_value=EARLIEST, max_value=LATEST, format="YYYY-MM-DD", key="date_from"
+    )
+    date_to = right.date_input(
+        "To", value=None, min_value=EARLIEST, max_value=LATEST, format="YYYY-MM-DD", key="date_to"
+    )
+    order = st.radio(
+        "Order",
+        list(ORDER_LABELS),
+        format_func=ORDER_LABELS.__getitem__,
+        key="order",
+        horizontal=True,
+        help="Newest or oldest by the photo's own date (EXIF), else when it was downloaded. With no query, "
+        "they list the whole index by date.",
+    )
+    if date_from and date_to and date_from > date_to:
+        st.warning("**From** is after **To**: no photo can match.", icon=":material/event_busy:")
+    return date_from, date_to, order  # type: ignore[return-value]
 
 
 def query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:

@@ -1,11 +1,13 @@
-"""The result grid of the search page: one card per hit (thumbnail, rank, score, source, buttons) and the
-details dialog. Every payload value is shown as escaped text (:mod:`search_app.ui_markdown`)."""
+"""The result grid of the search page: one card per hit (thumbnail, rank, score, source, the photo's date
+and camera, buttons) and the details dialog. Every payload value is shown as escaped text
+(:mod:`search_app.ui_markdown`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from search_app import resources
+from search_app.hit_text import date_label
 from search_app.search import Hit
 from search_app.settings import AppSettings
 from search_app.thumbnails import ThumbnailError
@@ -23,16 +25,18 @@ def _details(hit: Hit, settings: AppSettings) -> None:
     size = f" · {hit.bytes:,} bytes" if hit.bytes else ""
     st.markdown(f"**Score** {hit.score:.4f} · **{hit.width} × {hit.height}** · {kind}{size}")
     st.markdown("**Sources**\n\n" + "\n".join(f"- {markdown_link(url, url)}" for url in hit.urls))
+    taken = f"taken {hit.taken_at.isoformat()} · " if hit.taken_at else ""
+    camera = f"camera {hit.camera} · " if hit.camera else ""
     st.caption(
         markdown_text(
-            f"sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · indexed {hit.indexed_at or '-'} · "
-            f"model {hit.model or '-'}"
+            f"{taken}{camera}sha256 {hit.sha256} · downloaded {hit.downloaded_at or '-'} · "
+            f"indexed {hit.indexed_at or '-'} · model {hit.model or '-'}"
         )
     )
     st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=more_like, args=(hit.sha256, hit.path))
 
 
-def _card(hit: Hit, settings: AppSettings) -> None:
+def _card(hit: Hit, settings: AppSettings, scored: bool) -> None:
     try:
         st.image(
             resources.thumbnail_of(settings, hit.path, settings.app_thumbnail_px),
@@ -43,7 +47,9 @@ def _card(hit: Hit, settings: AppSettings) -> None:
         st.caption(":material/broken_image: image file missing")
     domain = hit.domains[0] if hit.domains else hit.url
     similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
-    st.markdown(f"**#{hit.rank}** · {hit.score:.3f} · {markdown_link(domain, hit.url)}{similar}")
+    score = f" · {hit.score:.3f}" if scored else ""
+    st.markdown(f"**#{hit.rank}**{score} · {markdown_link(domain, hit.url)}{similar}")
+    st.caption(markdown_text(" · ".join(part for part in (date_label(hit), hit.camera) if part)))
     left, right = st.columns(2)
     if left.button("Details", key=f"details_{hit.sha256}", width="stretch"):
         _details(hit, settings)
@@ -57,8 +63,9 @@ def _card(hit: Hit, settings: AppSettings) -> None:
     )
 
 
-def result_grid(hits: list[Hit], settings: AppSettings) -> None:
+def result_grid(hits: list[Hit], settings: AppSettings, *, scored: bool = True) -> None:
+    """The results as cards; ``scored`` False (browsing by date) leaves out the meaningless score."""
     grid = st.grid("auto", min_column_width=max(160, settings.app_thumbnail_px * 3 // 4), key="results")
     for hit in hits:
         with grid.cell():
-            _card(hit, settings)
+            _card(hit, settings, scored)

@@ -89,12 +89,12 @@ def render() -> None:
     shown = st.session_state["shown"]
 
     try:
-        if not text.strip() and request.query.is_empty():
+        if not text.strip() and request.query.is_empty() and not request.query.is_browse():
             size = index_size(clients.index)
             if not size:
                 st.info(EMPTY_INDEX, icon=":material/info:")
             else:
-                st.caption(f"{size:,} images indexed. Type a description and press Enter.")
+                st.caption(f"{size:,} images indexed. Type a description and press Enter, or pick an order to browse.")
             return
         st.session_state["hits"] = []
         started = time.perf_counter()
@@ -134,7 +134,7 @@ def render() -> None:
     negatives = request.query.parsed.negatives
     without = f" · without {', '.join(negatives)}" if negatives else ""
     st.caption(f"{len(hits)} results in {elapsed_ms:.0f} ms{without}", help="Query embedding plus vector search.")
-    result_grid(hits, settings)
+    result_grid(hits, settings, scored=not request.query.is_browse())
     fetched = len(hits) + sum(len(hit.similar) for hit in hits)  # folded near-duplicates were fetched too
     if fetched == shown and shown < settings.app_max_results:
         st.button("Load more", key="load_more", on_click=_load_more, args=(settings,), icon=":material/expand_more:")
