@@ -7,17 +7,20 @@ writer's read and its write, by letting it in just before the first conditional 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from dyimages_common import index_builds
 from dyimages_common.messages import ImageDownloaded
 from dyimages_common.point_writes import ImageVector, write_images
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import create_collection
 from dyimages_common.settings import QdrantSettings, load_settings
+from indexer.embedder import ModelChanged
 from indexer.store import Store, StoreUnavailable
 from testkit.images import jpeg
 from testkit.messages import message_for
@@ -111,5 +114,22 @@ async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() ->
     try:
         with pytest.raises(StoreUnavailable, match="Qdrant is not answering"):
             await store.open(dim=DIM, model=MODEL, pretrained="none")
+    finally:
+        await store.close()
+
+
+async def test_a_swap_to_another_model_under_a_running_indexer_stops_it(qdrant_path: Path) -> None:
+    """After `dyimages reindex` swapped the alias to another model's collection, this indexer's vectors
+    have no target: the write says the model changed (the indexer stops, exit 4) instead of failing on."""
+    store = Store(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    try:
+        await store.open(dim=DIM, model=MODEL, pretrained="none")
+        event = message_for(jpeg(7), "https://a.example/7.jpg")
+        assert await store.write([_image(event)], model=MODEL) == 1
+        index_builds.begin_build(store.index, dim=DIM, model="other/none", pretrained="none")
+        assert await store.write([_image(event)], model=MODEL) == 1  # the old model still serves: written
+        index_builds.swap(store.index)
+        with pytest.raises(ModelChanged, match="the index changed under this indexer"):
+            await store.write([_image(event)], model=MODEL)
     finally:
         await store.close()

@@ -21,7 +21,8 @@ from dyimages_common import index_builds
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings
-from dyimages_common.store_errors import StoreConflict, StoreInUse, StoreUnavailable
+from dyimages_common.store_errors import CollectionMismatchError, StoreConflict, StoreInUse, StoreUnavailable
+from indexer.embedder import ModelChanged
 
 __all__ = ["ImageVector", "Store", "StoreConflict", "StoreOpenError", "StoreUnavailable"]
 
@@ -76,8 +77,15 @@ class Store:
         return max(self.index.write(target, images, model=model) for target in self._targets())
 
     async def write(self, images: Sequence[ImageVector], *, model: str) -> int:
-        """Write to every target; returns the most rounds any target took."""
-        return await self._call(lambda: self._write(images, model))
+        """Write to every target; returns the most rounds any target took.
+
+        ModelChanged (the indexer stops, exit 4, the batch back in the queue) when no collection is this
+        model's any more: a reindex for another model swapped the alias while this indexer ran.
+        """
+        try:
+            return await self._call(lambda: self._write(images, model))
+        except CollectionMismatchError as exc:
+            raise ModelChanged(f"the index changed under this indexer: {exc}") from exc
 
     async def close(self) -> None:
         if self._index is not None:
