@@ -28,6 +28,8 @@ DATED = {
     "snow-2021.jpg": photo(
         8102, taken="2021:01:30 09:00:00", offset="+01:00", make="NIKON CORPORATION", model="NIKON D750"
     ),
+    # half past midnight on 1 June 2022 in UTC+2: 31 May 2022 in UTC, the day the date filter counts
+    "midnight-2022.jpg": photo(8105, taken="2022:06:01 00:30:00", offset="+02:00"),
     # a camera name that is Markdown and Rich markup: it must show as the text it is
     "party-2023.jpg": photo(8103, taken="2023:12:31 22:00:00", make="[evil](javascript:alert(1))", model="<b>[bold]X"),
     "scan-no-exif.jpg": jpeg(8104),  # no EXIF: dated by its download

@@ -30,14 +30,20 @@ def names(answer: dict, photos: dict[str, DatedPhoto]) -> list[str]:
 
 def test_date_filters_order_and_browse(dated: dict[str, DatedPhoto]) -> None:
     answer = search_json("a photo", "--top-k", "10", "--from", "2019-01-01", "--to", "2024-12-31")
-    assert set(names(answer, dated)) == {"snow-2021.jpg", "party-2023.jpg"}
+    assert set(names(answer, dated)) == {"snow-2021.jpg", "midnight-2022.jpg", "party-2023.jpg"}
     echoed = {"date_from": "2019-01-01", "date_to": "2024-12-31", "order": "relevance"}
     assert echoed.items() <= answer["query"]["filters"].items()
 
     newest = search_json("a photo", "--top-k", "10", "--order", "newest")
-    assert names(newest, dated) == ["scan-no-exif.jpg", "party-2023.jpg", "snow-2021.jpg", "beach-2018.jpg"]
+    assert names(newest, dated) == [
+        "scan-no-exif.jpg",
+        "party-2023.jpg",
+        "midnight-2022.jpg",
+        "snow-2021.jpg",
+        "beach-2018.jpg",
+    ]
     oldest = search_json("--order", "oldest", "--top-k", "10", "--to", "2023-12-31")  # no query: browse
-    assert names(oldest, dated) == ["beach-2018.jpg", "snow-2021.jpg", "party-2023.jpg"]
+    assert names(oldest, dated) == ["beach-2018.jpg", "snow-2021.jpg", "midnight-2022.jpg", "party-2023.jpg"]
     assert {r["score"] for r in oldest["results"]} == {0.0}
 
     snow = next(r for r in newest["results"] if r["sha256"] == dated["snow-2021.jpg"].sha256)
@@ -45,6 +51,18 @@ def test_date_filters_order_and_browse(dated: dict[str, DatedPhoto]) -> None:
     scan = next(r for r in newest["results"] if r["sha256"] == dated["scan-no-exif.jpg"].sha256)
     assert scan["taken_at"] is None
     assert scan["date"] == scan["downloaded_at"]
+
+
+def test_days_count_in_utc(dated: dict[str, DatedPhoto]) -> None:
+    """00:30 on 1 June at UTC+2 is 22:30 on 31 May in UTC: the photo is on 31 May, and shown so."""
+    assert names(search_json("--order", "oldest", "--from", "2022-06-01", "--to", "2022-06-01"), dated) == []
+    on_may_31 = search_json("--order", "oldest", "--from", "2022-05-31", "--to", "2022-05-31")
+    assert names(on_may_31, dated) == ["midnight-2022.jpg"]
+    assert on_may_31["results"][0]["taken_at"] == "2022-06-01T00:30:00+02:00"
+    result = CliRunner().invoke(app, ["search", "--order", "oldest", "--to", "2022-05-31"], env={"COLUMNS": "400"})
+    assert "2022-05-31" in next(
+        line for line in result.stdout.splitlines() if dated["midnight-2022.jpg"].sha256[:12] in line
+    )
 
 
 def test_the_table_shows_the_date_and_camera_as_text(dated: dict[str, DatedPhoto]) -> None:
