@@ -163,3 +163,28 @@ def test_a_folder_held_by_another_process_is_classified_once(qdrant_path: Path, 
     index_builds.ensure_serving(index, **OLD)
     with pytest.raises(StoreInUse, match="in use by another process"):
         ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+
+
+def test_a_collection_of_an_older_release_is_given_the_payload_indexes_it_lacks() -> None:
+    """Embedded mode keeps no payload schema (its indexes are no-ops), so every index counts as missing here:
+    what is checked is that opening an existing collection asks for each index the point model marks."""
+    from qdrant_client import QdrantClient, models
+
+    from dyimages_common.qdrant import PAYLOAD_INDEXES
+
+    class Recording(QdrantClient):
+        def __init__(self) -> None:
+            super().__init__(":memory:")
+            self.indexed: list[str] = []
+
+        def create_payload_index(self, collection_name: str, field_name: str, *args: object, **kwargs: object):
+            self.indexed.append(field_name)
+            return super().create_payload_index(collection_name, field_name, *args, **kwargs)
+
+    client = Recording()
+    client.create_collection(  # as an older release made it: no index on date or words
+        "images", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE), metadata=OLD
+    )
+    assert index_builds.ensure_serving(ImageIndex(client, "images"), **OLD) is False
+    assert sorted(client.indexed) == sorted(PAYLOAD_INDEXES)
+    client.close()

@@ -212,6 +212,10 @@ class ImageIndex:
     def create_collection(self, name: str, *, dim: int, model: str, pretrained: str | None) -> None:
         self._call(lambda: qdrant.create_collection(self._client, name, dim=dim, model=model, pretrained=pretrained))
 
+    def ensure_indexes(self, name: str) -> list[str]:
+        """The point model's payload indexes on ``name``, created where missing; returns those created."""
+        return self._call(lambda: qdrant.ensure_payload_indexes(self._client, name))
+
     def delete_collection(self, name: str) -> bool:
         self._models.pop(name, None)
         return bool(self._call(lambda: self._client.delete_collection(name)))

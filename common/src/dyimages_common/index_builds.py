@@ -39,11 +39,16 @@ def building(index: ImageIndex) -> str | None:
 
 
 def ensure_serving(index: ImageIndex, *, dim: int, model: str, pretrained: str | None) -> bool:
-    """Make a first collection and its alias when nothing serves yet; True when this call made them.
+    """Make a first collection and its alias when nothing serves yet; True when this call made them. A
+    collection that serves already gets the payload indexes it lacks (made by an older release).
 
     Safe with several replicas at once: the one whose alias lost the race deletes its own collection.
     """
-    if index.serving() is not None:
+    serving = index.serving()
+    if serving is not None:
+        added = index.ensure_indexes(serving)
+        if added:
+            log.info("added payload indexes %s to %s", ", ".join(added), serving)
         return False
     name = qdrant.new_collection_name(index.name)
     index.create_collection(name, dim=dim, model=model, pretrained=pretrained)
@@ -62,9 +67,11 @@ def write_targets(index: ImageIndex, *, dim: int, model: str, pretrained: str | 
 
     Raises CollectionMismatchError when neither the serving collection nor one being built is this model's.
     """
-    ensure_serving(index, dim=dim, model=model, pretrained=pretrained)
-    targets: list[str] = []
     serving = index.serving()
+    if serving is None:
+        ensure_serving(index, dim=dim, model=model, pretrained=pretrained)
+        serving = index.serving()
+    targets: list[str] = []
     problem: CollectionMismatchError | None = None
     for name in (serving, building(index)):
         found = index.collection_model(name) if name else None

@@ -122,11 +122,20 @@ def create_collection(client: QdrantClient, name: str, *, dim: int, model: str, 
     client.create_collection(
         name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE), metadata=metadata
     )
+    ensure_payload_indexes(client, name)
+    log.info("created collection %s (model %s, dim %d)", name, model, dim)
+
+
+def ensure_payload_indexes(client: QdrantClient, name: str) -> list[str]:
+    """Create the point model's payload indexes the collection lacks (one made by an older release lacks
+    ``date`` and ``words``); returns the fields indexed now."""
+    existing = set(client.get_collection(name).payload_schema or {})
+    missing = [field for field in PAYLOAD_INDEXES if field not in existing]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # embedded mode: indexes are no-ops
-        for field, schema in PAYLOAD_INDEXES.items():
-            client.create_payload_index(name, field, field_schema=schema)
-    log.info("created collection %s (model %s, dim %d)", name, model, dim)
+        for field in missing:
+            client.create_payload_index(name, field, field_schema=PAYLOAD_INDEXES[field])
+    return missing
 
 
 def new_collection_name(alias: str) -> str:
