@@ -10,8 +10,8 @@ import typer
 
 from dyimages_common.logs import configure_logging
 from dyimages_common.metrics import serve_metrics
-from dyimages_common.store_errors import CollectionMismatchError
 from dyimages_common.settings import settings_or_exit
+from dyimages_common.store_errors import CollectionMismatchError
 from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer, StartupError
 from indexer.settings import IndexerSettings
 from indexer.store import StoreOpenError
