@@ -17,7 +17,7 @@ load; figures are medians over rounds. Text: single-query latency, alternating t
 (pre-tokenized) and each service (one text per request), p50 of each. Then, per service: the
 first query after it sat idle for ``--idle-s`` seconds, the first query after a restart once
 /health answers, and the peak RSS of its processes. The ONNX bundle is exported before any service
-starts (``python -m embedding.onnx_export``, a no-op once cached), so those are serving figures.
+starts (``python -m embedding export``, a no-op once cached), so those are serving figures.
 
 ``--device cuda`` moves every side to the GPU (the service with ``DEVICE=cuda``) and reports the
 device each side really ran on; without a CUDA device it refuses. The ONNX side runs on CUDA only
@@ -254,7 +254,7 @@ def run(argv: list[str]) -> dict:
         }
         if "onnx" in runtimes:  # export ahead (once per model): the figures are the serving ones, not the export's
             export_env = {**os.environ, **embedding_env(images_dir, 8000, EMBEDDING_RUNTIME="onnx", **env)}
-            subprocess.run([sys.executable, "-m", "embedding.onnx_export"], env=export_env, check=True)
+            subprocess.run([sys.executable, "-m", "embedding", "export"], env=export_env, check=True)
         try:
             devices["reference"] = str(local.call("device_type"))
             with contextlib.ExitStack() as stack:

@@ -19,7 +19,7 @@ import pytest
 
 from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.settings import load_settings
-from embedding.onnx_bundle import MANIFEST_FILE, find_bundle
+from embedding.onnx_bundle import MANIFEST_FILE
 from embedding.onnx_export import ensure_bundle
 from embedding.settings import EmbeddingSettings
 from testkit import REPO_ROOT, TINY_MODEL, TINY_MODEL_CONFIG
@@ -154,11 +154,3 @@ def test_the_export_command_fails_in_one_line(tmp_path: Path) -> None:
     assert (no_torch.returncode, no_torch.stderr.count("\n")) == (1, 1), no_torch.stderr
     assert "cannot export: no ONNX bundle at" in no_torch.stderr
     assert "PyTorch/OpenCLIP are not installed" in no_torch.stderr
-
-
-def test_the_older_module_spelling_still_exports(bundle: Path, tmp_path: Path) -> None:
-    """bench/embedding.py runs ``python -m embedding.onnx_export``: the same command."""
-    env = {**os.environ, **_service_env(tmp_path, free_port(), MODEL_CACHE_DIR), "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "embedding.onnx_export"], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert find_bundle(_tiny_settings(MODEL_CACHE_DIR)) == bundle

@@ -19,8 +19,7 @@ import torch
 from PIL import Image
 
 from dyimages_common.embedding_wire import ModelInfo
-from embedding.runtime import ModelConfigError
-from embedding.settings import EmbeddingSettings
+from embedding.settings import EmbeddingSettings, ModelConfigError
 
 __all__ = ["LoadedModel", "ModelConfigError", "describe_model", "register_model_config", "resolve_device"]
 

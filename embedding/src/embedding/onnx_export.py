@@ -185,9 +185,3 @@ def _preprocess_settings(config: dict) -> ImagePreprocess:
         raise ExportError(
             f"preprocessing not supported by the ONNX runtime: {exc}; use EMBEDDING_RUNTIME=torch"
         ) from None
-
-
-if __name__ == "__main__":  # the older spelling of `python -m embedding export` (bench/embedding.py runs it)
-    from embedding.__main__ import export
-
-    raise SystemExit(export())

@@ -20,13 +20,11 @@ import numpy as np
 from PIL import Image
 
 from dyimages_common.embedding_wire import ModelInfo
-from embedding.settings import EmbeddingSettings
+from embedding.settings import EmbeddingSettings, ModelConfigError
+
+__all__ = ["Backend", "ModelConfigError", "Runtime", "describe", "load_backend", "resolve_runtime", "torch_installed"]
 
 log = logging.getLogger(__name__)
-
-
-class ModelConfigError(ValueError):
-    """MODEL_NAME / MODEL_CONFIG / MODEL_PRETRAINED / DEVICE / EMBEDDING_RUNTIME name something that cannot run."""
 
 
 class Backend(Protocol):

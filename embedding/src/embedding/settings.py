@@ -14,6 +14,10 @@ from pydantic import AliasChoices, Field, field_validator
 from dyimages_common.settings import EmbeddingTimeoutSettings, ImagesDirSettings
 
 
+class ModelConfigError(ValueError):
+    """MODEL_NAME / MODEL_CONFIG / MODEL_PRETRAINED / DEVICE / EMBEDDING_RUNTIME name something that cannot run."""
+
+
 class EmbeddingSettings(ImagesDirSettings, EmbeddingTimeoutSettings):
     model_name: str = Field("ViT-B-32", min_length=1, description="OpenCLIP architecture name.")
     model_pretrained: str = Field(
