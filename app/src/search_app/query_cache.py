@@ -191,9 +191,11 @@ class QueryCache:
         )
         found = self._get("results", key)
         if found is not None:
-            return [Hit.model_validate(hit) for hit in json.loads(found)]
+            return [Hit.model_validate_json(hit) for hit in json.loads(found)]
         hits = compute()
-        self._set(key, json.dumps([hit.to_json() for hit in hits]).encode(), self.results_ttl_s)
+        # Every field, the store's own included (not Hit.to_json, which leaves those out for people):
+        # a page from the cache must equal the page it stands for.
+        self._set(key, json.dumps([hit.model_dump_json() for hit in hits]).encode(), self.results_ttl_s)
         return hits
 
 
