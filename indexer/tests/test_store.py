@@ -106,6 +106,38 @@ def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: Interl
     ]
 
 
+def test_a_replica_whose_round_also_wrote_another_point_of_this_batch_loses_no_url(
+    client: InterleavingClient,
+) -> None:
+    """Revisions are one token per write round. A point another replica changed, in a round that also
+    wrote a *different* point of this batch, carries a revision this writer read for that other point:
+    the condition must be the revision read for each point, not any revision read in the batch."""
+    a_data, b_data = jpeg(4), jpeg(5)
+    a_first, b_first = (
+        message_for(a_data, "https://first.example/a.jpg"),
+        message_for(b_data, "https://first.example/b.jpg"),
+    )
+    write_images(client, "images", [_image(a_first)], model=MODEL)
+    write_images(client, "images", [_image(b_first)], model=MODEL)
+    theirs = "https://theirs.example/a.jpg"
+
+    def other_replica(other: QdrantClient) -> None:
+        # The other replica's round wrote B (read by this writer with that round's token) and now A.
+        (b_record,) = other.retrieve("images", [point_id(b_first.sha256)])
+        (a_record,) = other.retrieve("images", [point_id(a_first.sha256)])
+        payload = {"urls": [*a_record.payload["urls"], theirs], "revision": b_record.payload["revision"]}
+        other.set_payload("images", payload=payload, points=[point_id(a_first.sha256)], wait=True)
+
+    client.before_first_write = other_replica
+    a_mine, b_mine = (
+        message_for(a_data, "https://mine.example/a.jpg"),
+        message_for(b_data, "https://mine.example/b.jpg"),
+    )
+    write_images(client, "images", [_image(a_mine), _image(b_mine, seed=1)], model=MODEL)
+    assert _urls(client, a_first.sha256) == ["https://first.example/a.jpg", theirs, "https://mine.example/a.jpg"]
+    assert _urls(client, b_first.sha256) == ["https://first.example/b.jpg", "https://mine.example/b.jpg"]
+
+
 @pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() -> None:
     """A real client against a port where no Qdrant server listens: the indexer backs off on this."""

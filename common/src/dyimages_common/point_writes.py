@@ -38,15 +38,11 @@ class ImageVector:
     events: Sequence[ImageDownloaded]
 
 
-def _revision_filter(expected: list[str | None]) -> models.Filter:
-    """Matches a point whose revision is one of those read (revisions are random, so only its own)."""
-    conditions: list[models.Condition] = []
-    tokens = [token for token in expected if token]
-    if tokens:
-        conditions.append(models.FieldCondition(key=REVISION_FIELD, match=models.MatchAny(any=tokens)))
-    if len(tokens) < len(expected):  # a point written without a revision (by another tool)
-        conditions.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=REVISION_FIELD)))
-    return models.Filter(should=conditions)
+def _revision_filter(expected: str | None) -> models.Filter:
+    """Matches a point whose revision is still the one read, or still none (a point another tool wrote)."""
+    if expected:
+        return models.Filter(must=[models.FieldCondition(key=REVISION_FIELD, match=models.MatchValue(value=expected))])
+    return models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=REVISION_FIELD))])
 
 
 def write_images(client: QdrantClient, collection: str, images: Sequence[ImageVector], *, model: str) -> int:
@@ -60,8 +56,10 @@ def write_images(client: QdrantClient, collection: str, images: Sequence[ImageVe
         revision = uuid.uuid4().hex
         now = datetime.now(UTC)
         inserts: list[models.PointStruct] = []
-        updates: list[models.PointStruct] = []
-        expected: list[str | None] = []
+        # The condition applies to a whole call, so updates go in one call per revision read: one
+        # condition for a whole batch ("any revision read") would let a point that another writer changed
+        # to a revision read for a *different* point of this batch be overwritten, losing its new URLs.
+        updates: dict[str | None, list[models.PointStruct]] = {}
         for pid, image in pending.items():
             old = stored.get(pid)
             existing = ImagePoint.from_payload(old) if old is not None else None
@@ -70,14 +68,13 @@ def write_images(client: QdrantClient, collection: str, images: Sequence[ImageVe
             if old is None:
                 inserts.append(struct)
             else:
-                updates.append(struct)
-                expected.append(old.get(REVISION_FIELD))
+                updates.setdefault(old.get(REVISION_FIELD) or None, []).append(struct)
         if inserts:
             client.upsert(collection, inserts, wait=True, update_mode=models.UpdateMode.INSERT_ONLY)
-        if updates:
+        for expected, structs in updates.items():
             client.upsert(
                 collection,
-                updates,
+                structs,
                 wait=True,
                 update_mode=models.UpdateMode.UPDATE_ONLY,
                 update_filter=_revision_filter(expected),
