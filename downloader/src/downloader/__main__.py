@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from dyimages_common.early_stop import exit_cleanly_until_started
 
-import typer
+# First, before the imports below, which take seconds: a stop asked for meanwhile exits 0.
+exit_cleanly_until_started()
 
-from downloader.service import Downloader, UrlFileMissing, install_signal_handlers
-from downloader.settings import DownloaderSettings
-from dyimages_common.logs import configure_logging
-from dyimages_common.metrics import serve_metrics
-from dyimages_common.settings import settings_or_exit
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+
+import typer  # noqa: E402
+
+from downloader.service import Downloader, UrlFileMissing, install_signal_handlers  # noqa: E402
+from downloader.settings import DownloaderSettings  # noqa: E402
+from dyimages_common.logs import configure_logging  # noqa: E402
+from dyimages_common.metrics import serve_metrics  # noqa: E402
+from dyimages_common.settings import settings_or_exit  # noqa: E402
 
 log = logging.getLogger("downloader")
 

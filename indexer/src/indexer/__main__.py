@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
+from dyimages_common.early_stop import exit_cleanly_until_started
 
-import typer
+# First, before the imports below, which take seconds: a stop asked for meanwhile exits 0.
+exit_cleanly_until_started()
 
-from dyimages_common.logs import configure_logging
-from dyimages_common.metrics import serve_metrics
-from dyimages_common.settings import settings_or_exit
-from dyimages_common.store_errors import CollectionMismatchError
-from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer, StartupError
-from indexer.settings import IndexerSettings
-from indexer.store import StoreOpenError
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import typer  # noqa: E402
+
+from dyimages_common.logs import configure_logging  # noqa: E402
+from dyimages_common.metrics import serve_metrics  # noqa: E402
+from dyimages_common.settings import settings_or_exit  # noqa: E402
+from dyimages_common.store_errors import CollectionMismatchError  # noqa: E402
+from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer, StartupError  # noqa: E402
+from indexer.settings import IndexerSettings  # noqa: E402
+from indexer.store import StoreOpenError  # noqa: E402
 
 log = logging.getLogger("indexer")
 
