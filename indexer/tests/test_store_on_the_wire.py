@@ -78,5 +78,6 @@ def test_conditional_writes_go_over_http_as_qdrants_rest_api_has_them() -> None:
     assert updated.body["update_mode"] == "update_only"
     revision_read = point["payload"]["revision"]
     condition = updated.body["update_filter"]
-    assert condition["should"] == [{"key": "revision", "match": {"any": [revision_read]}}]
+    # The condition is the revision read for this very point (one call per revision read).
+    assert condition["must"] == [{"key": "revision", "match": {"value": revision_read}}]
     assert updated.body["points"][0]["payload"]["urls"] == ["https://a.example/11.jpg", "https://b.example/11.jpg"]
