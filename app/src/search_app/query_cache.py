@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 import redis
 from prometheus_client import Counter
+from pydantic import TypeAdapter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -46,6 +47,10 @@ from dyimages_common.embedding_api import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
 from search_app.search import Embedder, Filters, Hit
+
+# A result page as Redis keeps it: every field of every hit, the store's own included (not Hit.to_json,
+# which leaves those out for people), so a page from the cache equals the page it stands for.
+_PAGE = TypeAdapter(list[Hit])
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +196,9 @@ class QueryCache:
         )
         found = self._get("results", key)
         if found is not None:
-            return [Hit.model_validate_json(hit) for hit in json.loads(found)]
+            return _PAGE.validate_json(found)
         hits = compute()
-        # Every field, the store's own included (not Hit.to_json, which leaves those out for people):
-        # a page from the cache must equal the page it stands for.
-        self._set(key, json.dumps([hit.model_dump_json() for hit in hits]).encode(), self.results_ttl_s)
+        self._set(key, _PAGE.dump_json(hits), self.results_ttl_s)
         return hits
 
 
