@@ -32,7 +32,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from bench.query import MODEL, TOP_K, fill, open_index, percentile, query_texts, timed_ms
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Query, ServiceEmbedder, search
 from testkit.embedding import run_embedding_service

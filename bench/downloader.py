@@ -38,7 +38,7 @@ import psutil
 from PIL import Image
 
 from downloader.settings import DownloaderSettings
-from dyimages_common.url_state import status_counts
+from dyimages_common.urls.state import status_counts
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.procs import start_module, stop

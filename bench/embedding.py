@@ -52,8 +52,8 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
-from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from embedding.onnx_runtime import has_cuda_provider
 from testkit.embedding import EmbeddingService, embedding_env, run_embedding_service
 

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from testkit.embedding import run_embedding_service
 from testkit.storage import store
 

@@ -47,10 +47,10 @@ from pathlib import Path
 import httpx
 import psutil
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
+from dyimages_common.images.storage import sha256_hex
 from dyimages_common.settings import QdrantSettings, load_settings
-from dyimages_common.storage import sha256_hex
 from indexer.settings import IndexerSettings
 from testkit.embedding import embedding_env
 from testkit.http_server import ImageServer, Route
@@ -89,10 +89,10 @@ def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> Non
     from PIL import Image
 
     from dyimages_common.image_index import ImageIndex
+    from dyimages_common.images.storage import stored_path
     from dyimages_common.index_builds import ensure_serving
-    from dyimages_common.messages import ImageDownloaded
+    from dyimages_common.messaging.messages import ImageDownloaded
     from dyimages_common.point_writes import ImageVector
-    from dyimages_common.storage import stored_path
 
     torch.set_num_threads(int(threads))
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=None)

@@ -38,7 +38,7 @@ from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from demo.scores import retrieval_scores
 from demo.train_model import EVAL_SEED
 from demo.world import altered_copies, draw, split_scenes
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.search import Query, ServiceEmbedder, search
 from testkit.demo_library import demo_model_env, index_stored, new_library, store_picture
 from testkit.embedding import run_embedding_service

@@ -42,13 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.embedding import MODEL, InProcessWorker  # the same model on both sides
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from dyimages_common.index_builds import ensure_serving
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings, load_settings
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
 from search_app.search import Query, ServiceEmbedder, search, search_vector
 from testkit.browser import chromium, search_in_browser, streamlit_app
 from testkit.embedding import run_embedding_service

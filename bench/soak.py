@@ -78,8 +78,8 @@ from bench.soak_services import (
     scrape,
     wait_for_metrics,
 )
-from dyimages_common.logs import configure_logging
-from dyimages_common.url_state import STATUSES, status_counts
+from dyimages_common.process.logs import configure_logging
+from dyimages_common.urls.state import STATUSES, status_counts
 from testkit.http_server import ImageServer
 from testkit.rabbit import delete_topology, require_rabbitmq, unique_queue_name
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from dyimages_common.storage import sha256_hex
+from dyimages_common.images.storage import sha256_hex
 from testkit.http_server import ImageServer, Route
 from testkit.images import encode, gif, jpeg, png, webp
 

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 import aio_pika
 import psutil
 
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.rabbit import declare_topology
-from dyimages_common.storage import stored_path
+from dyimages_common.images.storage import stored_path
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import declare_topology
 from testkit.rabbit import AMQP_URL
 
 AMQP_PORT = 5672

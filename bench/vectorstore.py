@@ -71,8 +71,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.storage import FORMATS, stored_path
+from dyimages_common.images.storage import FORMATS, stored_path
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.procs import start_module, stop
 
 COLLECTION = "images"

@@ -31,7 +31,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from demo.world import Scene, altered_copies, draw, encoded
-from dyimages_common.url_state import status_counts
+from dyimages_common.urls.state import status_counts
 from testkit import REPO_ROOT
 from testkit.browser import IDLE_PAGE, QUERY_BOX, chromium, streamlit_app
 from testkit.demo_library import demo_model_env

@@ -1,7 +1,7 @@
 """A small library of photos with different EXIF dates and cameras, indexed by the real indexer.
 
 Each photo carries a real EXIF block (testkit.exif_photos); its message is the one the downloader builds
-(``downloader.intake.check_image`` and ``message_for``: the real EXIF reading), published to the test's
+(``downloader.image_files.check_image`` and ``message_for``: the real EXIF reading), published to the test's
 own queue; the real indexer embeds it through the real embedding service into an embedded Qdrant folder.
 Used by the app's date tests (CLI and UI) that need a dated index but not the downloader's fetching.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from downloader.intake import check_image, message_for
-from dyimages_common.storage import write_atomic
+from downloader.image_files import check_image, message_for
+from dyimages_common.images.storage import write_atomic
 from testkit.exif_photos import photo
 from testkit.images import jpeg
 from testkit.indexed_library import Library, run_indexer

@@ -17,7 +17,7 @@ from PIL import Image
 
 from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from demo.world import encoded
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from testkit.indexed_library import Library, Picture, library_env, messages, run_indexer
 from testkit.messages import publish
 from testkit.rabbit import rabbit_env

@@ -14,10 +14,10 @@ import numpy as np
 
 from dyimages_common import index_builds
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.images.storage import stored_path
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings, load_settings
-from dyimages_common.storage import stored_path
 
 MODEL = "test"
 

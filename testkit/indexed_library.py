@@ -17,13 +17,13 @@ from pathlib import Path
 import aio_pika
 import numpy as np
 
-from dyimages_common import url_state
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import REASON_HEADER, amqp_url, declare_topology
 from dyimages_common.points import point_id
-from dyimages_common.rabbit import REASON_HEADER, amqp_url, declare_topology
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.urls import state as url_state
 from testkit.images import jpeg, png
 from testkit.messages import publish
 from testkit.procs import start_module

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aio_pika
 
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.rabbit import connect, declare_topology
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import connect, declare_topology
 from dyimages_common.settings import RabbitSettings
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
 from testkit.images import jpeg
 
 

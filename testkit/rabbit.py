@@ -9,7 +9,7 @@ import uuid
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from dyimages_common.rabbit import Topology
+from dyimages_common.messaging.rabbit import Topology
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

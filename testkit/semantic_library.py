@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from demo.world import Scene, altered_copies, draw
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.search import Hit, Query, ServiceEmbedder, search
 from testkit.demo_library import store_file, store_picture
 from testkit.indexed_library import Library, Picture

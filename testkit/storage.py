@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 
 
 def store(images_dir: Path, data: bytes, extension: str = "jpg") -> str:

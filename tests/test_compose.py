@@ -22,9 +22,9 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.messaging.rabbit import amqp_url
 from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.rabbit import amqp_url
 from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings
 from testkit import REPO_ROOT
 from testkit.compose import DUMMY_DOTENV, interpolate, service_environment, settings_as_compose_gives, variable_names

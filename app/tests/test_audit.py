@@ -22,7 +22,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 from typer.testing import CliRunner
 
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from search_app.audit import KINDS
 from search_app.cli import app
 from testkit.compose import load_compose, service_environment

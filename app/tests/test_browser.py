@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from testkit import REPO_ROOT
 from testkit.browser import chromium, result_images, search_in_browser, streamlit_app
 from testkit.indexed_library import Library

@@ -10,8 +10,8 @@ import pytest
 from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
-from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.rabbit import queue_depths
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 from search_app.cli import app
@@ -224,7 +224,7 @@ def test_failures_lists_downloads_and_dead_letters_without_consuming_them(own_li
                 "explanation": Reason.NOT_AN_IMAGE.explanation,
                 "attempts": 3,
                 "updated_at": data["downloads"][0]["updated_at"],
-                "hint": None,  # only a refused address has one (downloader/tests/test_retry_requests.py)
+                "hint": None,  # only a refused address has one (downloader/tests/test_refetch.py)
             }
         ]
         letters = data["dead_letters"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dyimages_common import exit_codes
+from dyimages_common.process import exit_codes
 from search_app.cli import app
 from testkit.app_driver import search_json
 from testkit.dated_library import DatedPhoto, index_dated

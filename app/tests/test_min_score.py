@@ -15,7 +15,7 @@ import redis
 from typer.testing import CliRunner
 
 import search_app
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.cli import app
 from search_app.query_cache import QueryCache, ServiceIdentity
 from search_app.search import Filters, Query, ServiceEmbedder, search

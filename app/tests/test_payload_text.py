@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient, models
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.index_builds import ensure_serving
 from dyimages_common.points import point_id
 from testkit.indexed_library import COLLECTION, Library

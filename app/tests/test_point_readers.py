@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.points import INTERNAL_FIELDS, ImagePoint
 from dyimages_common.settings import load_settings
 from search_app.reindex import CARRIED, build_messages

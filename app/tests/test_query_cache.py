@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from dyimages_common.embedding_api import EmbeddingClient, ModelInfo
+from dyimages_common.embeddings.client import EmbeddingClient, ModelInfo
 from dyimages_common.image_index import ImageIndex
 from search_app import query_cache
 from search_app.query_cache import QueryCache, ServiceIdentity

@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.index_builds import ensure_serving
 from dyimages_common.reasons import Reason

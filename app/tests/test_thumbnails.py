@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from search_app.thumbnails import ThumbnailError, thumbnail
 from testkit.images import jpeg, png
 

@@ -6,9 +6,9 @@ import asyncio
 import aio_pika
 import pytest
 
-from dyimages_common.rabbit import DELIVERY_LIMIT, Topology, connect, declare_control_queue
-from dyimages_common.retry_requests import RetryRequest, publish_retry_request_async
+from dyimages_common.messaging.rabbit import DELIVERY_LIMIT, Topology, connect, declare_control_queue
 from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.urls.refetch import RetryRequest, publish_retry_request_async
 
 pytestmark = pytest.mark.integration
 

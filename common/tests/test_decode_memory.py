@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dyimages_common.images import decode_memory
+from dyimages_common.images.checks import decode_memory
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,7 @@ SLACK = 8 * 2**20
 
 MEASURE = """
 import json, sys
-from dyimages_common.images import inspect_image
+from dyimages_common.images.checks import inspect_image
 
 def peak_rss():  # VmHWM, in bytes
     line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))

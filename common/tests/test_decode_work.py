@@ -14,14 +14,14 @@ import zlib
 import pytest
 from PIL import Image
 
-from dyimages_common.decode_work import (
+from dyimages_common.images.checks import ImageRejected, inspect_image, open_image
+from dyimages_common.images.decode_work import (
     MAX_GIF_BLOCKS_BEFORE_IMAGE,
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     PNG_BYTES_PER_CHUNK,
     PNG_FREE_CHUNKS,
 )
-from dyimages_common.images import ImageRejected, inspect_image, open_image
 
 pytestmark = pytest.mark.unit
 
@@ -131,7 +131,7 @@ def test_a_gif_with_thousands_of_frames_is_checked_by_its_first_frame() -> None:
 
 def test_a_jpeg_is_decoded_at_one_eighth_scale_and_every_scan_is_read() -> None:
     """What the docs say is checked for a JPEG: the whole stream at reduced scale, not a full decode."""
-    from dyimages_common.images import _decode_fully
+    from dyimages_common.images.checks import _decode_fully
 
     buffer = io.BytesIO()
     Image.frombytes("RGB", (1024, 768), random.Random(2).randbytes(1024 * 768 * 3)).save(

@@ -7,8 +7,8 @@ import json
 import pydantic
 import pytest
 
-from dyimages_common.embedding_answers import EmbeddingRequestError, single_vector
-from dyimages_common.embedding_wire import EmbedResponse, ItemFailure
+from dyimages_common.embeddings.answers import EmbeddingRequestError, single_vector
+from dyimages_common.embeddings.wire import EmbedResponse, ItemFailure
 from dyimages_common.reasons import Reason
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from dyimages_common.exif import NO_EXIF, ExifFacts, camera, orientation, read_exif, taken_at
-from dyimages_common.images import inspect_image
+from dyimages_common.images.checks import inspect_image
+from dyimages_common.images.exif import NO_EXIF, ExifFacts, camera, orientation, read_exif, taken_at
 from testkit.exif_photos import exif_block, photo
 from testkit.images import jpeg
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common import exit_codes
+from dyimages_common.process import exit_codes
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +24,7 @@ def test_every_exit_code_means_one_thing() -> None:
 
 def test_the_readme_lists_the_codes_the_code_has() -> None:
     text = " ".join(README.read_text().split())
-    line = re.search(r"`dyimages_common\.exit_codes`\): (.*?)\.", text)
-    assert line is not None, "the README's exit-code line names dyimages_common.exit_codes"
+    line = re.search(r"`dyimages_common\.process\.exit_codes`\): (.*?)\.", text)
+    assert line is not None, "the README's exit-code line names dyimages_common.process.exit_codes"
     listed = {int(code) for code in re.findall(r"(?:^|, )(\d) ", line.group(1))}
     assert listed == set(_codes().values())

@@ -1,6 +1,6 @@
 import pytest
 
-from dyimages_common.healthcheck import main
+from dyimages_common.process.healthcheck import main
 from testkit.http_server import ImageServer, Route
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,6 @@
 import pytest
 
-from dyimages_common.images import ImageRejected, inspect_image, open_image
+from dyimages_common.images.checks import ImageRejected, inspect_image, open_image
 from testkit.images import gif, jpeg, png, webp
 
 pytestmark = pytest.mark.unit

@@ -3,7 +3,7 @@ import hashlib
 import aio_pika
 import pytest
 
-from dyimages_common.rabbit import (
+from dyimages_common.messaging.rabbit import (
     DELIVERY_LIMIT,
     DETAIL_HEADER,
     MAX_DETAIL_CHARS,

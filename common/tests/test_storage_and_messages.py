@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.images.storage import UnsafePathError, resolve_stored_path, sha256_hex, stored_path, write_atomic
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.points import point_id, url_domain
-from dyimages_common.storage import UnsafePathError, resolve_stored_path, sha256_hex, stored_path, write_atomic
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.storage import sha256_hex, stored_path, write_atomic
-from dyimages_common.url_state import open_state
+from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
+from dyimages_common.urls.state import open_state
 
 pytestmark = pytest.mark.unit
 

@@ -7,13 +7,13 @@ import signal
 
 import pytest
 
-from dyimages_common.supervisor import Supervisor, every, finish_within
+from dyimages_common.process.supervisor import Supervisor, every, finish_within
 
 pytestmark = pytest.mark.unit
 
 
 async def test_sigterm_requests_a_stop_and_wakes_a_sleeper(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="dyimages_common.supervisor")
+    caplog.set_level(logging.INFO, logger="dyimages_common.process.supervisor")
     supervisor = Supervisor()
     supervisor.install_signal_handlers("finishing, then stopping")
     try:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.url_state import StateRecovering, open_state, recent_failures, status_counts
+from dyimages_common.urls.state import StateRecovering, open_state, recent_failures, status_counts
 
 pytestmark = pytest.mark.unit
 
 # A writer killed inside a transaction: its rollback journal stays behind, "hot".
 KILLED_WRITER = """
 import sys, time
-from dyimages_common.url_state import open_state
+from dyimages_common.urls.state import open_state
 connection = open_state(__import__("pathlib").Path(sys.argv[1]))
 connection.execute("BEGIN IMMEDIATE")
 connection.execute("UPDATE urls SET status = 'done'")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import downloader.storing
-from downloader.state import UrlStateStore
+from downloader.state_db import UrlStateStore
 
 STEP = os.environ["KILL_AT"]
 IMAGES = Path(os.environ["IMAGES_DIR"]).resolve()

@@ -16,10 +16,10 @@ from prometheus_client import REGISTRY
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.images.storage import sha256_hex
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.reasons import Reason
-from dyimages_common.storage import sha256_hex
-from dyimages_common.url_state import recent_failures, status_counts, urls_for
+from dyimages_common.urls.state import recent_failures, status_counts, urls_for
 from testkit.http_server import ImageServer, Route
 from testkit.images import encode, gif, jpeg, png, webp
 from testkit.rabbit import delete_topology, rabbit_env, read_messages, require_rabbitmq, unique_queue_name

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.storage import resolve_stored_path, sha256_hex
-from dyimages_common.url_state import open_state
+from dyimages_common.images.storage import resolve_stored_path, sha256_hex
+from dyimages_common.urls.state import open_state
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg, png
 

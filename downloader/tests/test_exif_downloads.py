@@ -14,8 +14,8 @@ import pytest
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.storage import sha256_hex
+from dyimages_common.images.storage import sha256_hex
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.exif_photos import photo
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg

@@ -23,8 +23,8 @@ from PIL import Image
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
-from dyimages_common.images import decode_memory
-from dyimages_common.url_state import status_counts
+from dyimages_common.images.checks import decode_memory
+from dyimages_common.urls.state import status_counts
 from testkit.http_server import ImageServer, Route
 from testkit.procs import free_port, start_module, stop, wait_http_ok
 

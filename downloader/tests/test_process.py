@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.storage import sha256_hex
+from dyimages_common.images.storage import sha256_hex
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.procs import start_module, stop

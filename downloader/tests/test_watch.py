@@ -13,7 +13,7 @@ import pytest
 
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg
 from testkit.rabbit import delete_topology, take_messages

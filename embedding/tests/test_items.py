@@ -9,7 +9,7 @@ import open_clip
 import pytest
 import torch
 
-from dyimages_common.embedding_wire import ImageRef, ItemFailure
+from dyimages_common.embeddings.wire import ImageRef, ItemFailure
 from dyimages_common.reasons import Reason
 from embedding.items import ImageLimits, prepare_image
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG

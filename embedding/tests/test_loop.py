@@ -23,7 +23,7 @@ from litserve.utils import LitAPIStatus
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from dyimages_common.embedding_wire import EmbedRequest, EmbedResponse
+from dyimages_common.embeddings.wire import EmbedRequest, EmbedResponse
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import load_settings
 from embedding.api import EmbeddingAPI

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.settings import load_settings
 from embedding.onnx_bundle import MANIFEST_FILE
 from embedding.onnx_export import ensure_bundle

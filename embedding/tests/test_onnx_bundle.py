@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.embedding_api import ModelInfo
+from dyimages_common.embeddings.client import ModelInfo
 from embedding import onnx_bundle
 from embedding.onnx_bundle import MANIFEST_FILE, BundleMissing, bundle_dir, bundle_key, check_bundle, find_bundle
 from embedding.onnx_export import ensure_bundle

@@ -29,7 +29,7 @@ from PIL import Image
 from skimage import data as photos
 from torchvision import transforms
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from testkit.embedding import run_embedding_service
 from testkit.storage import store
 

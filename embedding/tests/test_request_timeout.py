@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dyimages_common.embedding_wire import server_request_timeout
+from dyimages_common.embeddings.wire import server_request_timeout
 from embedding.server import LITSERVE_INFO_PATH
 from testkit.embedding import run_embedding_service
 

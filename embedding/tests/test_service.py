@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient, EmbeddingRequestError, ItemFailure
+from dyimages_common.embeddings.client import EmbeddingClient, EmbeddingRequestError, ItemFailure
 from dyimages_common.reasons import Reason
 from testkit.embedding import EmbeddingService
 from testkit.images import jpeg, png

@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from dyimages_common.embedding_wire import EMBED_PATH, EmbedResponse
+from dyimages_common.embeddings.wire import EMBED_PATH, EmbedResponse
 from testkit.embedding import embedding_env
 from testkit.images import jpeg
 from testkit.procs import free_port, start_module, stop, wait_http_ok

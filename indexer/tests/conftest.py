@@ -16,9 +16,9 @@ from typing import Any
 import aio_pika
 import pytest
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import REASON_HEADER, Topology, queue_depths
 from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.rabbit import REASON_HEADER, Topology, queue_depths
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
 from testkit.embedding import EmbeddingService
 from testkit.messages import publish, stored_image

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from dyimages_common.embedding_api import ItemFailure
-from dyimages_common.rabbit import (
+from dyimages_common.embeddings.client import ItemFailure
+from dyimages_common.messaging.rabbit import (
     DETAIL_HEADER,
     Topology,
     connect,

@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.embedding import EmbeddingService, embedding_env
 from testkit.procs import free_port, start_module, stop, wait_http_ok
 

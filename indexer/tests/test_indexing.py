@@ -7,14 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from dyimages_common import exit_codes
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
+from dyimages_common.images.storage import write_atomic
 from dyimages_common.index_builds import ensure_serving
 from dyimages_common.points import point_id
+from dyimages_common.process import exit_codes
 from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings, load_settings
-from dyimages_common.storage import write_atomic
 from testkit.embedding import EmbeddingService
 from testkit.images import jpeg
 from testkit.messages import message_for

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.points import REVISION_FIELD, ImagePoint
 from dyimages_common.reasons import Reason
 from indexer.batch import parse_batch

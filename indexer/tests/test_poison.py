@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dyimages_common.rabbit import DETAIL_HEADER, REASON_HEADER
+from dyimages_common.messaging.rabbit import DETAIL_HEADER, REASON_HEADER
 from testkit.faulty_embedding import FaultyEmbedding
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.settings import RabbitSettings, load_settings
 from indexer.consumer import Indexer
 from indexer.settings import IndexerSettings

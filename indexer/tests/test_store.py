@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from dyimages_common import index_builds
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.point_writes import ImageVector, write_images
 from dyimages_common.points import point_id
 from dyimages_common.qdrant import create_collection

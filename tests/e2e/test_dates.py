@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from dyimages_common.storage import sha256_hex
+from dyimages_common.images.storage import sha256_hex
 from testkit.embedding import run_embedding_service
 from testkit.exif_photos import photo
 from testkit.http_server import ImageServer, Route

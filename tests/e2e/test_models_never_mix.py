@@ -22,11 +22,12 @@ import open_clip
 import pytest
 import torch
 
-from dyimages_common import exit_codes, index_builds
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common import index_builds
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
+from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.point_writes import ImageVector
-from dyimages_common.rabbit import queue_depths
+from dyimages_common.process import exit_codes
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
 from search_app.search import IndexMismatch, Query, ServiceEmbedder, search
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.images.storage import sha256_hex
+from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.rabbit import queue_depths
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
-from dyimages_common.storage import sha256_hex
-from dyimages_common.url_state import recent_failures, status_counts
+from dyimages_common.urls.state import recent_failures, status_counts
 from testkit.embedding import run_embedding_service
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg, png, webp

@@ -32,7 +32,7 @@ from bench.soak_services import (
     scrape,
     wait_for_metrics,
 )
-from dyimages_common.rabbit import declare_topology
+from dyimages_common.messaging.rabbit import declare_topology
 from testkit import REPO_ROOT
 from testkit.embedding import EmbeddingService
 from testkit.http_server import ImageServer, Route

@@ -30,7 +30,7 @@ from bench.soak_chaos import (
     poison_messages,
 )
 from bench.soak_logs import read_json_log
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.http_server import ImageServer
 from testkit.rabbit import AMQP_URL, require_rabbitmq
 

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dyimages_common import url_state
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.points import point_id
+from dyimages_common.urls import state as url_state
 from search_app.audit_ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
 from search_app.settings import AppSettings
 

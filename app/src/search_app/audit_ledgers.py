@@ -11,12 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyimages_common import url_state
 from dyimages_common.image_index import ImageIndex
+from dyimages_common.images.storage import UnsafePathError, check_stored_path, resolve_stored_path
+from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.points import ImagePoint
-from dyimages_common.rabbit import queue_depths
-from dyimages_common.storage import UnsafePathError, check_stored_path, resolve_stored_path
-from dyimages_common.url_list import UrlList, read_url_file
+from dyimages_common.urls import state as url_state
+from dyimages_common.urls.list_format import UrlList, read_url_file
 from search_app.dead_letters import DeadLetter, peek_dead_letters
 from search_app.settings import AppSettings
 

@@ -4,7 +4,7 @@ This module only wires the commands into one typer app; each lives in a module o
 cli_status (stats), cli_search (search), cli_failures (failures, retry), cli_maintenance (reindex, drop,
 prune, audit), and cli_context holds what they share (settings, clients, errors, JSON output).
 
-Exit codes (dyimages_common.exit_codes): 0 done; 1 the request cannot be done (bad query, unknown image,
+Exit codes (dyimages_common.process.exit_codes): 0 done; 1 the request cannot be done (bad query, unknown image,
 refused); 2 a setting is wrong (one line names the variable); 3 a service (Qdrant, the embedding service,
 RabbitMQ) is not answering. With ``--json`` the result is one JSON object on stdout; messages go to stderr.
 """

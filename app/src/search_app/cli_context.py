@@ -16,9 +16,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from dyimages_common import exit_codes
-from dyimages_common.embedding_api import EmbeddingUnavailable
-from dyimages_common.logs import configure_logging
+from dyimages_common.embeddings.client import EmbeddingUnavailable
+from dyimages_common.process import exit_codes
+from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from search_app.clients import Clients, open_clients
 from search_app.search import QDRANT_ERRORS, QdrantUnavailable
@@ -40,7 +40,7 @@ def load_settings() -> AppSettings:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    """One plain error line on stderr, then exit with ``code`` (one of :mod:`dyimages_common.exit_codes`)."""
+    """One plain error line on stderr, then exit with ``code`` (one of :mod:`dyimages_common.process.exit_codes`)."""
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

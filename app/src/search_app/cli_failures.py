@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dyimages_common import exit_codes
+from dyimages_common.process import exit_codes
 from dyimages_common.reasons import DOWNLOAD_REASONS
 from search_app.cli_context import JsonFlag, fail, load_settings, out, print_json, rabbit_down, warn
 from search_app.status import RABBIT_ERRORS, Failures, NothingToRetry, collect_failures, request_retry

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dyimages_common import exit_codes
+from dyimages_common.process import exit_codes
 from search_app.audit import KINDS, UrlFileUnreadable, audit
 from search_app.cli_context import (
     JsonFlag,

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dyimages_common import exit_codes, index_builds
+from dyimages_common import index_builds
+from dyimages_common.process import exit_codes
 from search_app.cli_context import err, fail, load_settings, out, rabbit_down, service_clients
 from search_app.reindex import ReindexIncomplete, ReindexResult, finish, messages_for, publish_all, start
 from search_app.status import RABBIT_ERRORS

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dyimages_common import exit_codes
-from dyimages_common.embedding_api import EmbeddingRequestError
+from dyimages_common.embeddings.client import EmbeddingRequestError
+from dyimages_common.images.storage import FORMATS
 from dyimages_common.index_query import Order
-from dyimages_common.storage import FORMATS
+from dyimages_common.process import exit_codes
 from search_app.cli_context import JsonFlag, err, fail, load_settings, out, print_json, service_clients
 from search_app.hit_text import date_label
 from search_app.search import (

@@ -14,7 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dyimages_common import exit_codes
+from dyimages_common.process import exit_codes
 from search_app.cli_context import JsonFlag, load_settings, out, print_json, service_clients, warn
 from search_app.progress import IngestProgress, IngestSample, ProgressTracker, duration
 from search_app.settings import AppSettings

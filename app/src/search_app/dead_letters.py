@@ -2,7 +2,7 @@
 
 Messages are fetched with ``basic_get`` and never acknowledged: closing the channel returns every
 one of them to the queue, in order, so looking never loses a message. Why each is there is read by
-:func:`dyimages_common.rabbit.dead_letter_reason` (the indexer's headers, or RabbitMQ's own reason).
+:func:`dyimages_common.messaging.rabbit.dead_letter_reason` (the indexer's headers, or RabbitMQ's own reason).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from dyimages_common.rabbit import amqp_url, dead_letter_reason, declare_topology
+from dyimages_common.messaging.rabbit import amqp_url, dead_letter_reason, declare_topology
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings
 

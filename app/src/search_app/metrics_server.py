@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from dyimages_common.metrics import serve_metrics
+from dyimages_common.process.metrics import serve_metrics
 
 _started: set[int] = set()
 _lock = threading.Lock()

@@ -26,10 +26,10 @@ from typing import Any
 
 import redis
 
-from dyimages_common import url_state
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.storage import UnsafePathError, resolve_stored_path
-from dyimages_common.url_list import normalise_url
+from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.urls import state as url_state
+from dyimages_common.urls.list_format import normalise_url
 from search_app.audit_ledgers import StoredPoint, read_url_list, stored_points
 from search_app.query_cache import PREFIX
 from search_app.settings import AppSettings

@@ -43,7 +43,7 @@ from pydantic import TypeAdapter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
 from search_app.search import Embedder, Filters, Hit

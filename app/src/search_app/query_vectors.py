@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dyimages_common.embedding_api import EmbeddingClient, ModelIdentity
+from dyimages_common.embeddings.client import EmbeddingClient, ModelIdentity
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.store_errors import REINDEX_HINT, CollectionMismatchError
 

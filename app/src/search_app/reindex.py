@@ -26,15 +26,16 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dyimages_common import index_builds, url_state
-from dyimages_common.embedding_api import ModelInfo
-from dyimages_common.exif import read_exif
+from dyimages_common import index_builds
+from dyimages_common.embeddings.client import ModelInfo
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.images.exif import read_exif
+from dyimages_common.images.storage import FORMATS, UnsafePathError, check_stored_path
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.points import ImagePoint
-from dyimages_common.rabbit import connect, declare_topology, persistent_message
-from dyimages_common.storage import FORMATS, UnsafePathError, check_stored_path
 from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.urls import state as url_state
 from search_app.settings import AppSettings
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from dyimages_common.embedding_api import EmbeddingClient
-from dyimages_common.logs import configure_logging
+from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
 from search_app.metrics_server import start_metrics

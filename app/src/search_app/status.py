@@ -15,13 +15,13 @@ from typing import Any
 
 import aiormq
 
-from dyimages_common import url_state
-from dyimages_common.embedding_api import EmbeddingClient, EmbeddingUnavailable
+from dyimages_common.embeddings.client import EmbeddingClient, EmbeddingUnavailable
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.index_builds import building
-from dyimages_common.rabbit import queue_depths
-from dyimages_common.retry_requests import RetryRequest, failure_reason, matching_failures, publish_retry_request
+from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.urls import state as url_state
+from dyimages_common.urls.refetch import RetryRequest, failure_reason, matching_failures, publish_retry_request
 from search_app.dead_letters import DeadLetter, peek_dead_letters
 from search_app.settings import AppSettings
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dyimages_common.embedding_api import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.reasons import Reason
-from dyimages_common.retry_requests import failure_reason
+from dyimages_common.urls.refetch import failure_reason
 from search_app import resources
 from search_app.search import QdrantUnavailable
 from search_app.settings import AppSettings

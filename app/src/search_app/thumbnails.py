@@ -1,7 +1,7 @@
 """Thumbnails made on the server from the stored file, so the browser gets small JPEGs, not originals.
 
 A payload path is untrusted input: it is only turned into a file by
-:func:`dyimages_common.storage.resolve_stored_path`, which refuses anything outside IMAGES_DIR.
+:func:`dyimages_common.images.storage.resolve_stored_path`, which refuses anything outside IMAGES_DIR.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dyimages_common.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
 
 
 class ThumbnailError(Exception):

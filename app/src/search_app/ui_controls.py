@@ -8,8 +8,8 @@ from datetime import date
 
 import streamlit as st
 
+from dyimages_common.images.storage import FORMATS
 from dyimages_common.index_query import Order
-from dyimages_common.storage import FORMATS
 from search_app import resources
 from search_app.clients import Clients
 from search_app.search import NEAR_DUPLICATE_COSINE, Filters, QdrantUnavailable
@@ -20,7 +20,7 @@ from search_app.ui_markdown import markdown_text
 MAX_QUERY_CHARS = 1000
 FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
 ORDER_LABELS: dict[Order, str] = {"relevance": "Best match", "newest": "Newest", "oldest": "Oldest"}
-EARLIEST, LATEST = date(1800, 1, 1), date(2999, 12, 31)  # the EXIF years dyimages_common.exif accepts
+EARLIEST, LATEST = date(1800, 1, 1), date(2999, 12, 31)  # the EXIF years dyimages_common.images.exif accepts
 
 
 def more_like(sha256: str, path: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dyimages_common.embedding_api import EmbeddingRequestError, EmbeddingUnavailable
+from dyimages_common.embeddings.client import EmbeddingRequestError, EmbeddingUnavailable
 from search_app import resources
 from search_app.search import (
     CollectionMissing,

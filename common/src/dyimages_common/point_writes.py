@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.points import REVISION_FIELD, ImagePoint, point_id
 from dyimages_common.store_errors import StoreConflict
 

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 
 # Fixed namespace: the same SHA-256 gives the same point id in every process, forever.
 POINT_NAMESPACE = uuid.UUID("5d9b7c1e-8f4a-4c43-9a57-2f0d6f1b9e21")

@@ -50,7 +50,7 @@ class Reason(StrEnum):
     HTTP_4XX = "http_4xx"
     HTTP_5XX = "http_5xx"
     HTTP_OTHER = "http_other"
-    # The bytes (dyimages_common.images: the downloader's check and the embedding service's).
+    # The bytes (dyimages_common.images.checks: the downloader's check and the embedding service's).
     TOO_LARGE = "too_large"
     NOT_AN_IMAGE = "not_an_image"
     UNSUPPORTED_FORMAT = "unsupported_format"

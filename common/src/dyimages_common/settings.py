@@ -81,7 +81,7 @@ class QdrantSettings(BaseServiceSettings):
 
 
 class EmbeddingTimeoutSettings(BaseServiceSettings):
-    """The one timeout the embedding service and its clients share (see ``dyimages_common.embedding_api``)."""
+    """The one timeout the embedding service and its clients share (see ``dyimages_common.embeddings.client``)."""
 
     embedding_timeout_s: float = Field(
         120.0,

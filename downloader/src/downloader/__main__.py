@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dyimages_common.early_stop import exit_cleanly_until_started
+from dyimages_common.process.early_stop import exit_cleanly_until_started
 
 # First, before the imports below, which take seconds: a stop asked for meanwhile exits 0.
 exit_cleanly_until_started()
@@ -14,8 +14,8 @@ import typer  # noqa: E402
 
 from downloader.service import Downloader, UrlFileMissing, install_signal_handlers  # noqa: E402
 from downloader.settings import DownloaderSettings  # noqa: E402
-from dyimages_common.logs import configure_logging  # noqa: E402
-from dyimages_common.metrics import serve_metrics  # noqa: E402
+from dyimages_common.process.logs import configure_logging  # noqa: E402
+from dyimages_common.process.metrics import serve_metrics  # noqa: E402
 from dyimages_common.settings import settings_or_exit  # noqa: E402
 
 log = logging.getLogger("downloader")

@@ -13,7 +13,7 @@ forever by small ones, and one larger than the whole budget is granted when noth
 connection but reads nothing: aiohttp stops reading the socket once its small buffer is full.
 
 Decoding has its own budget: before an image is decoded, its decode memory, estimated from its
-header (``dyimages_common.images.decode_memory``), is reserved there, so however many threads
+header (``dyimages_common.images.checks.decode_memory``), is reserved there, so however many threads
 decode at once, their buffers stay bounded. It is a separate budget because a download waiting to
 decode already holds its body's bytes: with one shared budget, bodies could fill it and all wait
 for decode memory that only their own release would free.

@@ -21,8 +21,8 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from downloader.metrics import PUBLISHED
-from dyimages_common.rabbit import connect, declare_topology, persistent_message
-from dyimages_common.retry import async_retrying, backoff_s
+from dyimages_common.backoff import async_retrying, backoff_s
+from dyimages_common.messaging.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.settings import RabbitSettings
 
 log = logging.getLogger(__name__)

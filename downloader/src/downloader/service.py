@@ -17,21 +17,21 @@ import time
 from collections import deque
 
 from downloader import metrics
-from downloader.bookkeeping import UrlBook, format_counts
 from downloader.budget import ByteBudget
 from downloader.fetch import Fetched, Fetcher, FetchFailed, open_session
 from downloader.guard import AddressPolicy
 from downloader.publisher import Publisher
-from downloader.retry_requests import RetryRequestConsumer
+from downloader.refetch import RetryRequestConsumer
 from downloader.settings import DownloaderSettings
 from downloader.slots import DownloadSlots
-from downloader.state import UrlStateStore
+from downloader.state_db import UrlStateStore
 from downloader.storing import ImageKeeper
 from downloader.url_file import UrlFileReader
-from dyimages_common.images import ImageRejected
-from dyimages_common.retry import async_retrying
-from dyimages_common.retry_requests import RetryRequest
-from dyimages_common.supervisor import Supervisor, every, finish_within
+from downloader.url_status import UrlBook, format_counts
+from dyimages_common.backoff import async_retrying
+from dyimages_common.images.checks import ImageRejected
+from dyimages_common.process.supervisor import Supervisor, every, finish_within
+from dyimages_common.urls.refetch import RetryRequest
 
 log = logging.getLogger(__name__)
 

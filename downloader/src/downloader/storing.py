@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 from downloader import metrics
 from downloader.budget import ByteBudget
-from downloader.intake import CheckedImage, check_image, message_for
+from downloader.image_files import CheckedImage, check_image, message_for
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
-from downloader.state import UrlStateStore
-from dyimages_common.images import decode_memory
-from dyimages_common.storage import remove_stale_temp_files, write_atomic
+from downloader.state_db import UrlStateStore
+from dyimages_common.images.checks import decode_memory
+from dyimages_common.images.storage import remove_stale_temp_files, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Reading URLS_FILE when it changes; the file's format is :mod:`dyimages_common.url_list`'s.
+"""Reading URLS_FILE when it changes; the file's format is :mod:`dyimages_common.urls.list_format`'s.
 
 The same URL written twice is fetched once; an invalid line is reported once, with its number.
 """
@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyimages_common.url_list import InvalidLine, UrlList, normalise_url, parse_lines
+from dyimages_common.urls.list_format import InvalidLine, UrlList, normalise_url, parse_lines
 
 log = logging.getLogger(__name__)
 

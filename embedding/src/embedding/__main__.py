@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from dyimages_common.logs import configure_logging
+from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from embedding.settings import EmbeddingSettings
 

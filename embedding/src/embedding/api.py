@@ -28,8 +28,8 @@ import litserve as ls
 import pydantic_core
 from starlette.responses import Response
 
-from dyimages_common.embedding_wire import EMBED_PATH, EmbedRequest, ImageRef, ItemFailure, ModelInfo
-from dyimages_common.logs import configure_logging
+from dyimages_common.embeddings.wire import EMBED_PATH, EmbedRequest, ImageRef, ItemFailure, ModelInfo
+from dyimages_common.process.logs import configure_logging
 from dyimages_common.reasons import Reason
 from embedding import metrics
 from embedding.items import ImageLimits, Job, Result, prepare_image

@@ -2,7 +2,7 @@
 
 Each image is checked on its own: a path must name a stored image inside IMAGES_DIR, the bytes
 must be a real image within the size and pixel limits. A bad image becomes an
-:class:`~dyimages_common.embedding_wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
+:class:`~dyimages_common.embeddings.wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
 a detail) for that item only; its neighbours in the request are embedded as usual. A request's items travel
 through the serving loop as a :class:`Job` and come back as a :class:`Result`.
 """
@@ -19,10 +19,10 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from dyimages_common.embedding_wire import ImageRef, ItemFailure
-from dyimages_common.images import ImageRejected, open_image
+from dyimages_common.embeddings.wire import ImageRef, ItemFailure
+from dyimages_common.images.checks import ImageRejected, open_image
+from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
 from dyimages_common.reasons import Reason
-from dyimages_common.storage import UnsafePathError, resolve_stored_path
 
 Kind = Literal["text", "image"]
 

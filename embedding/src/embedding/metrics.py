@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from dyimages_common.embedding_wire import EMBED_PATH
+from dyimages_common.embeddings.wire import EMBED_PATH
 from embedding.metrics_dir import ENV as _ENV
 
 REQUESTS = Counter(

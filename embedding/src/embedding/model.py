@@ -18,7 +18,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from dyimages_common.embedding_wire import ModelInfo
+from dyimages_common.embeddings.wire import ModelInfo
 from embedding.settings import EmbeddingSettings, ModelConfigError
 
 __all__ = ["LoadedModel", "ModelConfigError", "describe_model", "register_model_config", "resolve_device"]

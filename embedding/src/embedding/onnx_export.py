@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from dyimages_common.storage import fsync_path
+from dyimages_common.images.storage import fsync_path
 from embedding.onnx_bundle import (
     IMAGE_FILE,
     TEXT_FILE,

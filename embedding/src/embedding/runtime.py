@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from PIL import Image
 
-from dyimages_common.embedding_wire import ModelInfo
+from dyimages_common.embeddings.wire import ModelInfo
 from embedding.settings import EmbeddingSettings, ModelConfigError
 
 __all__ = ["Backend", "ModelConfigError", "Runtime", "describe", "load_backend", "resolve_runtime", "torch_installed"]

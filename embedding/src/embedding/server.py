@@ -19,7 +19,7 @@ import litserve as ls
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dyimages_common.embedding_wire import INFO_PATH, ModelInfo, server_request_timeout
+from dyimages_common.embeddings.wire import INFO_PATH, ModelInfo, server_request_timeout
 from embedding import metrics
 from embedding.api import EmbeddingAPI
 from embedding.litserve_compat import route_logs_to_ours, without_gzip

@@ -12,7 +12,7 @@ import sys
 
 import open_clip
 
-from dyimages_common.logs import configure_logging
+from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from embedding.model import ModelConfigError, describe_model
 from embedding.settings import EmbeddingSettings

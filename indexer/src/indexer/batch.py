@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from dyimages_common.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.reasons import Reason
 
 

@@ -44,10 +44,10 @@ from collections.abc import Awaitable
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from dyimages_common import exit_codes
-from dyimages_common.embedding_api import ModelIdentity, ModelInfo
-from dyimages_common.rabbit import Topology, declare_topology
-from dyimages_common.supervisor import Supervisor, every, finish_within
+from dyimages_common.embeddings.client import ModelIdentity, ModelInfo
+from dyimages_common.messaging.rabbit import Topology, declare_topology
+from dyimages_common.process import exit_codes
+from dyimages_common.process.supervisor import Supervisor, every, finish_within
 from indexer.dead_letters import DeadLetters
 from indexer.embedder import BatchEmbedder, ModelChanged
 from indexer.inbox import Inbox

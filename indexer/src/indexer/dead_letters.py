@@ -1,7 +1,7 @@
 """Dead-lettering: a message that can never be indexed goes to ``<queue>.dead`` with its reason.
 
 The original body is published (confirmed) to the dead-letter exchange with the headers of
-:func:`dyimages_common.rabbit.dead_letter_headers` (the :class:`~dyimages_common.reasons.Reason` in
+:func:`dyimages_common.messaging.rabbit.dead_letter_headers` (the :class:`~dyimages_common.reasons.Reason` in
 ``x-dyimages-reason``, the detail in ``x-dyimages-detail``), and only then acknowledged, so a
 message is never lost between the two queues.
 """
@@ -12,7 +12,7 @@ import logging
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from dyimages_common.rabbit import Topology, dead_letter_headers, persistent_message
+from dyimages_common.messaging.rabbit import Topology, dead_letter_headers, persistent_message
 from dyimages_common.reasons import Reason
 from indexer import metrics
 from indexer.inbox import Inbox

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dyimages_common.embedding_api import (
+from dyimages_common.backoff import async_retrying
+from dyimages_common.embeddings.client import (
     AsyncEmbeddingClient,
     EmbeddingBusy,
     EmbeddingConnectionLost,
@@ -25,7 +26,6 @@ from dyimages_common.embedding_api import (
     ModelIdentity,
 )
 from dyimages_common.reasons import Reason
-from dyimages_common.retry import async_retrying
 from dyimages_common.store_errors import REINDEX_HINT
 from indexer import metrics
 from indexer.batch import Image

@@ -15,15 +15,15 @@ import time
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from dyimages_common.embedding_api import ItemFailure, ModelInfo
+from dyimages_common.embeddings.client import ItemFailure, ModelInfo
 from dyimages_common.reasons import Reason
 from indexer import metrics
 from indexer.batch import Image, parse_batch
 from indexer.dead_letters import DeadLetters
 from indexer.embedder import BatchEmbedder, ModelChanged
 from indexer.inbox import Inbox
+from indexer.outages import retry_until_done
 from indexer.progress import Progress
-from indexer.retries import retry_until_done
 from indexer.settings import IndexerSettings
 from indexer.store import ImageVector, Store, StoreConflict, StoreUnavailable
 

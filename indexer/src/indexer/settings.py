@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from dyimages_common.embedding_api import MAX_ITEMS_PER_REQUEST
+from dyimages_common.embeddings.client import MAX_ITEMS_PER_REQUEST
 from dyimages_common.settings import EmbeddingClientSettings, MetricsSettings, QdrantSettings, RabbitSettings
 
 

@@ -10,9 +10,9 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import ValidationError
 
-from dyimages_common.embedding_api import AsyncEmbeddingClient, EmbeddingUnavailable, ModelInfo
-from dyimages_common.rabbit import connect
-from indexer.retries import retry_until_done
+from dyimages_common.embeddings.client import AsyncEmbeddingClient, EmbeddingUnavailable, ModelInfo
+from dyimages_common.messaging.rabbit import connect
+from indexer.outages import retry_until_done
 from indexer.settings import IndexerSettings
 from indexer.store import Store, StoreUnavailable
 

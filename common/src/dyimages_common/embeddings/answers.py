@@ -1,6 +1,6 @@
 """What a client makes of the embedding service's answers: the exceptions it raises, and the vectors.
 
-Kept apart from the clients (:mod:`dyimages_common.embedding_api`, which re-exports every name
+Kept apart from the clients (:mod:`dyimages_common.embeddings.client`, which re-exports every name
 here) so both the blocking and the asyncio client read answers the same way.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from dyimages_common.embedding_wire import EmbedResponse, ItemFailure, ModelIdentity
+from dyimages_common.embeddings.wire import EmbedResponse, ItemFailure, ModelIdentity
 
 
 class EmbeddingUnavailable(RuntimeError):

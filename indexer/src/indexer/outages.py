@@ -1,5 +1,5 @@
 """Waiting out a fault: the indexer retries a call to the broker, the embedding service or Qdrant with
-the shared backoff (:func:`dyimages_common.retry.async_retrying`) for as long as it takes, and counts
+the shared backoff (:func:`dyimages_common.backoff.async_retrying`) for as long as it takes, and counts
 each retry in ``dyimages_indexer_retries_total{target}``. Messages stay unacknowledged meanwhile."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from dyimages_common.retry import async_retrying
+from dyimages_common.backoff import async_retrying
 from indexer import metrics
 
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 import pytest
 from tenacity import RetryCallState
 
-from dyimages_common.retry import BackoffOrRetryAfter, backoff_s, retrying
+from dyimages_common.backoff import BackoffOrRetryAfter, backoff_s, retrying
 
 pytestmark = pytest.mark.unit
 
@@ -14,7 +14,7 @@ def test_retries_name_the_failure_and_the_wait(caplog: pytest.LogCaptureFixture)
             if calls < 3:
                 raise ConnectionError("broker away")
     assert calls == 3
-    messages = [r.getMessage() for r in caplog.records if r.name == "dyimages_common.retry"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "dyimages_common.backoff"]
     assert len(messages) == 2
     assert messages[0].startswith("attempt 1 failed (ConnectionError('broker away')); trying again in")
 
@@ -64,4 +64,4 @@ def test_a_predicate_decides_and_no_retry_is_logged_when_the_caller_logs_its_own
     with pytest.raises(ValueError, match="for good"):
         run()
     assert calls == 2
-    assert not [r for r in caplog.records if r.name == "dyimages_common.retry"]
+    assert not [r for r in caplog.records if r.name == "dyimages_common.backoff"]

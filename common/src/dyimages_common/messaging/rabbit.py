@@ -8,7 +8,7 @@
   in :data:`DETAIL_HEADER`), then acknowledges the original. :func:`dead_letter_reason` reads
   either back, or RabbitMQ's own ``x-death`` reason for a message the broker dead-lettered.
 * ``<queue>.control``: the downloader's control queue (durable, quorum): requests to fetch failed
-  URLs again (:mod:`dyimages_common.retry_requests`), published by ``dyimages retry`` and the app,
+  URLs again (:mod:`dyimages_common.urls.refetch`), published by ``dyimages retry`` and the app,
   consumed by the downloader. One it cannot read, or one that keeps crashing it, goes to
   ``<queue>.dead`` like any other dead letter.
 

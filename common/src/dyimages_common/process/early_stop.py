@@ -1,7 +1,7 @@
 """A stop asked for while a service is still importing and starting: exit 0 at once.
 
 Importing a service takes seconds (NumPy, qdrant-client, aio-pika, Pillow). Until its event loop
-installs its own handlers (:meth:`dyimages_common.supervisor.Supervisor.install_signal_handlers`, which
+installs its own handlers (:meth:`dyimages_common.process.supervisor.Supervisor.install_signal_handlers`, which
 finish the work in flight), SIGTERM would end the process by the default action, which a supervisor
 reads as a crash (exit -15, or 143 in a container). At that point nothing has been taken from a queue
 or the network, so there is nothing to finish: the clean answer is to leave with status 0. Call this

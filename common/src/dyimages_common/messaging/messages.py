@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from dyimages_common.storage import CONTENT_TYPES, check_stored_path
+from dyimages_common.images.storage import CONTENT_TYPES, check_stored_path
 
 SCHEMA_VERSION = 1
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

@@ -1,7 +1,7 @@
 """The embedding service's HTTP API and its clients.
 
-The request and response models are in :mod:`dyimages_common.embedding_wire` (the service imports
-only those), how answers become vectors or exceptions in :mod:`dyimages_common.embedding_answers`;
+The request and response models are in :mod:`dyimages_common.embeddings.wire` (the service imports
+only those), how answers become vectors or exceptions in :mod:`dyimages_common.embeddings.answers`;
 this module re-exports both, so a client imports from here alone.
 
 Endpoints (JSON):
@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from dyimages_common.embedding_answers import (
+from dyimages_common.embeddings.answers import (
     NETWORK_ERRORS,
     EmbeddingBusy,
     EmbeddingConnectionLost,
@@ -51,7 +51,7 @@ from dyimages_common.embedding_answers import (
     text_vectors,
     unavailable,
 )
-from dyimages_common.embedding_wire import (
+from dyimages_common.embeddings.wire import (
     EMBED_PATH,
     HEALTH_PATH,
     INFO_PATH,

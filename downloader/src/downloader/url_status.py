@@ -11,9 +11,9 @@ import logging
 from collections import Counter
 
 from downloader import metrics
-from downloader.state import KnownUrl, Snapshot, UrlStateStore
+from downloader.state_db import KnownUrl, Snapshot, UrlStateStore
 from dyimages_common.reasons import Reason
-from dyimages_common.url_state import STATUSES
+from dyimages_common.urls.state import STATUSES
 
 log = logging.getLogger(__name__)
 

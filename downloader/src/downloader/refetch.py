@@ -19,10 +19,10 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
 from downloader.publisher import BROKER_ERRORS
-from dyimages_common.rabbit import connect, declare_control_queue
-from dyimages_common.retry import async_retrying
-from dyimages_common.retry_requests import RetryRequest
+from dyimages_common.backoff import async_retrying
+from dyimages_common.messaging.rabbit import connect, declare_control_queue
 from dyimages_common.settings import RabbitSettings
+from dyimages_common.urls.refetch import RetryRequest
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ import aio_pika
 import pytest
 from pydantic import ValidationError
 
-from downloader.retry_requests import RetryRequestConsumer
-from downloader.state import UrlStateStore
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.rabbit import Topology, declare_control_queue
+from downloader.refetch import RetryRequestConsumer
+from downloader.state_db import UrlStateStore
+from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.rabbit import Topology, declare_control_queue
 from dyimages_common.reasons import Reason
-from dyimages_common.retry_requests import RetryRequest, publish_retry_request_async
 from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.urls.refetch import RetryRequest, publish_retry_request_async
 from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg

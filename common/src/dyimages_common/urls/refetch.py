@@ -5,7 +5,7 @@ known). After the cause is fixed (a network allowed, a server back), ``dyimages 
 status page's button asks for another try. They cannot change the URL state themselves: the
 downloader is its only writer, and compose mounts the images volume (where the state lives)
 read-only in the app. So they publish a :class:`RetryRequest` to the downloader's control queue
-(``<RABBITMQ_QUEUE>.control``, declared by :func:`dyimages_common.rabbit.declare_control_queue`),
+(``<RABBITMQ_QUEUE>.control``, declared by :func:`dyimages_common.messaging.rabbit.declare_control_queue`),
 with publisher confirms; the downloader consumes it, resets the matching ``failed`` URLs to
 ``pending`` (attempts back to 0) and fetches them again. A request made while the downloader is
 stopped waits in the durable queue; a request that matches nothing changes nothing.
@@ -22,10 +22,10 @@ from typing import Literal
 import aio_pika
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dyimages_common import url_state
-from dyimages_common.rabbit import amqp_url, declare_control_queue, persistent_message
+from dyimages_common.messaging.rabbit import amqp_url, declare_control_queue, persistent_message
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings
+from dyimages_common.urls import state as url_state
 
 MAX_URLS_PER_REQUEST = 10_000
 PUBLISH_TIMEOUT_S = 15.0

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from dyimages_common.decode_work import TooComplex, check_decode_work
-from dyimages_common.exif import NO_EXIF, ExifFacts, read_exif
+from dyimages_common.images.decode_work import TooComplex, check_decode_work
+from dyimages_common.images.exif import NO_EXIF, ExifFacts, read_exif
+from dyimages_common.images.storage import FORMATS
 from dyimages_common.reasons import Reason
-from dyimages_common.storage import FORMATS
 
 # Our own pixel cap is checked before decoding; Pillow's is disabled so it never decides first.
 Image.MAX_IMAGE_PIXELS = None
@@ -37,7 +37,7 @@ class ImageInfo:
     content_type: str
     width: int
     height: int
-    exif: ExifFacts = NO_EXIF  # the photo's own date, camera and orientation (dyimages_common.exif)
+    exif: ExifFacts = NO_EXIF  # the photo's own date, camera and orientation (dyimages_common.images.exif)
 
 
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:

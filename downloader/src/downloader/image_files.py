@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from dyimages_common.images import ImageInfo, inspect_image
-from dyimages_common.messages import ImageDownloaded
-from dyimages_common.storage import sha256_hex, stored_path
+from dyimages_common.images.checks import ImageInfo, inspect_image
+from dyimages_common.images.storage import sha256_hex, stored_path
+from dyimages_common.messaging.messages import ImageDownloaded
 
 
 @dataclass(frozen=True)

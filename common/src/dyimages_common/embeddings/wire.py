@@ -1,7 +1,7 @@
 """The embedding service's wire format: paths, request and response models, limits.
 
 Both sides import these: the service (``embedding``) validates requests and writes answers with
-them, the clients (:mod:`dyimages_common.embedding_api`) send and read them. The service needs
+them, the clients (:mod:`dyimages_common.embeddings.client`) send and read them. The service needs
 nothing else from ``common`` to speak its API (no HTTP client).
 
 An item that cannot be embedded gets ``null`` for its vector and an :class:`ItemFailure` in

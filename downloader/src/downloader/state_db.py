@@ -1,4 +1,4 @@
-"""Writing the per-URL state (schema and readers: ``dyimages_common.url_state``).
+"""Writing the per-URL state (schema and readers: ``dyimages_common.urls.state``).
 
 SQLite commits cost most of a millisecond each (the journal is synced), which at hundreds of
 images per second would stall the event loop. So writes go through a group commit: each caller
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dyimages_common.reasons import Reason
-from dyimages_common.url_state import open_state
+from dyimages_common.urls.state import open_state
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""RabbitMQ: the queues' topology and the messages that travel on them."""

@@ -1,0 +1,1 @@
+"""What every long-running process shares: logging, metrics, exit codes, health probe, lifecycle."""
