@@ -47,8 +47,8 @@ def _git(*args: str) -> str:
 
 def commits_after_marker() -> list[str]:
     """The commits the rules apply to: after the marker, or every one a shallow clone has without it."""
-    has_marker = subprocess.run(["git", "cat-file", "-e", f"{MARKER}^{{commit}}"], cwd=REPO_ROOT, stderr=subprocess.DEVNULL).returncode == 0
-    if has_marker:
+    probe = ["git", "cat-file", "-e", f"{MARKER}^{{commit}}"]
+    if subprocess.run(probe, cwd=REPO_ROOT, stderr=subprocess.DEVNULL).returncode == 0:
         return _git("rev-list", f"{MARKER}..HEAD").split()
     assert _git("rev-parse", "--is-shallow-repository").strip() == "true", f"marker {MARKER} not in a full history"
     return _git("rev-list", "HEAD").split()
