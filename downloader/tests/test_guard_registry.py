@@ -5,7 +5,9 @@ and the revision in their header). Every block whose "Globally Reachable" is not
 N/A, or blank for a deprecated block) is refused at its first, a middle and its last address,
 unless the most specific entry holding that address says ``True``; and
 DOWNLOADER_ALLOWED_NETWORKS naming the block lets the same addresses through. Site-local
-``fec0::/10`` is deprecated (RFC 3879) and so not in the registry: it is added here.
+``fec0::/10`` is deprecated (RFC 3879) and so not in the registry: it is added here. Each refusal
+names a block of the guard's own table, and the globally reachable entries pass except those the
+guard's docstring names (inside a block it refuses whole).
 
 One entry is judged by what it carries instead: an IPv4-mapped address (``::ffff:0:0/96``) never
 goes on the wire, a connection to it is a connection to its IPv4 address, so the guard decides
@@ -62,6 +64,7 @@ def test_the_registries_were_read_whole() -> None:
     assert len(IPV6) == 25
     blocks = {str(entry.network) for entry in REGISTRY}
     assert {"5f00::/16", "3fff::/20", "2001:30::/28", "192.0.0.0/24", "255.255.255.255/32"} <= blocks
+    assert {"100:0:0:1::/64", "2001:1::3/128"} <= blocks  # the newest IPv6 entries (2025-04, 2024-04)
 
 
 def _most_specific(address: Address) -> Entry:
@@ -87,6 +90,67 @@ REFUSED = [
 @pytest.mark.parametrize(("entry", "address"), REFUSED)
 def test_every_block_not_globally_reachable_is_refused(entry: Entry, address: Address) -> None:
     assert AddressPolicy().refusal(str(address)) is not None, f"{address} ({entry.name}) passes the guard"
+
+
+@pytest.mark.parametrize(("entry", "address"), REFUSED)
+def test_each_refusal_names_a_block_of_the_guards_own_table(entry: Entry, address: Address) -> None:
+    """The reason comes from the guard's data, not from this Python's ``ipaddress`` flags (whose
+    tables change between versions): it names a block holding the address, or the 2000::/3 rule."""
+    reason = AddressPolicy().refusal(str(address)) or ""
+    named = re.findall(r"\(([0-9a-f:.]+/\d+)\)", reason)
+    assert named or "outside 2000::/3" in reason, reason
+    if named and "carries" not in reason:
+        assert address in ipaddress.ip_network(named[0]), reason
+
+
+# The newest blocks of the IPv6 registry, each refused under its own name.
+NEWEST = {
+    "100:0:0:1::1": "a dummy prefix (100:0:0:1::/64)",
+    "3fff::1": "documentation space (3fff::/20)",
+    "5f00::1": "an SRv6 segment ID (5f00::/16)",
+    "2001:30::1": "an IETF protocol assignment (2001::/23)",
+    "2001:1::3": "an IETF protocol assignment (2001::/23)",
+    "64:ff9b:1::808:808": "local-use IPv4/IPv6 translation (64:ff9b:1::/48)",
+}
+
+
+@pytest.mark.parametrize(("address", "named"), NEWEST.items())
+def test_the_newest_ipv6_blocks_are_refused_by_name(address: str, named: str) -> None:
+    assert AddressPolicy().refusal(address) == f"{address} is {named}"
+
+
+# The registries' globally reachable entries that the guard refuses all the same, because they lie
+# inside a block it refuses whole (the module docstring names them): anycast and overlay identifiers.
+REFUSED_THOUGH_REACHABLE = {
+    "192.0.0.9/32",
+    "192.0.0.10/32",
+    "2001:1::1/128",
+    "2001:1::2/128",
+    "2001:1::3/128",
+    "2001:3::/32",
+    "2001:4:112::/48",
+    "2001:20::/28",
+    "2001:30::/28",
+}
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in REGISTRY if e.globally_reachable == "True" and e.network != NAT64], ids=str
+)
+def test_globally_reachable_entries_pass_except_the_named_ones(entry: Entry) -> None:
+    """Exactly what the guard's docstring says of the registries' globally reachable entries."""
+    refused = [a for a in _samples(entry.network) if AddressPolicy().refusal(str(a)) is not None]
+    if str(entry.network) in REFUSED_THOUGH_REACHABLE:
+        assert refused == _samples(entry.network)
+    else:
+        assert refused == [], f"{entry.network} ({entry.name}) is globally reachable"
+
+
+@pytest.mark.parametrize("address", ["4000::1", "::808:808", "e000::1", "fe00::1"])
+def test_ipv6_outside_global_unicast_is_refused(address: str) -> None:
+    reason = AddressPolicy().refusal(address) or ""
+    assert "outside 2000::/3" in reason, reason
 
 
 @pytest.mark.parametrize(("entry", "address"), REFUSED)

@@ -1,12 +1,28 @@
-"""The SSRF guard: no connection to a loopback, private, link-local, multicast, reserved or
-unspecified address, nor to any block the IANA IPv4/IPv6 special-purpose registries mark as not
-globally reachable (and deprecated site-local ``fec0::/10``), unless DOWNLOADER_ALLOWED_NETWORKS
-opens its range. An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible, NAT64,
-6to4, Teredo) is refused when the IPv4 address would be.
+"""The SSRF guard: a download connects only to a public unicast address, unless
+DOWNLOADER_ALLOWED_NETWORKS opens the address's range. Exactly, an address is refused when:
 
-The blocks are listed here rather than left to ``ipaddress`` alone because its tables depend on
-the Python version (3.11 lets ``fec0::/10``, ``5f00::/16``, ``3fff::/20`` and ``192.0.0.0/24``
-through); the test checks every entry of both registries, kept as data files beside it.
+* it lies in a block of :data:`_NOT_GLOBAL`: every entry of the IANA IPv4 and IPv6 special-purpose
+  registries whose "Globally Reachable" is not True (False, N/A, or blank for a deprecated entry),
+  covered here by a few wider blocks, plus IPv4 multicast ``224.0.0.0/4``. The wider blocks also
+  refuse the registries' globally reachable service entries inside them: ``192.0.0.9/32`` and
+  ``192.0.0.10/32`` (in ``192.0.0.0/24``), and in ``2001::/23`` the PCP, TURN and DNS-SD anycast
+  addresses, AMT ``2001:3::/32``, AS112 ``2001:4:112::/48``, ORCHIDv2 ``2001:20::/28`` and DETs
+  ``2001:30::/28``: anycast and overlay identifiers, which serve no image;
+* it is IPv6 outside ``2000::/3``, the only range IANA allocates for global unicast (so multicast,
+  unique-local, link-local, deprecated site-local ``fec0::/10`` and every block reserved by the
+  IETF), except as below;
+* it is IPv6 and carries an IPv4 address: IPv4-mapped (``::ffff:0:0/96``) and NAT64
+  (``64:ff9b::/96``) are judged by the IPv4 address they carry (``::ffff:8.8.8.8`` passes);
+  IPv4-compatible (``::/96``), 6to4 (``2002::/16``) and Teredo (``2001::/32``) are refused whatever
+  they carry, the reason naming a carried address that is itself refused.
+
+Everything else passes, the registries' other globally reachable entries included (AS112
+``192.31.196.0/24``, ``192.175.48.0/24`` and ``2620:4f:8000::/48``, AMT ``192.52.193.0/24``). The
+blocks are data here, not Python's ``ipaddress`` flags, whose tables differ between Python versions.
+They follow the registries as IANA published them (IPv4: last entry allocated 2017-02, footnotes
+revised since; IPv6: newest entry ``100:0:0:1::/64``, RFC 9780, 2025-04), checked against copies
+of both CSV files fetched on 2026-07-18; the test (``tests/test_guard_registry.py``) reads those
+files (``tests/data/``) and checks every entry of both.
 
 The check sits where the address is used, not where the URL is read, so every redirect hop is
 checked and a name that resolves differently the second time (DNS rebinding) gains nothing:
@@ -41,41 +57,46 @@ class AddressRefused(OSError):
         self.detail = detail
 
 
-# Blocks no download may reach: the special-purpose registries' entries that are not globally
-# reachable (a few wider ones cover several entries), plus multicast and site-local.
+# Blocks no download may reach (see the module's docstring for what they cover), most specific name
+# first where two overlap. The IPv6 ones outside 2000::/3 are refused by that rule anyway; they are
+# listed for the name they give the refusal.
 _NOT_GLOBAL: tuple[tuple[Network, str], ...] = tuple(
     (ipaddress.ip_network(block), name)
     for block, name in (
-        ("0.0.0.0/8", "this network"),
+        ("0.0.0.0/8", "in 'this network'"),
         ("10.0.0.0/8", "private-use"),
-        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("100.64.0.0/10", "carrier-grade NAT space"),
         ("127.0.0.0/8", "loopback"),
         ("169.254.0.0/16", "link-local"),
         ("172.16.0.0/12", "private-use"),
-        ("192.0.0.0/24", "IETF protocol assignments"),
-        ("192.0.2.0/24", "documentation"),
-        ("192.88.99.0/24", "6to4 relay anycast, deprecated"),
+        ("192.0.0.0/24", "an IETF protocol assignment"),
+        ("192.0.2.0/24", "documentation space"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
         ("192.168.0.0/16", "private-use"),
-        ("198.18.0.0/15", "benchmarking"),
-        ("198.51.100.0/24", "documentation"),
-        ("203.0.113.0/24", "documentation"),
+        ("198.18.0.0/15", "benchmarking space"),
+        ("198.51.100.0/24", "documentation space"),
+        ("203.0.113.0/24", "documentation space"),
         ("224.0.0.0/4", "multicast"),
-        ("240.0.0.0/4", "reserved, and limited broadcast"),
+        ("240.0.0.0/4", "reserved or limited broadcast"),
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
         ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
-        ("100::/63", "discard-only and dummy prefixes"),
-        ("2001::/23", "IETF protocol assignments, Teredo included"),
-        ("2001:db8::/32", "documentation"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "a dummy prefix"),
+        ("2001::/32", "Teredo"),
+        ("2001::/23", "an IETF protocol assignment"),
+        ("2001:db8::/32", "documentation space"),
         ("2002::/16", "6to4"),
-        ("3fff::/20", "documentation"),
-        ("5f00::/16", "segment routing SIDs"),
+        ("3fff::/20", "documentation space"),
+        ("5f00::/16", "an SRv6 segment ID"),
         ("fc00::/7", "unique-local"),
         ("fe80::/10", "link-local"),
-        ("fec0::/10", "site-local, deprecated"),
+        ("fec0::/10", "deprecated site-local"),
         ("ff00::/8", "multicast"),
     )
 )
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address decides
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
 
@@ -93,22 +114,27 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+def _block_of(address: IPAddress) -> str | None:
+    for network, name in _NOT_GLOBAL:
+        if address in network:
+            return f"is {name} ({network})"
+    return None
+
+
 def why_refused(address: IPAddress) -> str | None:
     """Why ``address`` is not a public unicast address (None when it is one)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None and (inner := why_refused(embedded)):
-            return f"carries {embedded}, which {inner}"
-        if address.ipv4_mapped is not None or address in _NAT64:
-            return None  # the IPv4 address it carries (public) decides
-    for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private", "is_reserved"):
-        if getattr(address, attribute):
-            return f"is {attribute.removeprefix('is_').replace('_', '-')}"
-    for network, name in _NOT_GLOBAL:  # what this Python's ipaddress does not know
-        if address in network:
-            return f"is in {network} ({name})"
-    if not address.is_global:
-        return "is not a global address"
+    if isinstance(address, ipaddress.IPv4Address):
+        return _block_of(address)
+    embedded = _embedded_ipv4(address)
+    carried = why_refused(embedded) if embedded is not None else None
+    if address in _IPV4_MAPPED or address in _NAT64:
+        return None if carried is None else f"carries {embedded}, which {carried}"
+    if carried is not None:
+        return f"carries {embedded}, which {carried}"
+    if (block := _block_of(address)) is not None:
+        return block
+    if address not in _GLOBAL_UNICAST:
+        return "is outside 2000::/3, the IPv6 global unicast range"
     return None
 
 
