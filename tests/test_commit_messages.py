@@ -20,6 +20,8 @@ MARKER = "dac7491"
 GRANDFATHERED = {
     "3b1b923": "subject of 75 characters",
     "409897b": "subject of 73 characters",
+    "1117dd2": "quotes the two tags this check flags",
+    "75a982c": "subject of 74 characters",
 }
 MAX_SUBJECT = 72
 _TAG = re.compile(r"\b[HD]\d{1,2}[a-z]?\b")
