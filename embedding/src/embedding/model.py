@@ -19,7 +19,9 @@ import torch
 from PIL import Image
 
 from dyimages_common.embeddings.wire import ModelInfo
+from embedding.onnx_towers import trimmable
 from embedding.settings import EmbeddingSettings, ModelConfigError
+from embedding.text_trim import encode_text_trimmed
 
 __all__ = ["LoadedModel", "ModelConfigError", "describe_model", "register_model_config", "resolve_device"]
 
@@ -84,6 +86,8 @@ class LoadedModel:
     tokenizer: Callable[[list[str]], torch.Tensor]
     device: torch.device
     dtype: torch.dtype
+    # A plain CLIP text tower runs on the ids up to <end_of_text> only, as ONNX does (embedding.text_trim).
+    trim_tokens: bool = False
 
     @classmethod
     def load(cls, settings: EmbeddingSettings, device: str) -> LoadedModel:
@@ -106,7 +110,8 @@ class LoadedModel:
             device,
             precision,
         )
-        return cls(model, preprocess, tokenizer, torch.device(device), _DTYPES[precision])
+        trim = trimmable(model)
+        return cls(model, preprocess, tokenizer, torch.device(device), _DTYPES[precision], trim_tokens=trim)
 
     @property
     def context_length(self) -> int:
@@ -130,8 +135,10 @@ class LoadedModel:
 
     @torch.inference_mode()
     def encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token ids (N, context) -> L2-normalised float32 vectors (N, dim) on the CPU."""
-        features = self.model.encode_text(tokens.to(self.device, non_blocking=True))
+        """Token ids (N, context) -> L2-normalised float32 vectors (N, dim) on the CPU (cut after the
+        longest <end_of_text> when the tower allows it: the same vectors, a fraction of the work)."""
+        tokens = tokens.to(self.device, non_blocking=True)
+        features = encode_text_trimmed(self.model, tokens) if self.trim_tokens else self.model.encode_text(tokens)
         return _normalised(features)
 
 
