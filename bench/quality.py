@@ -1,6 +1,6 @@
 """Search quality with the demo model: ``python -m bench quality [--quick] [--runtime auto|onnx|torch]``.
 
-The held-out combinations of the demo world (:func:`demo.world.split_scenes`, never drawn for
+The held-out combinations of the demo world (:func:`testkit.demo_world.split_scenes`, never drawn for
 training) are drawn once each, stored as PNG and JPEG, and indexed through the real services: the
 embedding service (``python -m embedding`` with ``MODEL_NAME=dy-demo``, ``MODEL_PRETRAINED`` = the
 checkpoint, its CPU default runtime unless ``--runtime``), the real indexer over the real RabbitMQ,
@@ -34,13 +34,13 @@ import open_clip
 import torch
 from PIL import Image
 
-from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from demo.scores import retrieval_scores
 from demo.train_model import EVAL_SEED
-from demo.world import altered_copies, draw, split_scenes
 from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.search import Query, ServiceEmbedder, search
+from testkit import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from testkit.demo_library import demo_model_env, index_stored, new_library, store_picture
+from testkit.demo_world import altered_copies, draw, split_scenes
 from testkit.embedding import run_embedding_service
 from testkit.indexed_library import Library, Picture
 from testkit.rabbit import delete_topology, require_rabbitmq, unique_queue_name

@@ -85,9 +85,14 @@ def test_workspace_members_are_the_services(compose: dict[str, Any]) -> None:
 
     root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     members = set(root["tool"]["uv"]["workspace"]["members"])
-    assert members == OUR_SERVICES | {"common", "testkit"}
-    for member in members - {"testkit"}:  # the test helpers: a flat package, no tests of their own
-        for needed in ("pyproject.toml", ".gitignore", "src", "tests"):
+    assert members == OUR_SERVICES | {"common", "testkit", "demo"}
+    for member in members:
+        wanted = (
+            ("pyproject.toml", "src")
+            if member in {"testkit", "demo"}
+            else ("pyproject.toml", ".gitignore", "src", "tests")
+        )
+        for needed in wanted:  # the test helpers and the demo have no tests of their own
             assert (REPO_ROOT / member / needed).exists(), f"{member}/{needed} missing"
 
 

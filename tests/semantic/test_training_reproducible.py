@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from demo import DEMO_CHECKPOINT, DEMO_SCORES
+from testkit import DEMO_CHECKPOINT, DEMO_SCORES
 
 pytestmark = pytest.mark.integration
 

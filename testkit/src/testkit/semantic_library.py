@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demo.world import Scene, altered_copies, draw
 from dyimages_common.embeddings.client import EmbeddingClient
 from search_app.search import Hit, Query, ServiceEmbedder, search
 from testkit.demo_library import store_file, store_picture
+from testkit.demo_world import Scene, altered_copies, draw
 from testkit.indexed_library import Library, Picture
 
 PHOTOS, ART = "photos.example", "art.example"

@@ -8,7 +8,7 @@ command gives the same weights and scores on the same torch build.
 
 The checkpoint is the state dict in half precision (the 49,408-token embedding table dominates its
 size); the scores JSON beside it is computed from the saved, half-precision weights loaded back the
-way the service loads them, on the held-out combinations (:func:`demo.world.split_scenes`).
+way the service loads them, on the held-out combinations (:func:`testkit.demo_world.split_scenes`).
 
 ``--short`` is a seconds-long run of the same code whose scores are recorded too
 (``short_run``): the test that training is reproducible repeats it and compares.
@@ -33,9 +33,9 @@ import open_clip
 import torch
 from open_clip.loss import ClipLoss
 
-from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG, DEMO_SCORES
 from demo.scores import ranks_of_targets, retrieval_scores
-from demo.world import Scene, draw, split_scenes
+from testkit import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG, DEMO_SCORES
+from testkit.demo_world import Scene, draw, split_scenes
 
 EVAL_SEED = 1_000_000  # jitter seeds of the held-out images (far from the training seeds)
 RENDER_SIDES = (64, 96, 128)  # training images are drawn at these sizes, then preprocessed to 64 as served

@@ -5,7 +5,7 @@ never edited by hand; run it again after a change to the UI (it needs RabbitMQ o
 chromium and chromedriver).
 
 Every part is the real one, started as a local process: a local HTTP server on 127.0.0.1 serves pictures
-of the demo world (:mod:`demo.world`), the downloader (``DOWNLOADER_ALLOWED_NETWORKS=127.0.0.1/32``)
+of the demo world (:mod:`testkit.demo_world`), the downloader (``DOWNLOADER_ALLOWED_NETWORKS=127.0.0.1/32``)
 fetches the URLs written to its URL file, the indexer embeds them through the embedding service running
 the demo model trained here (:mod:`demo.train_model`), and the Streamlit app answers in headless
 Chromium. The embedded Qdrant folder allows one process at a time, so the app is stopped while the
@@ -30,11 +30,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from demo.world import Scene, altered_copies, draw, encoded
 from dyimages_common.urls.state import status_counts
 from testkit import REPO_ROOT
 from testkit.browser import IDLE_PAGE, QUERY_BOX, chromium, streamlit_app
 from testkit.demo_library import demo_model_env
+from testkit.demo_world import Scene, altered_copies, draw, encoded
 from testkit.embedding import run_embedding_service
 from testkit.http_server import ImageServer, Route
 from testkit.procs import start_module, stop

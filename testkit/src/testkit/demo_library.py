@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from demo import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
-from demo.world import encoded
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
+from testkit import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
+from testkit.demo_world import encoded
 from testkit.indexed_library import Library, Picture, library_env, messages, run_indexer
 from testkit.messages import publish
 from testkit.rabbit import rabbit_env
