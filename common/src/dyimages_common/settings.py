@@ -27,7 +27,8 @@ _PLACEHOLDER_SECRETS = {"", "guest", "changeme", "change-me", "password", "secre
 class BaseServiceSettings(BaseSettings):
     """Settings every process has: environment, logging."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+    # An empty variable is an unset one: `NAME=` in .env, which compose passes on, means the default.
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, env_ignore_empty=True)
 
     environment: Literal["development", "production"] = Field(
         "development",
