@@ -62,7 +62,7 @@ def test_ci_and_the_images_use_the_uv_version_pyproject_requires() -> None:
 def test_the_test_helpers_are_a_member_in_no_image() -> None:
     assert "testkit" in ROOT["tool"]["uv"]["workspace"]["members"]
     assert "testkit" in (REPO_ROOT / ".dockerignore").read_text().split()
-    assert importlib.metadata.distribution("dyimages-testkit").version == "0.1.0"
+    assert importlib.metadata.distribution("dyimages-testkit").version == importlib.metadata.version("dyimages-common")
 
 
 def test_a_service_s_tests_import_the_installed_package_not_its_folder() -> None:

@@ -32,6 +32,7 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
+from dyimages_common import version
 from testkit.browser import chromium, result_images, search_in_browser
 
 REPO = Path(os.environ.get("SMOKE_REPO", "/nonexistent"))
@@ -51,6 +52,11 @@ PROXY_PORT = 18080  # the proxy's published port (PROXY_PUBLISH_HTTP); 80 may be
 PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
 SECRET_NAMES = re.compile(r"^(RABBITMQ|QDRANT|GRAFANA|MODEL|DOWNLOADER|LOG|APP|EMBEDDING|INDEXER|COMPOSE|PROXY)_")
 REPORT: dict[str, Any] = {}
+
+
+def image_of(service: str) -> str:
+    """The tag of the image compose builds for ``service``: it carries the release (docker-compose.yml)."""
+    return f"dyimages-{service}:{version()}"
 
 
 def _env(photos: Path) -> dict[str, str]:
@@ -343,12 +349,12 @@ def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> Non
     REPORT["build_seconds"] = round(time.monotonic() - started)
     sizes, code_sizes = {}, {}
     for service in BUILT:
-        image = json.loads(stack.docker("image", "inspect", f"{PROJECT}-{service}").stdout)[0]
+        image = json.loads(stack.docker("image", "inspect", image_of(service)).stdout)[0]
         assert image["Config"]["User"] == "dyimages"
         assert not any(var.startswith("SSL_CERT_FILE=") for var in image["Config"]["Env"]), "no build CA in images"
         sizes[service] = round(image["Size"] / 1e6)
         # The service's own code is a small layer of its own: a code change does not re-ship the deps.
-        history = stack.docker("history", "--no-trunc", "--format", "{{json .}}", f"{PROJECT}-{service}").stdout
+        history = stack.docker("history", "--no-trunc", "--format", "{{json .}}", image_of(service)).stdout
         code_layers = [json.loads(line) for line in history.splitlines() if "COPY /layer/ /" in line]
         assert len(code_layers) == 1, history
         code_sizes[service] = code_layers[0]["Size"]
@@ -364,7 +370,7 @@ def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> Non
     # The CPU serving image has no PyTorch (nor CUDA libraries); the export job's image has it.
     def imports(service: str, module: str) -> subprocess.CompletedProcess[str]:
         return stack.docker(
-            "run", "--rm", "--entrypoint", "python", f"{PROJECT}-{service}", "-c", f"import {module}", check=False
+            "run", "--rm", "--entrypoint", "python", image_of(service), "-c", f"import {module}", check=False
         )
 
     no_torch = imports("embedding", "torch")
