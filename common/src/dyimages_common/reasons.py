@@ -23,60 +23,83 @@ from enum import StrEnum
 _HTTP_WORD = re.compile(r"^http_(\d{3})$")
 
 
+class Stage(StrEnum):
+    """Where a failure happens, and so who records it: the downloader FETCH, ANSWER and BYTES; the embedding
+    service BYTES and READ; the indexer INDEX; RabbitMQ BROKER. Lists of reasons are derived from it."""
+
+    FETCH = "fetch"
+    ANSWER = "answer"
+    BYTES = "bytes"
+    READ = "read"
+    INDEX = "index"
+    BROKER = "broker"
+    NONE = "none"
+
+
 class Reason(StrEnum):
+    """One word per cause; each member names its :class:`Stage`, so a new one joins the lists at once."""
+
+    stage: Stage
+
+    def __new__(cls, word: str, stage: Stage) -> Reason:
+        member = str.__new__(cls, word)
+        member._value_ = word
+        member.stage = stage
+        return member
+
     # The download (downloader/fetch.py, downloader/guard.py).
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"
-    DNS_ERROR = "dns_error"
-    HTTP_ERROR = "http_error"
-    BAD_URL = "bad_url"
-    BAD_REDIRECT = "bad_redirect"
-    REDIRECT_LOOP = "redirect_loop"
-    TOO_MANY_REDIRECTS = "too_many_redirects"
-    REFUSED_ADDRESS = "refused_address"
+    TIMEOUT = "timeout", Stage.FETCH
+    CONNECTION_ERROR = "connection_error", Stage.FETCH
+    DNS_ERROR = "dns_error", Stage.FETCH
+    HTTP_ERROR = "http_error", Stage.FETCH
+    BAD_URL = "bad_url", Stage.FETCH
+    BAD_REDIRECT = "bad_redirect", Stage.FETCH
+    REDIRECT_LOOP = "redirect_loop", Stage.FETCH
+    TOO_MANY_REDIRECTS = "too_many_redirects", Stage.FETCH
+    REFUSED_ADDRESS = "refused_address", Stage.FETCH
     # The server's answer: an HTTP status other than 200 and a redirect.
-    HTTP_400 = "http_400"
-    HTTP_401 = "http_401"
-    HTTP_403 = "http_403"
-    HTTP_404 = "http_404"
-    HTTP_408 = "http_408"
-    HTTP_410 = "http_410"
-    HTTP_429 = "http_429"
-    HTTP_451 = "http_451"
-    HTTP_500 = "http_500"
-    HTTP_502 = "http_502"
-    HTTP_503 = "http_503"
-    HTTP_504 = "http_504"
-    HTTP_4XX = "http_4xx"
-    HTTP_5XX = "http_5xx"
-    HTTP_OTHER = "http_other"
+    HTTP_400 = "http_400", Stage.ANSWER
+    HTTP_401 = "http_401", Stage.ANSWER
+    HTTP_403 = "http_403", Stage.ANSWER
+    HTTP_404 = "http_404", Stage.ANSWER
+    HTTP_408 = "http_408", Stage.ANSWER
+    HTTP_410 = "http_410", Stage.ANSWER
+    HTTP_429 = "http_429", Stage.ANSWER
+    HTTP_451 = "http_451", Stage.ANSWER
+    HTTP_500 = "http_500", Stage.ANSWER
+    HTTP_502 = "http_502", Stage.ANSWER
+    HTTP_503 = "http_503", Stage.ANSWER
+    HTTP_504 = "http_504", Stage.ANSWER
+    HTTP_4XX = "http_4xx", Stage.ANSWER
+    HTTP_5XX = "http_5xx", Stage.ANSWER
+    HTTP_OTHER = "http_other", Stage.ANSWER
     # The bytes (dyimages_common.images.checks: the downloader's check and the embedding service's).
-    TOO_LARGE = "too_large"
-    NOT_AN_IMAGE = "not_an_image"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    TOO_COMPLEX = "too_complex"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    CORRUPT_IMAGE = "corrupt_image"
+    TOO_LARGE = "too_large", Stage.BYTES
+    NOT_AN_IMAGE = "not_an_image", Stage.BYTES
+    UNSUPPORTED_FORMAT = "unsupported_format", Stage.BYTES
+    TOO_COMPLEX = "too_complex", Stage.BYTES
+    TOO_MANY_PIXELS = "too_many_pixels", Stage.BYTES
+    CORRUPT_IMAGE = "corrupt_image", Stage.BYTES
     # One image the embedding service cannot read (besides the image checks above).
-    NOT_FOUND = "not_found"
-    UNSAFE_PATH = "unsafe_path"
-    UNREADABLE = "unreadable"
-    BAD_BASE64 = "bad_base64"
-    INTERNAL_ERROR = "internal_error"
+    NOT_FOUND = "not_found", Stage.READ
+    UNSAFE_PATH = "unsafe_path", Stage.READ
+    UNREADABLE = "unreadable", Stage.READ
+    BAD_BASE64 = "bad_base64", Stage.READ
+    INTERNAL_ERROR = "internal_error", Stage.READ
     # A message the indexer can never index.
-    INVALID_JSON = "invalid_json"
-    UNSUPPORTED_SCHEMA = "unsupported_schema"
-    INVALID_MESSAGE = "invalid_message"
-    EMBED_FAILED = "embed_failed"
-    EMBED_REFUSED = "embed_refused"
-    EMBED_SERVER_ERROR = "embed_server_error"
-    EMBED_TIMEOUT = "embed_timeout"
-    EMBED_CRASHED = "embed_crashed"
+    INVALID_JSON = "invalid_json", Stage.INDEX
+    UNSUPPORTED_SCHEMA = "unsupported_schema", Stage.INDEX
+    INVALID_MESSAGE = "invalid_message", Stage.INDEX
+    EMBED_FAILED = "embed_failed", Stage.INDEX
+    EMBED_REFUSED = "embed_refused", Stage.INDEX
+    EMBED_SERVER_ERROR = "embed_server_error", Stage.INDEX
+    EMBED_TIMEOUT = "embed_timeout", Stage.INDEX
+    EMBED_CRASHED = "embed_crashed", Stage.INDEX
     # Dead-lettered by RabbitMQ itself (its x-death reason), not by a service.
-    DELIVERY_LIMIT = "delivery_limit"
-    REJECTED = "rejected"
+    DELIVERY_LIMIT = "delivery_limit", Stage.BROKER
+    REJECTED = "rejected", Stage.BROKER
     # A word this version does not know (another version recorded it), or none at all.
-    UNKNOWN = "unknown"
+    UNKNOWN = "unknown", Stage.NONE
 
     @property
     def explanation(self) -> str:
@@ -150,9 +173,11 @@ EXPLANATIONS: dict[Reason, str] = {
     Reason.TOO_COMPLEX: "too slow to decode (too many JPEG scans, PNG chunks or GIF blocks)",
     Reason.TOO_MANY_PIXELS: "more pixels than MAX_IMAGE_PIXELS",
     Reason.CORRUPT_IMAGE: "the image data is truncated or corrupt",
-    Reason.NOT_FOUND: "the stored image file is missing from IMAGES_DIR",
-    Reason.UNSAFE_PATH: "the message names a path outside IMAGES_DIR",
-    Reason.UNREADABLE: "the stored image file cannot be read (permissions, disk error)",
+    Reason.NOT_FOUND: "the image file is missing from IMAGES_DIR (or the photo from PHOTOS_DIR)",
+    Reason.UNSAFE_PATH: (
+        "the path leads outside IMAGES_DIR or PHOTOS_DIR (absolute, '..', or a symlink pointing out): never followed"
+    ),
+    Reason.UNREADABLE: "the image file cannot be read (permissions, disk error); fix it, then `dyimages retry`",
     Reason.BAD_BASE64: "the uploaded image is not valid base64",
     Reason.INTERNAL_ERROR: "the embedding service failed on this image in an unexpected way (a bug: see its log)",
     Reason.INVALID_JSON: "the message is not JSON",
@@ -170,17 +195,19 @@ EXPLANATIONS: dict[Reason, str] = {
     Reason.UNKNOWN: "no reason recorded, or a word this version does not know",
 }
 
-# What a failed URL can record (the downloader), and so what `dyimages retry --reason` accepts.
-DOWNLOAD_REASONS: tuple[Reason, ...] = (
-    *(r for r in Reason if r.value.startswith("http_")),
-    Reason.TIMEOUT,
-    Reason.CONNECTION_ERROR,
-    Reason.DNS_ERROR,
-    Reason.BAD_URL,
-    Reason.BAD_REDIRECT,
-    Reason.REDIRECT_LOOP,
-    Reason.TOO_MANY_REDIRECTS,
-    Reason.REFUSED_ADDRESS,
+
+def reasons_at(*stages: Stage) -> tuple[Reason, ...]:
+    """Every reason that arises at one of ``stages``, in the enum's order."""
+    return tuple(reason for reason in Reason if reason.stage in stages)
+
+
+# What a failed URL can record (the downloader; UNKNOWN for a word another version wrote), and so what
+# `dyimages retry --reason` accepts.
+DOWNLOAD_REASONS = reasons_at(Stage.FETCH, Stage.ANSWER, Stage.BYTES, Stage.NONE)
+# What a file of the photo library can fail with (the scanner), also accepted by `dyimages retry --reason`.
+LIBRARY_REASONS: tuple[Reason, ...] = (
+    Reason.UNSAFE_PATH,
+    Reason.UNREADABLE,
     Reason.TOO_LARGE,
     Reason.NOT_AN_IMAGE,
     Reason.UNSUPPORTED_FORMAT,

@@ -107,6 +107,16 @@ class StateDbSettings(ImagesDirSettings):
         None,
         description="The downloader's URL state (SQLite). Default: IMAGES_DIR/.state/downloader.sqlite3",
     )
+class PhotosDirSettings(BaseServiceSettings):
+    """The photo library, indexed where it lies (``dyimages_common.library``): read-only everywhere."""
+
+    photos_dir: Path | None = Field(
+        None,
+        description="A folder of photos indexed in place, never copied (compose: a read-only bind mount). "
+        "Unset: no library.",
+    )
+
+
 
     @property
     def state_db_path(self) -> Path:

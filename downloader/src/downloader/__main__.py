@@ -12,7 +12,8 @@ import logging  # noqa: E402
 
 import typer  # noqa: E402
 
-from downloader.service import Downloader, UrlFileMissing, install_signal_handlers  # noqa: E402
+from downloader.library.service import LibraryDownloader  # noqa: E402
+from downloader.service import UrlFileMissing, install_signal_handlers  # noqa: E402
 from downloader.settings import DownloaderSettings  # noqa: E402
 from dyimages_common.process.logs import configure_logging  # noqa: E402
 from dyimages_common.process.metrics import serve_metrics  # noqa: E402
@@ -24,7 +25,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 async def _run(settings: DownloaderSettings, once: bool) -> int:
-    downloader = Downloader(settings)
+    downloader = LibraryDownloader(settings)
     install_signal_handlers(downloader)
     try:
         await downloader.run(once=once)
@@ -45,8 +46,10 @@ def main(
 ) -> None:
     """Download the images listed in URLS_FILE (one URL per line), store each once under IMAGES_DIR,
     and publish one message per stored image and source URL to RABBITMQ_QUEUE. Without --once, keep watching the file
-    and pick up new lines. Configured by environment variables (DOWNLOADER_*, RABBITMQ_*, IMAGES_DIR,
-    MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, STATE_DB, METRICS_PORT, LOG_LEVEL, LOG_FORMAT)."""
+    and pick up new lines. With PHOTOS_DIR, also index every photo in that folder where it lies (read, never
+    copied) and follow its changes (--once: until every photo there is recorded). Configured by environment
+    variables (DOWNLOADER_*, RABBITMQ_*, IMAGES_DIR, PHOTOS_DIR, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, STATE_DB,
+    METRICS_PORT, LOG_LEVEL, LOG_FORMAT)."""
     settings = settings_or_exit(DownloaderSettings)
     configure_logging("downloader", settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)

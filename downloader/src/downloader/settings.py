@@ -8,12 +8,18 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from dyimages_common.settings import MetricsSettings, RabbitSettings, StateDbSettings, parse_networks
+from dyimages_common.settings import (
+    MetricsSettings,
+    PhotosDirSettings,
+    RabbitSettings,
+    StateDbSettings,
+    parse_networks,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class DownloaderSettings(RabbitSettings, StateDbSettings, MetricsSettings):
+class DownloaderSettings(RabbitSettings, StateDbSettings, PhotosDirSettings, MetricsSettings):
     urls_file: Path = Field(Path("/data/urls/image_urls.txt"), description="One URL per line; `#` starts a comment.")
     downloader_allowed_networks: str = Field(
         "",
@@ -49,6 +55,16 @@ class DownloaderSettings(RabbitSettings, StateDbSettings, MetricsSettings):
     downloader_shutdown_grace_s: float = Field(
         5.0, ge=0, description="On SIGTERM/SIGINT, how long in-flight downloads and publishes may finish."
     )
+    downloader_library_poll_s: float = Field(
+        2.0, gt=0, description="How often the photo folder (PHOTOS_DIR) is looked at again, at least (stat only)."
+    )
+    downloader_library_settle_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a new or changed photo's size and times must hold still before it is read "
+        "(a file being copied in is left alone until the copy ends).",
+    )
+    downloader_library_readers: int = Field(4, ge=1, le=64, description="Library files read and hashed at once.")
     downloader_user_agent: str = Field("dyimages-downloader/0.1 (+https://github.com/dyimages)", min_length=1)
 
     @field_validator("downloader_allowed_networks")

@@ -96,7 +96,9 @@ class EmbeddingAPI(ls.LitAPI):
         torch_threads, decode_threads = thread_counts(settings, self.device_name)
         runtime = resolve_runtime(settings)
         self.loaded = load_backend(settings, runtime, self.device_name, torch_threads)
-        self.limits = ImageLimits(settings.images_dir, settings.max_image_bytes, settings.max_image_pixels)
+        self.limits = ImageLimits(
+            settings.images_dir, settings.max_image_bytes, settings.max_image_pixels, settings.photos_dir
+        )
         self.decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
         log.info("runtime %s: %d model threads, %d decode threads", runtime.name, torch_threads, decode_threads)
         with self.loaded_workers.get_lock():

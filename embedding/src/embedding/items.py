@@ -1,6 +1,7 @@
 """Turning request items into model inputs: images (stored path or uploaded bytes) and texts.
 
-Each image is checked on its own: a path must name a stored image inside IMAGES_DIR, the bytes
+Each image is checked on its own: a path must name a stored image inside IMAGES_DIR (a library
+path a photo inside PHOTOS_DIR, see :mod:`dyimages_common.library.paths`), the bytes
 must be a real image within the size and pixel limits. A bad image becomes an
 :class:`~dyimages_common.embeddings.wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
 a detail) for that item only; its neighbours in the request are embedded as usual. A request's items travel
@@ -22,6 +23,7 @@ from PIL import Image
 from dyimages_common.embeddings.wire import ImageRef, ItemFailure
 from dyimages_common.images.checks import ImageRejected, open_image
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.library.paths import LibraryFileError, read_library_file
 from dyimages_common.reasons import Reason
 
 Kind = Literal["text", "image"]
@@ -56,6 +58,7 @@ class ImageLimits:
     images_dir: Path
     max_bytes: int
     max_pixels: int
+    photos_dir: Path | None = None  # the photo library (PHOTOS_DIR), read-only; None: no library here
 
 
 def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
@@ -64,6 +67,11 @@ def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
             return base64.b64decode(ref.data, validate=True)
         except (binascii.Error, ValueError):
             raise ItemError(Reason.BAD_BASE64, "`data` is not valid base64") from None
+    if ref.library_path is not None:
+        try:
+            return read_library_file(limits.photos_dir, ref.library_path, limits.max_bytes)
+        except LibraryFileError as exc:
+            raise ItemError(exc.reason, exc.detail) from None
     assert ref.path is not None
     try:
         file = resolve_stored_path(limits.images_dir, ref.path)

@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
-from dyimages_common.settings import EmbeddingTimeoutSettings, ImagesDirSettings
+from dyimages_common.settings import EmbeddingTimeoutSettings, ImagesDirSettings, PhotosDirSettings
 
 
 class ModelConfigError(ValueError):
     """MODEL_NAME / MODEL_CONFIG / MODEL_PRETRAINED / DEVICE / EMBEDDING_RUNTIME name something that cannot run."""
 
 
-class EmbeddingSettings(ImagesDirSettings, EmbeddingTimeoutSettings):
+class EmbeddingSettings(ImagesDirSettings, PhotosDirSettings, EmbeddingTimeoutSettings):
     model_name: str = Field("ViT-B-32", min_length=1, description="OpenCLIP architecture name.")
     model_pretrained: str = Field(
         "laion2b_s34b_b79k",

@@ -7,13 +7,14 @@ here) so both the blocking and the asyncio client read answers the same way.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
 
-from dyimages_common.embeddings.wire import EmbedResponse, ItemFailure, ModelIdentity
+from dyimages_common.embeddings.wire import EmbedResponse, ImageRef, ItemFailure, ModelIdentity
 
 
 class EmbeddingUnavailable(RuntimeError):
@@ -62,6 +63,11 @@ def image_payload(paths: list[str] | None = None, data: list[bytes] | None = Non
     refs: list[dict[str, str]] = [{"path": p} for p in paths or []]
     refs += [{"data": base64.b64encode(d).decode("ascii")} for d in data or []]
     return {"images": refs}
+
+
+def refs_payload(refs: Sequence[ImageRef]) -> dict[str, Any]:
+    """An ``/embed`` body naming each image by its ref (stored path, library path or bytes)."""
+    return {"images": [ref.model_dump(exclude_none=True) for ref in refs]}
 
 
 def parse_answer(response: httpx.Response, expected: int) -> EmbedResponse:

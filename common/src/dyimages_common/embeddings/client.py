@@ -47,6 +47,7 @@ from dyimages_common.embeddings.answers import (
     as_images,
     image_payload,
     parse_answer,
+    refs_payload,
     single_vector,
     text_vectors,
     unavailable,
@@ -143,6 +144,10 @@ class EmbeddingClient:
     def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
         return as_images(self._post(image_payload(paths=paths), len(paths)))
 
+    def embed_images(self, refs: list[ImageRef]) -> ImageEmbeddings:
+        """Stored images and library photos in one request (each ref names one)."""
+        return as_images(self._post(refs_payload(refs), len(refs)))
+
     def embed_image_bytes(self, data: bytes) -> np.ndarray:
         return single_vector(self._post(image_payload(data=[data]), 1))
 
@@ -206,3 +211,7 @@ class AsyncEmbeddingClient:
 
     async def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
         return as_images(await self._post(image_payload(paths=paths), len(paths)))
+
+    async def embed_images(self, refs: list[ImageRef]) -> ImageEmbeddings:
+        """Stored images and library photos in one request (each ref names one)."""
+        return as_images(await self._post(refs_payload(refs), len(refs)))

@@ -33,15 +33,22 @@ def server_request_timeout(client_timeout_s: float) -> float:
 
 
 class ImageRef(BaseModel):
+    """One image of a request: a stored image, a photo of the library, or uploaded bytes.
+
+    ``path`` and ``library_path`` are resolved by the service under its own folder (IMAGES_DIR,
+    PHOTOS_DIR), never taken as a file path as they are: a path that leads out is ``unsafe_path``.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(None, description="Stored path relative to IMAGES_DIR")
+    library_path: str | None = Field(None, description="A photo's path relative to PHOTOS_DIR")
     data: str | None = Field(None, description="Image bytes, base64")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageRef:
-        if (self.path is None) == (self.data is None):
-            raise ValueError("an image is named by exactly one of `path` or `data`")
+        if sum(value is not None for value in (self.path, self.library_path, self.data)) != 1:
+            raise ValueError("an image is named by exactly one of `path`, `library_path` or `data`")
         return self
 
 

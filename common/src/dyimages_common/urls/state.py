@@ -68,11 +68,7 @@ def open_state(path: Path) -> sqlite3.Connection:
     only for a file that is on disk; at worst a file is on disk with its row still ``pending``,
     and the next run finds the same bytes and records them.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=DELETE")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection = connect_for_writing(path)
     connection.executescript(SCHEMA)
     present = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
     for name, declaration in _ADDED_COLUMNS:
@@ -81,13 +77,24 @@ def open_state(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def connect_for_writing(path: Path) -> sqlite3.Connection:
+    """A writer's connection with the durability :func:`open_state` explains (the library's state too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=DELETE")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
 class StateRecovering(sqlite3.OperationalError):
     """The downloader was killed mid-write: its rollback journal must be replayed by a writer first."""
 
 
 @contextlib.contextmanager
-def _reading(path: Path) -> Iterator[sqlite3.Connection | None]:
-    """A read-only connection, or None when there is no state yet (no file, or no table yet)."""
+def read_only(path: Path, table: str = "urls") -> Iterator[sqlite3.Connection | None]:
+    """A read-only connection, or None when there is no state yet (no file, or no ``table`` yet).
+    The photo library's state (``dyimages_common.library.state``) is read the same way."""
     if not path.exists():
         yield None
         return
@@ -96,7 +103,7 @@ def _reading(path: Path) -> Iterator[sqlite3.Connection | None]:
         connection.execute("PRAGMA busy_timeout=5000")
         try:
             has_table = connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'urls'"
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
         except sqlite3.OperationalError as exc:
             if "readonly" not in str(exc):
@@ -114,7 +121,7 @@ def _reading(path: Path) -> Iterator[sqlite3.Connection | None]:
 def status_counts(path: Path) -> dict[str, int]:
     """URLs per status (every status present, zero where none); all zero if there is no state yet."""
     counts = dict.fromkeys(STATUSES, 0)
-    with _reading(path) as connection:
+    with read_only(path) as connection:
         if connection is not None:
             for status, count in connection.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
                 counts[status] = count
@@ -123,7 +130,7 @@ def status_counts(path: Path) -> dict[str, int]:
 
 def recent_failures(path: Path, limit: int = 50) -> list[UrlFailure]:
     """Permanent failures, newest first."""
-    with _reading(path) as connection:
+    with read_only(path) as connection:
         if connection is None:
             return []
         rows = connection.execute(
@@ -136,7 +143,7 @@ def recent_failures(path: Path, limit: int = 50) -> list[UrlFailure]:
 
 def urls_for(path: Path, sha256: str) -> list[str]:
     """Every URL whose bytes are this image (for reindexing with all sources)."""
-    with _reading(path) as connection:
+    with read_only(path) as connection:
         if connection is None:
             return []
         rows = connection.execute(
@@ -159,7 +166,7 @@ class UrlRow:
 
 def all_rows(path: Path) -> list[UrlRow]:
     """Every URL's row; empty if there is no state yet."""
-    with _reading(path) as connection:
+    with read_only(path) as connection:
         if connection is None:
             return []
         rows = connection.execute("SELECT url, status, sha256, path, last_error, published FROM urls").fetchall()
