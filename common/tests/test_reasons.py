@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
+from dyimages_common import reasons
 from dyimages_common.reasons import DOWNLOAD_REASONS, EXPLANATIONS, Reason
 
 
@@ -75,6 +78,22 @@ def test_with_detail_writes_the_word_then_the_detail() -> None:
 def test_download_reasons_hold_only_what_a_download_can_fail_with() -> None:
     assert Reason.HTTP_404 in DOWNLOAD_REASONS
     assert Reason.REFUSED_ADDRESS in DOWNLOAD_REASONS
+    assert Reason.HTTP_ERROR in DOWNLOAD_REASONS
     assert Reason.UNKNOWN in DOWNLOAD_REASONS  # old rows with a word this version does not know
     assert not {Reason.INVALID_JSON, Reason.EMBED_TIMEOUT, Reason.DELIVERY_LIMIT} & set(DOWNLOAD_REASONS)
     assert len(set(DOWNLOAD_REASONS)) == len(DOWNLOAD_REASONS)
+
+
+def test_a_new_member_joins_the_lists_of_its_stage() -> None:
+    """The lists are derived, not kept: the module with one more download member lists it at once."""
+    source = inspect.getsource(reasons)
+    anchor = '    REFUSED_ADDRESS = "refused_address", Stage.FETCH\n'
+    assert anchor in source
+    namespace: dict[str, object] = {"__name__": "reasons_plus_one"}
+    exec(
+        compile(source.replace(anchor, anchor + '    TOO_SLOW = "too_slow", Stage.FETCH\n'), "reasons", "exec"),
+        namespace,
+    )
+    extended = namespace["Reason"]
+    assert extended.TOO_SLOW in namespace["DOWNLOAD_REASONS"]  # type: ignore[attr-defined]
+    assert len(namespace["DOWNLOAD_REASONS"]) == len(DOWNLOAD_REASONS) + 1  # type: ignore[arg-type]
