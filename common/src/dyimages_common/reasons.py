@@ -173,9 +173,11 @@ EXPLANATIONS: dict[Reason, str] = {
     Reason.TOO_COMPLEX: "too slow to decode (too many JPEG scans, PNG chunks or GIF blocks)",
     Reason.TOO_MANY_PIXELS: "more pixels than MAX_IMAGE_PIXELS",
     Reason.CORRUPT_IMAGE: "the image data is truncated or corrupt",
-    Reason.NOT_FOUND: "the stored image file is missing from IMAGES_DIR",
-    Reason.UNSAFE_PATH: "the message names a path outside IMAGES_DIR",
-    Reason.UNREADABLE: "the stored image file cannot be read (permissions, disk error)",
+    Reason.NOT_FOUND: "the image file is missing from IMAGES_DIR (or the photo from PHOTOS_DIR)",
+    Reason.UNSAFE_PATH: (
+        "the path leads outside IMAGES_DIR or PHOTOS_DIR (absolute, '..', or a symlink pointing out): never followed"
+    ),
+    Reason.UNREADABLE: "the image file cannot be read (permissions, disk error); fix it, then `dyimages retry`",
     Reason.BAD_BASE64: "the uploaded image is not valid base64",
     Reason.INTERNAL_ERROR: "the embedding service failed on this image in an unexpected way (a bug: see its log)",
     Reason.INVALID_JSON: "the message is not JSON",
@@ -202,3 +204,15 @@ def reasons_at(*stages: Stage) -> tuple[Reason, ...]:
 # What a failed URL can record (the downloader; UNKNOWN for a word another version wrote), and so what
 # `dyimages retry --reason` accepts.
 DOWNLOAD_REASONS = reasons_at(Stage.FETCH, Stage.ANSWER, Stage.BYTES, Stage.NONE)
+# What a file of the photo library can fail with (the scanner), also accepted by `dyimages retry --reason`.
+LIBRARY_REASONS: tuple[Reason, ...] = (
+    Reason.UNSAFE_PATH,
+    Reason.UNREADABLE,
+    Reason.TOO_LARGE,
+    Reason.NOT_AN_IMAGE,
+    Reason.UNSUPPORTED_FORMAT,
+    Reason.TOO_COMPLEX,
+    Reason.TOO_MANY_PIXELS,
+    Reason.CORRUPT_IMAGE,
+    Reason.UNKNOWN,
+)
