@@ -7,7 +7,8 @@
 # slim image that runs as uid 10001. EXTRAS (space-separated) adds the member's optional dependencies:
 # the embedding service serves on ONNX Runtime without PyTorch; EXTRAS=torch is its export job and GPU image.
 # Adding a member: its pyproject.toml line below, a target at the end, a service in docker-compose.yml.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Debian 13 and its Python, 3.13: the newest the workspace's requires-python admits (3.11 to 3.13).
+ARG PYTHON_IMAGE=python:3.13.15-slim-trixie
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
 
 FROM ${UV_IMAGE} AS uv
@@ -15,7 +16,8 @@ FROM ${UV_IMAGE} AS uv
 # The workspace's metadata: uv checks the whole workspace against the lock file.
 FROM ${PYTHON_IMAGE} AS workspace
 COPY --from=uv /uv /bin/uv
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PYTHON=/usr/local/bin/python3 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
 # `uv-sync`: uv sync of dyimages-$MEMBER (with its EXTRAS) from the lock. A build behind a
 # TLS-intercepting proxy passes its CA bundle as the optional secret `ca_bundle` (docker build --secret
 # id=ca_bundle,src=...); it is used for that step only and never stored in an image. The third-party
@@ -33,7 +35,7 @@ RUN printf '%s\n' '#!/bin/sh' 'set -e' \
       'esac' > /usr/local/bin/uv-sync \
     && chmod 755 /usr/local/bin/uv-sync && mkdir /layer
 WORKDIR /src
-COPY pyproject.toml uv.lock .python-version ./
+COPY pyproject.toml uv.lock ./
 COPY common/pyproject.toml common/
 COPY downloader/pyproject.toml downloader/
 COPY indexer/pyproject.toml indexer/

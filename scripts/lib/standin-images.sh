@@ -6,7 +6,7 @@
 # line in standin_images.
 # Needs: engine_env (docker), debootstrap, SMOKE_PYTHON (a Python with pip, for the uv wheel), SMOKE_DIR.
 
-PYTHON_STANDIN=python:3.11.14-slim-bookworm     # the tags the Dockerfile and docker-compose.yml name
+PYTHON_STANDIN=python:3.13.15-slim-trixie       # the tags the Dockerfile and docker-compose.yml name
 UV_STANDIN=ghcr.io/astral-sh/uv:0.13.8
 RABBITMQ_STANDIN=rabbitmq:3.13.7-management-alpine
 PROMETHEUS_STANDIN=prom/prometheus:v3.13.2
@@ -22,17 +22,22 @@ image_available() {
 
 debian_mirror() { awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources; }
 
-# Debian 12's python3.11 (3.11.2) in a minimal debootstrap root, laid out like the python image.
+# The Debian release and Python of the python image the Dockerfile names: Debian 13 (trixie), Python 3.13.
+STANDIN_SUITE=trixie
+STANDIN_PYTHON=python3.13
+
+# Debian's Python in a minimal debootstrap root, laid out like the python image (python3, python and pip
+# in /usr/local/bin). The other stand-ins build on it, so they too are Debian 13's packages.
 standin_python() {
   local root=$SMOKE_DIR/rootfs
   rm -rf "$root"
-  standin_log "$PYTHON_STANDIN <- debootstrap bookworm python3.11 (about a minute)"
-  debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-pip,ca-certificates \
-    bookworm "$root" "$(debian_mirror)" >"$SMOKE_DIR/debootstrap.log"
+  standin_log "$PYTHON_STANDIN <- debootstrap $STANDIN_SUITE $STANDIN_PYTHON (about a minute)"
+  debootstrap --variant=minbase --include="$STANDIN_PYTHON,$STANDIN_PYTHON-venv,python3-pip,ca-certificates" \
+    "$STANDIN_SUITE" "$root" "$(debian_mirror)" >"$SMOKE_DIR/debootstrap.log"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
-    "$root"/usr/share/man/* "$root"/usr/lib/python3.11/EXTERNALLY-MANAGED
-  ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python3"
-  ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python"
+    "$root"/usr/share/man/* "$root/usr/lib/$STANDIN_PYTHON/EXTERNALLY-MANAGED"
+  ln -sf "/usr/bin/$STANDIN_PYTHON" "$root/usr/local/bin/python3"
+  ln -sf "/usr/bin/$STANDIN_PYTHON" "$root/usr/local/bin/python"
   ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
   : >"$root/etc/resolv.conf"
   # Keep services from starting inside image builds (Debian's convention).
