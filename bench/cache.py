@@ -2,10 +2,10 @@
 
 ``python -m bench cache [--quick] [--points N] [--queries Q] [--log L] [--distinct D]``
 
-* uncached: the app's search function (:func:`search_app.search.search`) without a cache: the text
+* uncached: the app's search function (:func:`search_app.search.engine.search`) without a cache: the text
   goes to the real embedding service (``python -m embedding``, ViT-B-32 with random weights: the
   same compute as trained weights) over HTTP, then embedded Qdrant returns the top 10 with payloads.
-* cached: the same call with the Redis cache (:mod:`search_app.query_cache`) on the Redis at
+* cached: the same call with the Redis cache (:mod:`search_app.search.cache`) on the Redis at
   REDIS_URL (default the local one), each text asked once before, so the vector and the page come
   from Redis; the collection's point count is still read per query (the invalidation signal).
   Uncached and cached calls alternate, text by text, so both see the same machine load.
@@ -33,8 +33,10 @@ from prometheus_client import REGISTRY
 
 from bench.query import MODEL, TOP_K, fill, open_index, percentile, query_texts, timed_ms
 from dyimages_common.embeddings.client import EmbeddingClient
-from search_app.query_cache import QueryCache, ServiceIdentity
-from search_app.search import Query, ServiceEmbedder, search
+from search_app.search.cache import QueryCache, ServiceIdentity
+from search_app.search.engine import search
+from search_app.search.model import Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit.embedding import run_embedding_service
 
 

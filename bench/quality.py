@@ -5,7 +5,7 @@ training) are drawn once each, stored as PNG and JPEG, and indexed through the r
 embedding service (``python -m embedding`` with ``MODEL_NAME=dy-demo``, ``MODEL_PRETRAINED`` = the
 checkpoint, its CPU default runtime unless ``--runtime``), the real indexer over the real RabbitMQ,
 and an embedded Qdrant folder. Then, through the app's own search function
-(:func:`search_app.search.search`):
+(:func:`search_app.search.engine.search`):
 
 * text -> image: each held-out full caption ("a small red circle at the top left on a grey
   background") is searched; its one picture's rank gives recall@1/5/10 and mean reciprocal rank;
@@ -37,7 +37,9 @@ from PIL import Image
 from demo.scores import retrieval_scores
 from demo.train_model import EVAL_SEED
 from dyimages_common.embeddings.client import EmbeddingClient
-from search_app.search import Query, ServiceEmbedder, search
+from search_app.search.engine import search
+from search_app.search.model import Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG
 from testkit.demo_library import demo_model_env, index_stored, new_library, store_picture
 from testkit.demo_world import altered_copies, draw, split_scenes

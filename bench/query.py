@@ -2,7 +2,7 @@
 
 ``python -m bench query [--quick] [--points N] [--info-points M] [--queries Q] [--browser-queries B]``
 
-* query: the app's own search function (:func:`search_app.search.search`): the text goes to the real
+* query: the app's own search function (:func:`search_app.search.engine.search`): the text goes to the real
   embedding service (``python -m embedding``, ViT-B-32 with random weights: the same compute as
   trained weights) over HTTP, then embedded Qdrant returns the top 10 with payloads. Every query
   text is distinct, so no cache helps; warm (after warm-up queries).
@@ -49,7 +49,9 @@ from dyimages_common.index_builds import ensure_serving
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings, load_settings
-from search_app.search import Query, ServiceEmbedder, search, search_vector
+from search_app.search.engine import search, search_vector
+from search_app.search.model import Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit.browser import chromium, search_in_browser, streamlit_app
 from testkit.embedding import run_embedding_service
 from testkit.images import jpeg

@@ -13,7 +13,7 @@ Two runs in one invocation, each with fresh queues, images, state and Qdrant fol
    and started again (``--downloader-kills``), the broker closes the soak's connections, and
    poison messages are published; gives ``chaos_images_per_s`` and every other figure.
 
-Then, with every service stopped, ``dyimages audit``'s own checks (:mod:`search_app.audit`) must
+Then, with every service stopped, ``dyimages audit``'s own checks (:mod:`search_app.ops.audit`) must
 find the books balanced (``audit_problems`` 0: every URL done or failed with a reason, every done
 URL's file stored intact and listed in its image's point, made by the collection's model, no
 orphaned file, point or state row, every dead letter with a reason) with no work left in flight;

@@ -1,6 +1,6 @@
 """What the soak looks at once every service has stopped: the audit's ledgers, and when the last image was indexed.
 
-The oracle is ``dyimages audit``'s own code (:mod:`search_app.audit`): the URL file, the downloader's
+The oracle is ``dyimages audit``'s own code (:mod:`search_app.ops.audit`): the URL file, the downloader's
 state, the images folder, the index and the dead letters, read once (read-only; dead letters are
 peeked, never consumed) and held against each other. The soak adds only what the audit cannot know:
 which URLs of its catalog are good and which bad.
@@ -16,9 +16,9 @@ import aio_pika
 
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import QdrantSettings, load_settings
-from search_app.audit import AuditReport, check
-from search_app.audit_ledgers import Ledgers, read_ledgers
 from search_app.clients import open_index
+from search_app.ops.audit import AuditReport, check
+from search_app.ops.ledgers import Ledgers, read_ledgers
 from search_app.settings import AppSettings
 from testkit.rabbit import AMQP_URL, rabbit_env
 

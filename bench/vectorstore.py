@@ -14,7 +14,7 @@ For each size N (default 10,000 and 100,000; quick 2,000 and 10,000), in a fresh
    revision), the read-back of revisions. Vectors are random unit vectors.
 2. search: a second child process (the app's side) opens the folder (embedded mode reads every
    point into memory) and runs Q queries (random unit vectors; default 50, quick 20) through the
-   app's own :func:`search_app.search.search_vector`, top 10 with payloads, once without a filter and
+   app's own :func:`search_app.search.engine.search_vector`, top 10 with payloads, once without a filter and
    once with the app's filter ``domains=site3.example, min_width=1024`` (about 1 point in 12 matches).
    Embedded mode checks a filter in Python, point by point, so a filtered query at 100,000 points
    takes seconds: that is why Q is small, and why p99 over 50 queries is close to their maximum.
@@ -190,7 +190,7 @@ def fill(folder: Path, count: int) -> dict[str, Any]:
 
 def _timed_searches(client: Any, vectors_: np.ndarray, filters: Any) -> dict[str, list[Any]]:
     """Each query's wall time and CPU time (ms, this process's threads) and the shas it returned."""
-    from search_app.search import search_vector
+    from search_app.search.engine import search_vector
 
     timed: dict[str, list[Any]] = {"ms": [], "cpu_ms": [], "hits": []}
     for vector in vectors_:
@@ -204,7 +204,7 @@ def _timed_searches(client: Any, vectors_: np.ndarray, filters: Any) -> dict[str
 
 def search(folder: Path, queries: int) -> dict[str, Any]:
     """Open the folder as the app does and time the app's search, with and without the filter."""
-    from search_app.search import Filters
+    from search_app.search.model import Filters
 
     me = psutil.Process()
     wanted = query_vectors(queries)

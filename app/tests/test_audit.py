@@ -23,8 +23,8 @@ from qdrant_client import QdrantClient, models
 from typer.testing import CliRunner
 
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
-from search_app.audit import KINDS
-from search_app.cli import app
+from search_app.cli.main import app
+from search_app.ops.audit import KINDS
 from testkit.compose import load_compose, service_environment
 from testkit.images import jpeg
 from testkit.indexed_library import COLLECTION, Library, Picture, dead_letter, messages

@@ -14,7 +14,7 @@ from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
-from search_app.cli import app
+from search_app.cli.main import app
 from testkit.indexed_library import (
     COLLECTION,
     Library,

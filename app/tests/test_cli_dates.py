@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dyimages_common.process import exit_codes
-from search_app.cli import app
+from search_app.cli.main import app
 from testkit.app_driver import search_json
 from testkit.dated_library import DatedPhoto, index_dated
 from testkit.indexed_library import Library

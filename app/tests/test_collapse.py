@@ -14,14 +14,16 @@ import pytest
 from typer.testing import CliRunner
 
 import search_app
-from search_app.cli import app
-from search_app.search import NEAR_DUPLICATE_COSINE, Filters, Query, search
+from search_app.cli.main import app
+from search_app.search.collapse import NEAR_DUPLICATE_COSINE
+from search_app.search.engine import search
+from search_app.search.model import Filters, Query
 from testkit.app_driver import search_json, searching_by_image
 from testkit.index_points import add_point, fake_sha, open_index
 from testkit.indexed_library import Library
 
 runner = CliRunner()
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 def oracle(indexed: dict[str, np.ndarray], ranked: list[str], threshold: float) -> list[tuple[str, list[str]]]:

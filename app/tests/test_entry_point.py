@@ -32,7 +32,7 @@ def test_streamlit_listens_where_the_settings_say() -> None:
     command = streamlit_command(AppSettings(app_host="127.0.0.1", app_port=9123, max_image_bytes=20 * 1024 * 1024))
     joined = " ".join(command)
     assert command[1:4] == ["-m", "streamlit", "run"]
-    assert command[4].endswith("search_app/streamlit_app.py")
+    assert command[4].endswith("search_app/ui/streamlit_app.py")
     assert "--server.address 127.0.0.1 --server.port 9123" in joined
     assert "--server.maxUploadSize 20" in joined
     assert "--browser.gatherUsageStats false" in joined

@@ -16,9 +16,11 @@ from typer.testing import CliRunner
 
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient
-from search_app.cli import app
-from search_app.query_cache import QueryCache, ServiceIdentity
-from search_app.search import Filters, Query, ServiceEmbedder, search
+from search_app.cli.main import app
+from search_app.search.cache import QueryCache, ServiceIdentity
+from search_app.search.engine import search
+from search_app.search.model import Filters, Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit.app_driver import search_json, searching_by_image
 from testkit.indexed_library import Library
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 runner = CliRunner()
 REDIS_URL = "redis://127.0.0.1:6379/0"  # the shared server; these tests fail when it is not running
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 def threshold_between(scores: list[float]) -> tuple[int, float]:

@@ -22,7 +22,7 @@ from testkit.indexed_library import COLLECTION, Library
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 SHA = "ab" * 32
 HOSTILE = {
     "content_type": "[click me](https://evil.example/phish)",

@@ -22,8 +22,10 @@ from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.points import INTERNAL_FIELDS, ImagePoint
 from dyimages_common.settings import load_settings
-from search_app.reindex import CARRIED, build_messages
-from search_app.search import Query, ServiceEmbedder, search
+from search_app.ops.reindex import CARRIED, build_messages
+from search_app.search.engine import search
+from search_app.search.model import Query
+from search_app.search.vectors import ServiceEmbedder
 from search_app.settings import AppSettings
 from testkit.app_driver import search_json
 from testkit.index_points import add_point

@@ -11,8 +11,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from search_app.cli import app
-from search_app.progress import IngestProgress, IngestSample, ProgressTracker, duration
+from search_app.cli.main import app
+from search_app.ops.progress import IngestProgress, IngestSample, ProgressTracker, duration
 from testkit.indexed_library import Library, record_downloads
 
 runner = CliRunner()

@@ -16,8 +16,8 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from search_app.cli import app
-from search_app.query_cache import PREFIX
+from search_app.cli.main import app
+from search_app.search.cache import PREFIX
 from testkit.indexed_library import Library, PictureSpec, index_pictures, record_downloads
 
 pytestmark = pytest.mark.integration

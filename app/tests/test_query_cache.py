@@ -27,9 +27,11 @@ from streamlit.testing.v1 import AppTest
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient, ModelInfo
 from dyimages_common.image_index import ImageIndex
-from search_app import query_cache
-from search_app.query_cache import QueryCache, ServiceIdentity
-from search_app.search import Filters, Hit, Query, ServiceEmbedder, search
+from search_app.search import cache as query_cache
+from search_app.search.cache import QueryCache, ServiceIdentity
+from search_app.search.engine import search
+from search_app.search.model import Filters, Hit, Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit.images import jpeg
 from testkit.indexed_library import Library, PictureSpec, index_pictures
 from testkit.procs import free_port
@@ -39,8 +41,8 @@ pytestmark = pytest.mark.integration
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 QUERY = "a red bicycle leaning on a wall"
-LOGGER = "search_app.query_cache"
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+LOGGER = "search_app.search.cache"
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 def require_redis() -> None:

@@ -15,18 +15,10 @@ import pytest
 from dyimages_common import index_builds
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import SettingsError, load_settings
-from search_app.search import (
-    CollectionMissing,
-    Filters,
-    IndexMismatch,
-    Query,
-    QueryError,
-    combine,
-    facet_values,
-    index_size,
-    parse_text,
-    search,
-)
+from dyimages_common.store_errors import CollectionMissing
+from search_app.search.engine import facet_values, index_size, search
+from search_app.search.model import Filters, Query
+from search_app.search.vectors import IndexMismatch, QueryError, combine, parse_text
 from search_app.settings import AppSettings
 from testkit.index_points import add_point as index_point
 from testkit.index_points import fake_sha as sha
@@ -218,7 +210,7 @@ def test_settings_fail_clearly_on_bad_values(monkeypatch: pytest.MonkeyPatch) ->
     ],
 )
 def test_result_links_are_safe_markdown(text: str, url: str, expected: str) -> None:
-    from search_app.ui_search import markdown_link
+    from search_app.ui.safe_markdown import markdown_link
 
     assert markdown_link(text, url) == expected
 

@@ -24,7 +24,7 @@ from testkit.rabbit import rabbit_env
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 QUICK = {"DOWNLOADER_POLL_S": "0.1", "DOWNLOADER_BROKER_RETRY_MAX_S": "0.5", "DOWNLOADER_SHUTDOWN_GRACE_S": "2"}
 
 

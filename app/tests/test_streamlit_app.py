@@ -25,7 +25,7 @@ from testkit.procs import free_port
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 QUERY = "a red bicycle leaning on a wall"
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
-from search_app.thumbnails import ThumbnailError, thumbnail
+from search_app.search.thumbnails import ThumbnailError, thumbnail
 from testkit.images import jpeg, png
 
 pytestmark = pytest.mark.unit

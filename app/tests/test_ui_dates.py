@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from search_app.ui_markdown import markdown_text
+from search_app.ui.safe_markdown import markdown_text
 from testkit.app_driver import running_app
 from testkit.dated_library import DatedPhoto, index_dated
 from testkit.indexed_library import Library

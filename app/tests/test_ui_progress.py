@@ -12,12 +12,12 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from search_app.ui_progress import REFRESH_S
+from search_app.ui.progress import REFRESH_S
 from testkit.indexed_library import Library, PictureSpec, index_pictures, record_downloads
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 SITE = "https://progress-ui.example"
 
 

@@ -11,13 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 import search_app
-from search_app.search import Filters, Query, query_words, search
+from search_app.search.engine import search
+from search_app.search.model import Filters, Query
+from search_app.search.vectors import query_words
 from testkit.app_driver import running_app, search_json
 from testkit.index_points import add_point, fake_sha, open_index
 from testkit.indexed_library import Library
 
 runner = CliRunner()
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 class Fixed:

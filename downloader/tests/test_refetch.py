@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 def dyimages(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "search_app.cli", *args],
+        [sys.executable, "-m", "search_app.cli.main", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -1,7 +1,7 @@
 """The photo's own date through every real process: photos with different EXIF dates (and one without)
 are served by a local HTTP server, fetched by `python -m downloader --once`, embedded by the real
 LitServe embedding service (tiny OpenCLIP, random weights) and written by `python -m indexer
---exit-when-idle` into an embedded Qdrant folder; then `python -m search_app.cli search --json` (a real
+--exit-when-idle` into an embedded Qdrant folder; then `python -m search_app.cli.main search --json` (a real
 process too) filters them by date and sorts them newest or oldest first.
 
 Random weights make the ranking by relevance meaningless, so every search here asks for more results
@@ -50,7 +50,7 @@ class Indexed:
     def search(self, *args: str) -> list[dict[str, Any]]:
         """`dyimages search ARGS --top-k 20 --json` as its own process; the results in order."""
         answer = subprocess.run(
-            [sys.executable, "-m", "search_app.cli", "search", *args, "--top-k", "20", "--json"],
+            [sys.executable, "-m", "search_app.cli.main", "search", *args, "--top-k", "20", "--json"],
             env={**os.environ, **self.env},
             capture_output=True,
             text=True,

@@ -29,7 +29,9 @@ from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.point_writes import ImageVector
 from dyimages_common.process import exit_codes
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
-from search_app.search import IndexMismatch, Query, ServiceEmbedder, search
+from search_app.search.engine import search
+from search_app.search.model import Query
+from search_app.search.vectors import IndexMismatch, ServiceEmbedder
 from testkit import TINY_MODEL, TINY_MODEL_CONFIG
 from testkit.embedding import EmbeddingService, run_embedding_service
 from testkit.messages import publish, stored_image
@@ -160,7 +162,7 @@ def test_a_search_whose_query_vector_comes_from_other_weights_is_refused_with_th
 
 def _dyimages(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "search_app.cli", *args],
+        [sys.executable, "-m", "search_app.cli.main", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -209,7 +211,7 @@ def test_a_model_change_is_built_beside_the_old_index_which_serves_until_the_swa
     new_model = {**env, "EMBEDDING_SERVICE_URL": other_weights.url}  # the model changes
     # A reindex killed right after it made the new collection: the old one still serves, untouched.
     killed = subprocess.Popen(
-        [sys.executable, "-m", "search_app.cli", "reindex"],
+        [sys.executable, "-m", "search_app.cli.main", "reindex"],
         env={**os.environ, **new_model},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -14,8 +14,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from search_app.cli import app
-from search_app.search import Filters, Query
+from search_app.cli.main import app
+from search_app.search.model import Filters, Query
 from testkit.semantic_library import ART, ORIGINAL, OTHER_CIRCLES, PHOTOS, RED_CIRCLES, TARGET, DemoLibrary
 
 pytestmark = pytest.mark.integration

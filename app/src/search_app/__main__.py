@@ -17,7 +17,7 @@ from dyimages_common.settings import settings_or_exit
 from search_app.metrics_server import start_metrics
 from search_app.settings import AppSettings
 
-SCRIPT = Path(__file__).resolve().parent / "streamlit_app.py"
+SCRIPT = Path(__file__).resolve().parent / "ui" / "streamlit_app.py"
 
 
 def streamlit_command(settings: AppSettings) -> list[str]:

@@ -21,7 +21,7 @@ def start_metrics(port: int) -> None:
         if not port or port in _started:
             return
         # Registers the counter, so every label reads 0 from the start rather than appearing later.
-        import search_app.query_cache  # noqa: F401
+        import search_app.search.cache  # noqa: F401
 
         serve_metrics(port)
         _started.add(port)

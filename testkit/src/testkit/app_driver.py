@@ -18,9 +18,9 @@ from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 import search_app
-from search_app.cli import app
+from search_app.cli.main import app
 
-APP = str(Path(search_app.__file__).parent / "streamlit_app.py")
+APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 @contextmanager

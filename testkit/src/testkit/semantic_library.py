@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from search_app.search import Hit, Query, ServiceEmbedder, search
+from search_app.search.engine import search
+from search_app.search.model import Hit, Query
+from search_app.search.vectors import ServiceEmbedder
 from testkit.demo_library import store_file, store_picture
 from testkit.demo_world import Scene, altered_copies, draw
 from testkit.indexed_library import Library, Picture

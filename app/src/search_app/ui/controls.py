@@ -10,12 +10,14 @@ import streamlit as st
 
 from dyimages_common.images.storage import FORMATS
 from dyimages_common.index_query import Order
-from search_app import resources
+from dyimages_common.store_errors import StoreUnavailable
 from search_app.clients import Clients
-from search_app.search import NEAR_DUPLICATE_COSINE, Filters, QdrantUnavailable
+from search_app.search.collapse import NEAR_DUPLICATE_COSINE
+from search_app.search.model import Filters
+from search_app.search.thumbnails import ThumbnailError
 from search_app.settings import AppSettings
-from search_app.thumbnails import ThumbnailError
-from search_app.ui_markdown import markdown_text
+from search_app.ui import resources
+from search_app.ui.safe_markdown import markdown_text
 
 MAX_QUERY_CHARS = 1000
 FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
@@ -42,7 +44,7 @@ def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         st.subheader("Filters")
         try:
             domains_known = resources.domain_choices(settings, clients)
-        except QdrantUnavailable:
+        except StoreUnavailable:
             domains_known = []
         domains = st.multiselect("Source domain", domains_known, key="domains", placeholder="any")
         formats = st.multiselect(

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from dyimages_common.process import exit_codes
 from dyimages_common.reasons import DOWNLOAD_REASONS
-from search_app.cli_context import JsonFlag, fail, load_settings, out, print_json, rabbit_down, warn
-from search_app.status import RABBIT_ERRORS, Failures, NothingToRetry, collect_failures, request_retry
+from search_app.cli.context import JsonFlag, fail, load_settings, out, print_json, rabbit_down, warn
+from search_app.ops.status import RABBIT_ERRORS, Failures, NothingToRetry, collect_failures, request_retry
 
 
 def failures(

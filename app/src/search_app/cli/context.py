@@ -20,8 +20,8 @@ from dyimages_common.embeddings.client import EmbeddingUnavailable
 from dyimages_common.process import exit_codes
 from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
+from dyimages_common.store_errors import StoreUnavailable
 from search_app.clients import Clients, open_clients
-from search_app.search import QDRANT_ERRORS, QdrantUnavailable
 from search_app.settings import AppSettings
 
 JSON_SCHEMA_VERSION = 1
@@ -61,14 +61,12 @@ def service_clients(settings: AppSettings) -> Iterator[Clients]:
     """Clients for one command; a service that does not answer becomes one plain line and exit 3."""
     try:
         clients = open_clients(settings)
-    except QdrantUnavailable as exc:
+    except StoreUnavailable as exc:
         fail(str(exc), exit_codes.SERVICE_DOWN)
     try:
         yield clients
-    except QdrantUnavailable as exc:
+    except StoreUnavailable as exc:
         fail(str(exc), exit_codes.SERVICE_DOWN)
-    except QDRANT_ERRORS as exc:
-        fail(f"Qdrant is not answering: {exc}", exit_codes.SERVICE_DOWN)
     except EmbeddingUnavailable as exc:
         fail(
             f"the embedding service at {settings.embedding_service_url} is not answering: {exc}",

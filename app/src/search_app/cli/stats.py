@@ -15,10 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from dyimages_common.process import exit_codes
-from search_app.cli_context import JsonFlag, load_settings, out, print_json, service_clients, warn
-from search_app.progress import IngestProgress, IngestSample, ProgressTracker, duration
+from search_app.cli.context import JsonFlag, load_settings, out, print_json, service_clients, warn
+from search_app.ops.progress import IngestProgress, IngestSample, ProgressTracker, duration
+from search_app.ops.status import Status, collect_status
 from search_app.settings import AppSettings
-from search_app.status import Status, collect_status
 
 
 def stats(
@@ -38,7 +38,7 @@ def stats(
     "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
     A part that could not be read has null values and its "error" says why; the exit code is then 3.
     --watch shows ingest progress until Ctrl-C (or --samples): a bar of the URLs the downloader finished
-    (done or failed), the images indexed, both rates and the ETA of the pending URLs (search_app.progress);
+    (done or failed), the images indexed, both rates and the ETA of the pending URLs (search_app.ops.progress);
     with --json one object per refresh, {"schema_version": 1, "pending", "downloaded", "failed", "indexed",
     "downloaded_fraction", "download_rate": float|null, "index_rate": float|null, "eta_s": float|null}.
     """

@@ -1,8 +1,9 @@
 """`dyimages`: the operator's command line (stats, search, failures, retry, reindex, drop, prune, audit).
 
-This module only wires the commands into one typer app; each lives in a module of its own job:
-cli_status (stats), cli_search (search), cli_failures (failures, retry), cli_maintenance (reindex, drop,
-prune, audit), and cli_context holds what they share (settings, clients, errors, JSON output).
+This module only wires the commands into one typer app; each lives in a module of its own job in this
+package: stats, search, failures (failures, retry), reindex (reindex, drop), maintenance (prune, audit), and
+context holds what they share (settings, clients, errors, JSON output). ``python -m search_app.cli.main``
+runs it where the ``dyimages`` script is not on the PATH.
 
 Exit codes (dyimages_common.process.exit_codes): 0 done; 1 the request cannot be done (bad query, unknown image,
 refused); 2 a setting is wrong (one line names the variable); 3 a service (Qdrant, the embedding service,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from search_app import cli_failures, cli_maintenance, cli_reindex, cli_search, cli_status
+from search_app.cli import failures, maintenance, reindex, search, stats
 
 app = typer.Typer(
     name="dyimages",
@@ -25,14 +26,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.command("stats")(cli_status.stats)
-app.command("search")(cli_search.search_command)
-app.command("failures")(cli_failures.failures)
-app.command("reindex")(cli_reindex.reindex)
-app.command("drop")(cli_reindex.drop)
-app.command("prune")(cli_maintenance.prune)
-app.command("audit", help=cli_maintenance.AUDIT_HELP)(cli_maintenance.audit_command)
-app.command("retry")(cli_failures.retry)
+app.command("stats")(stats.stats)
+app.command("search")(search.search_command)
+app.command("failures")(failures.failures)
+app.command("reindex")(reindex.reindex)
+app.command("drop")(reindex.drop)
+app.command("prune")(maintenance.prune)
+app.command("audit", help=maintenance.AUDIT_HELP)(maintenance.audit_command)
+app.command("retry")(failures.retry)
 
 
 def main() -> None:

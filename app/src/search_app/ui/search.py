@@ -1,5 +1,5 @@
 """The search page: runs the query the inputs describe and shows the results, an empty index, or what
-is down. The inputs live in :mod:`search_app.ui_controls`, the result grid in :mod:`search_app.ui_results`."""
+is down. The inputs live in :mod:`search_app.ui.controls`, the result grid in :mod:`search_app.ui.results`."""
 
 from __future__ import annotations
 
@@ -11,20 +11,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 from dyimages_common.embeddings.client import EmbeddingRequestError, EmbeddingUnavailable
-from search_app import resources
-from search_app.search import (
-    CollectionMissing,
-    IndexMismatch,
-    QdrantUnavailable,
-    Query,
-    QueryError,
-    index_size,
-    search,
-)
+from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
+from search_app.search.engine import index_size, search
+from search_app.search.model import Query
+from search_app.search.vectors import IndexMismatch, QueryError
 from search_app.settings import AppSettings
-from search_app.ui_controls import like_banner, query_inputs, sidebar
-from search_app.ui_markdown import markdown_link as markdown_link  # re-exported: the page's safe links
-from search_app.ui_results import result_grid
+from search_app.ui import resources
+from search_app.ui.controls import like_banner, query_inputs, sidebar
+from search_app.ui.results import result_grid
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +67,7 @@ def render() -> None:
     st.session_state.setdefault("like", None)
     try:
         clients = resources.clients(settings)
-    except QdrantUnavailable as exc:
+    except StoreUnavailable as exc:
         _service_down(settings, exc)
         return
     filters, top_k = sidebar(settings, clients)
@@ -112,7 +106,7 @@ def render() -> None:
     except CollectionMissing:
         st.info(EMPTY_INDEX, icon=":material/info:")
         return
-    except (EmbeddingUnavailable, QdrantUnavailable) as exc:
+    except (EmbeddingUnavailable, StoreUnavailable) as exc:
         _service_down(settings, exc)
         return
     except (QueryError, EmbeddingRequestError) as exc:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from search_app.search import Hit
+    from search_app.search.model import Hit
 
 NEAR_DUPLICATE_COSINE = 0.94  # clip-retrieval's threshold for "the same picture"
 

@@ -14,19 +14,13 @@ from dyimages_common.embeddings.client import EmbeddingRequestError
 from dyimages_common.images.storage import FORMATS
 from dyimages_common.index_query import Order
 from dyimages_common.process import exit_codes
-from search_app.cli_context import JsonFlag, err, fail, load_settings, out, print_json, service_clients
-from search_app.hit_text import date_label
-from search_app.search import (
-    NEAR_DUPLICATE_COSINE,
-    CollectionMissing,
-    Filters,
-    Hit,
-    IndexMismatch,
-    Query,
-    QueryError,
-    ServiceEmbedder,
-    search,
-)
+from dyimages_common.store_errors import CollectionMissing
+from search_app.cli.context import JsonFlag, err, fail, load_settings, out, print_json, service_clients
+from search_app.search.collapse import NEAR_DUPLICATE_COSINE
+from search_app.search.engine import search
+from search_app.search.hit_text import date_label
+from search_app.search.model import Filters, Hit, Query
+from search_app.search.vectors import IndexMismatch, QueryError, ServiceEmbedder
 from search_app.settings import AppSettings
 
 # Accepted --format names: the content types' short names (jpeg, png, webp, gif).

@@ -1,18 +1,18 @@
 """The result grid of the search page: one card per hit (thumbnail, rank, score, source, the photo's date
 and camera, buttons) and the details dialog. Every payload value is shown as escaped text
-(:mod:`search_app.ui_markdown`)."""
+(:mod:`search_app.ui.safe_markdown`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from search_app import resources
-from search_app.hit_text import date_label
-from search_app.search import Hit
+from search_app.search.hit_text import date_label
+from search_app.search.model import Hit
+from search_app.search.thumbnails import ThumbnailError
 from search_app.settings import AppSettings
-from search_app.thumbnails import ThumbnailError
-from search_app.ui_controls import FORMAT_LABELS, more_like
-from search_app.ui_markdown import markdown_link, markdown_text
+from search_app.ui import resources
+from search_app.ui.controls import FORMAT_LABELS, more_like
+from search_app.ui.safe_markdown import markdown_link, markdown_text
 
 
 @st.dialog("Image", width="large")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from search_app.search import Hit
+from search_app.search.model import Hit
 
 
 def date_label(hit: Hit) -> str:

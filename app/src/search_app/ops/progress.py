@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from search_app.status import Status
+from search_app.ops.status import Status
 
 WINDOW = 30  # samples kept for the rates
 

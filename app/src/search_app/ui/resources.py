@@ -19,10 +19,11 @@ from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
 from search_app.metrics_server import start_metrics
-from search_app.query_cache import QueryCache, ServiceIdentity
-from search_app.search import CachedEmbedder, Embedder, facet_values
+from search_app.search.cache import QueryCache, ServiceIdentity
+from search_app.search.engine import facet_values
+from search_app.search.thumbnails import thumbnail
+from search_app.search.vectors import CachedEmbedder, Embedder
 from search_app.settings import AppSettings
-from search_app.thumbnails import thumbnail
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,7 +55,7 @@ def _clients(_settings: AppSettings, key: str) -> Clients:
 
 
 def clients(settings: AppSettings) -> Clients:
-    """The process's clients for these settings (raises QdrantUnavailable while Qdrant cannot be opened)."""
+    """The process's clients for these settings (raises StoreUnavailable while Qdrant cannot be opened)."""
     return _clients(settings, _settings_key(settings))
 
 

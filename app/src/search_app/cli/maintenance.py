@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 
 from dyimages_common.process import exit_codes
-from search_app.audit import KINDS, UrlFileUnreadable, audit
-from search_app.cli_context import (
+from search_app.cli.context import (
     JsonFlag,
     fail,
     load_settings,
@@ -19,8 +18,9 @@ from search_app.cli_context import (
     rabbit_down,
     service_clients,
 )
-from search_app.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
-from search_app.status import RABBIT_ERRORS
+from search_app.ops.audit import KINDS, UrlFileUnreadable, audit
+from search_app.ops.prune import MAX_SHARE, PruneRefused, apply_prune, plan_prune
+from search_app.ops.status import RABBIT_ERRORS
 
 
 def prune(

@@ -46,7 +46,8 @@ from redis.retry import Retry
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
-from search_app.search import Embedder, Filters, Hit
+from search_app.search.model import Filters, Hit
+from search_app.search.vectors import Embedder
 
 # A result page as Redis keeps it: every field of every hit, the store's own included (not Hit.to_json,
 # which leaves those out for people), so a page from the cache equals the page it stands for.
@@ -203,7 +204,7 @@ class QueryCache:
 
 
 class CachingEmbedder:
-    """An :class:`~search_app.search.Embedder` that asks the cache before ``inner``."""
+    """An :class:`~search_app.search.engine.Embedder` that asks the cache before ``inner``."""
 
     def __init__(self, cache: QueryCache, inner: Embedder, identity: Callable[[], tuple[str, str]]) -> None:
         self._cache, self._inner, self._identity = cache, inner, identity

@@ -31,7 +31,7 @@ from typing import Any
 from dyimages_common.image_index import ImageIndex
 from dyimages_common.points import point_id
 from dyimages_common.urls import state as url_state
-from search_app.audit_ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
+from search_app.ops.ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
 from search_app.settings import AppSettings
 
 __all__ = ["KINDS", "AuditReport", "Problem", "StoredPoint", "UrlFileUnreadable", "audit", "check", "stored_points"]
@@ -53,7 +53,7 @@ KINDS: dict[str, str] = {
     "image_without_point": "a stored file no point holds and no done URL leads to",
     "dead_letter_without_reason": "a dead-lettered message with no reason header",
 }
-NO_REASON = "unknown"  # what search_app.dead_letters reports for a dead letter without any reason
+NO_REASON = "unknown"  # what search_app.ops.dead_letters reports for a dead letter without any reason
 
 
 @dataclass(frozen=True)

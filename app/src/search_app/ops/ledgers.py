@@ -1,7 +1,7 @@
 """The four ledgers `dyimages audit` holds against each other, each read once and read-only.
 
 The URL file, the downloader's state, the images folder and the index (through the store seam), plus the
-queues' depths and every dead letter (peeked, never consumed). :mod:`search_app.audit` checks them.
+queues' depths and every dead letter (peeked, never consumed). :mod:`search_app.ops.audit` checks them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.points import ImagePoint
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import UrlList, read_url_file
-from search_app.dead_letters import DeadLetter, peek_dead_letters
+from search_app.ops.dead_letters import DeadLetter, peek_dead_letters
 from search_app.settings import AppSettings
 
 _HASH_CHUNK = 1 << 20

@@ -22,7 +22,7 @@ from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.store_errors import StoreUnavailable
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.refetch import RetryRequest, failure_reason, matching_failures, publish_retry_request
-from search_app.dead_letters import DeadLetter, peek_dead_letters
+from search_app.ops.dead_letters import DeadLetter, peek_dead_letters
 from search_app.settings import AppSettings
 
 RABBIT_ERRORS: tuple[type[BaseException], ...] = (OSError, aiormq.exceptions.AMQPError, asyncio.TimeoutError)

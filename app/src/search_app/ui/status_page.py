@@ -1,7 +1,7 @@
 """Page script: the status page. Images indexed, queue depth, model and device, recent failures with reasons.
 
 Streamlit's navigation (``streamlit_app.py``) registers this file by name; what it shows is collected
-in :mod:`search_app.status`, shared with ``dyimages stats``.
+in :mod:`search_app.ops.status`, shared with ``dyimages stats``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ import streamlit as st
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.reasons import Reason
+from dyimages_common.store_errors import StoreUnavailable
 from dyimages_common.urls.refetch import failure_reason
-from search_app import resources
-from search_app.search import QdrantUnavailable
-from search_app.settings import AppSettings
-from search_app.status import (
+from search_app.ops.status import (
     RABBIT_ERRORS,
     Failures,
     NothingToRetry,
@@ -22,7 +20,9 @@ from search_app.status import (
     collect_status,
     request_retry,
 )
-from search_app.ui_progress import render_ingest_progress
+from search_app.settings import AppSettings
+from search_app.ui import resources
+from search_app.ui.progress import render_ingest_progress
 
 
 def _number(value: int | None) -> str:
@@ -37,7 +37,7 @@ def render() -> None:
         try:
             clients = resources.clients(settings)
             status = collect_status(clients.index, clients.embedding, settings)
-        except QdrantUnavailable as exc:  # the other parts can still be read
+        except StoreUnavailable as exc:  # the other parts can still be read
             with EmbeddingClient(settings.embedding_service_url, timeout=settings.embedding_timeout_s) as embedding:
                 status = collect_status(None, embedding, settings, qdrant_error=str(exc))
         failures = collect_failures(settings, limit=50)

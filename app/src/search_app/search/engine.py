@@ -1,8 +1,8 @@
-"""Searching the index: filters, the query's vector through the store seam, results and paging.
+"""The search itself: a :class:`~search_app.search.model.Query` to a page of hits through the store seam.
 
 Plain functions over an :class:`~dyimages_common.image_index.ImageIndex` and an embedder, shared by the
 Streamlit UI, the CLI and the query benchmark. How a query becomes a vector is
-:mod:`search_app.query_vectors`; near-duplicate folding is :mod:`search_app.collapse`.
+:mod:`search_app.search.vectors`; near-duplicate folding is :mod:`search_app.search.collapse`.
 
 Order: ``relevance`` (default) ranks by the query vector. ``newest``/``oldest`` order by the payload's
 ``date`` (EXIF date, else download time): without a query (browsing) over the whole filtered index
@@ -14,141 +14,36 @@ say what counts as a match).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
 from dyimages_common.image_index import ImageIndex
-from dyimages_common.index_query import Found, Order, PointFilter
-from dyimages_common.points import INTERNAL_FIELDS, ImagePoint, point_id
-from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
-from search_app.collapse import NEAR_DUPLICATE_COSINE, collapse_near_duplicates
-from search_app.query_vectors import (
-    CachedEmbedder,
+from dyimages_common.points import point_id
+from search_app.search.collapse import collapse_near_duplicates
+from search_app.search.model import Filters, Hit, Query
+from search_app.search.vectors import (
     Embedder,
-    IndexMismatch,
-    ParsedText,
     QueryError,
-    ServiceEmbedder,
     answered_by,
     check_query_model,
     combine,
-    parse_text,
     query_words,
     stored_vector,
 )
 
 if TYPE_CHECKING:
-    from search_app.query_cache import QueryCache
-
-__all__ = [
-    "NEAR_DUPLICATE_COSINE",
-    "QDRANT_ERRORS",
-    "CachedEmbedder",
-    "CollectionMissing",
-    "Embedder",
-    "Filters",
-    "Hit",
-    "IndexMismatch",
-    "QdrantUnavailable",
-    "Query",
-    "QueryError",
-    "ServiceEmbedder",
-    "facet_values",
-    "index_size",
-    "parse_text",
-    "search",
-    "search_vector",
-]
-
-QdrantUnavailable = StoreUnavailable  # the store seam classifies every failure; this is the one to catch
-QDRANT_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable,)
+    from search_app.search.cache import QueryCache
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Conditions on results; empty means no condition.
-
-    Payload conditions (:meth:`point_filter`): domains, formats, sizes, and ``date_from``/``date_to`` (whole
-    UTC days, inclusive, on the payload's ``date``). ``min_score`` is the lowest cosine similarity shown;
-    ``collapse`` folds each result within that cosine of a better one into it; ``match_words`` fuses the
-    ranking with the query's words in file names, URL paths and camera; ``order`` sorts by relevance or
-    date (module docstring). All are kept here so the UI's paging signature and the result cache's key
-    change with them like with any other filter.
-    """
-
-    domains: tuple[str, ...] = ()
-    content_types: tuple[str, ...] = ()
-    min_width: int = 0
-    min_height: int = 0
-    min_score: float | None = None
-    collapse: float | None = None
-    match_words: bool = False
-    date_from: date | None = None
-    date_to: date | None = None
-    order: Order = "relevance"
-
-    def point_filter(self, exclude_ids: Sequence[str] = ()) -> PointFilter:
-        return PointFilter(
-            domains=self.domains,
-            content_types=self.content_types,
-            min_width=self.min_width,
-            min_height=self.min_height,
-            date_from=self.date_from,
-            date_to=self.date_to,
-            exclude_ids=tuple(exclude_ids),
-        )
-
-
-@dataclass(frozen=True)
-class Query:
-    """What a person asked for. ``like`` is the sha256 of an indexed image ("more like this")."""
-
-    text: str = ""
-    image: bytes | None = None
-    like: str | None = None
-    filters: Filters = field(default_factory=Filters)
-
-    @property
-    def parsed(self) -> ParsedText:
-        return parse_text(self.text)
-
-    def is_empty(self) -> bool:
-        return not self.parsed.positive and self.image is None and self.like is None
-
-    def is_browse(self) -> bool:
-        """No query, but a date order: the index by date."""
-        return self.is_empty() and self.filters.order != "relevance"
-
-
-class Hit(ImagePoint):
-    """One result: its rank and score beside every payload field of its point (:class:`ImagePoint`).
-
-    ``score`` is the cosine, the fused rank score with word matching, or 0.0 when browsing by date.
-    """
-
-    rank: int
-    score: float
-    id: str
-    similar: list[str] = Field(default_factory=list)  # sha256 of near-duplicates folded into this result
-
-    @classmethod
-    def from_found(cls, found: Found, rank: int) -> Hit:
-        return cls(**dict(found.point), rank=rank, score=found.score, id=found.id)
-
-    def to_json(self) -> dict[str, Any]:
-        """Every payload field but the store's own (``INTERNAL_FIELDS``), with rank, score, id and similar."""
-        return self.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
+NO_FILTERS = Filters()
 
 
 def search_vector(
     index: ImageIndex,
     vector: np.ndarray,
     *,
-    filters: Filters = Filters(),
+    filters: Filters = NO_FILTERS,
     limit: int = 10,
     offset: int = 0,
     exclude_ids: Sequence[str] = (),
@@ -198,7 +93,7 @@ def search(
 
     "More like this" leaves the image itself out of its own results. With a ``cache``, the page
     of results comes from Redis when the same vector, filters and page were asked since the last
-    image was indexed (:mod:`search_app.query_cache`); vectors are cached by the embedder.
+    image was indexed (:mod:`search_app.search.cache`); vectors are cached by the embedder.
     """
     if query.is_browse():
         return browse(index, query.filters, limit=limit, offset=offset)

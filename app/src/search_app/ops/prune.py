@@ -30,8 +30,8 @@ from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import normalise_url
-from search_app.audit_ledgers import StoredPoint, read_url_list, stored_points
-from search_app.query_cache import PREFIX
+from search_app.ops.ledgers import StoredPoint, read_url_list, stored_points
+from search_app.search.cache import PREFIX
 from search_app.settings import AppSettings
 
 MAX_SHARE = 0.5  # refuse to remove more than this share of the indexed images unless told otherwise

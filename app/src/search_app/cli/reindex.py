@@ -1,6 +1,6 @@
 """`dyimages reindex` and `dyimages drop`: the index's collections, built beside each other and swapped.
 
-See :mod:`search_app.reindex` for the steps and :mod:`dyimages_common.index_builds` for the alias.
+See :mod:`search_app.ops.reindex` for the steps and :mod:`dyimages_common.index_builds` for the alias.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dyimages_common import index_builds
 from dyimages_common.process import exit_codes
-from search_app.cli_context import err, fail, load_settings, out, rabbit_down, service_clients
-from search_app.reindex import ReindexIncomplete, ReindexResult, finish, messages_for, publish_all, start
-from search_app.status import RABBIT_ERRORS
+from search_app.cli.context import err, fail, load_settings, out, rabbit_down, service_clients
+from search_app.ops.reindex import ReindexIncomplete, ReindexResult, finish, messages_for, publish_all, start
+from search_app.ops.status import RABBIT_ERRORS
 
 
 def _progress(label: str) -> Progress:

@@ -1,7 +1,7 @@
 """The status page's ingest progress: pending → downloaded → indexed, a bar, rates and an ETA.
 
 A Streamlit fragment that reruns itself every :data:`REFRESH_S` seconds (only it, not the page), keeping
-its samples in the session so the rates cover the last minute or so (:mod:`search_app.progress`, the same
+its samples in the session so the rates cover the last minute or so (:mod:`search_app.ops.progress`, the same
 arithmetic as ``dyimages stats --watch``).
 """
 
@@ -11,10 +11,10 @@ import time
 
 import streamlit as st
 
-from search_app import resources
-from search_app.progress import IngestSample, ProgressTracker, duration
-from search_app.search import QdrantUnavailable
-from search_app.status import collect_status
+from dyimages_common.store_errors import StoreUnavailable
+from search_app.ops.progress import IngestSample, ProgressTracker, duration
+from search_app.ops.status import collect_status
+from search_app.ui import resources
 
 REFRESH_S = 5.0
 TRACKER_KEY = "ingest_progress"
@@ -31,7 +31,7 @@ def render_ingest_progress() -> None:
     try:
         clients = resources.clients(settings)
         status = collect_status(clients.index, clients.embedding, settings)
-    except QdrantUnavailable:
+    except StoreUnavailable:
         st.caption("Ingest progress shows again once the index (Qdrant) answers.")
         return
     tracker: ProgressTracker = st.session_state.setdefault(TRACKER_KEY, ProgressTracker())

@@ -1,0 +1,1 @@
+"""The ``dyimages`` command line: the typer app (main) and one module per command group."""
