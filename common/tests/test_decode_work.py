@@ -14,14 +14,18 @@ import zlib
 import pytest
 from PIL import Image
 
-from dyimages_common.images.checks import ImageRejected, inspect_image, open_image
+from dyimages_common.images.checks import ImageRejected, inspect_image
+from dyimages_common.images.decode import open_image
 from dyimages_common.images.decode_work import (
     MAX_GIF_BLOCKS_BEFORE_IMAGE,
+    MAX_GIF_COMMENT_BYTES,
+    MAX_JPEG_FILL_BYTES,
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     PNG_BYTES_PER_CHUNK,
     PNG_FREE_CHUNKS,
 )
+from testkit.images import gif, jpeg, make_image
 
 pytestmark = pytest.mark.unit
 
@@ -131,7 +135,7 @@ def test_a_gif_with_thousands_of_frames_is_checked_by_its_first_frame() -> None:
 
 def test_a_jpeg_is_decoded_at_one_eighth_scale_and_every_scan_is_read() -> None:
     """What the docs say is checked for a JPEG: the whole stream at reduced scale, not a full decode."""
-    from dyimages_common.images.checks import _decode_fully
+    from dyimages_common.images.checks import decode_fully
 
     buffer = io.BytesIO()
     Image.frombytes("RGB", (1024, 768), random.Random(2).randbytes(1024 * 768 * 3)).save(
@@ -139,7 +143,74 @@ def test_a_jpeg_is_decoded_at_one_eighth_scale_and_every_scan_is_read() -> None:
     )
     data = buffer.getvalue()
     image = Image.open(io.BytesIO(data))
-    _decode_fully(image)
+    decode_fully(image)
     assert image.size == (128, 96)
     last_scan = data.rfind(b"\xff\xda")
     assert _reason(data[: (last_scan + len(data)) // 2]) == "corrupt_image"  # cut inside the last scan
+
+
+# -- reproduced regressions: accepted before, each open took seconds or hundreds of MB ------------
+
+
+def test_a_gif_with_a_stray_byte_before_200k_comment_blocks_is_refused() -> None:
+    """Pillow skips a byte that is no block and reads on, keeping every comment sub-block: the walk
+    that stopped at the first such byte accepted this file (+419 MB and a second per 10 MB file)."""
+    hostile = _gif_with_comment(200_000)
+    start = hostile.index(b"\x21\xfe")
+    hostile = hostile[:start] + b"\x00" + hostile[start:]
+    assert _reason(hostile) == "too_complex"
+    stray_then_comment = _gif_with_comment(MAX_GIF_BLOCKS_BEFORE_IMAGE // 2)
+    start = stray_then_comment.index(b"\x21\xfe")
+    assert _reason(stray_then_comment[:start] + b"\x00" + stray_then_comment[start:]) is None
+
+
+def test_a_gif_with_stray_bytes_alone_is_refused() -> None:
+    data = gif(1)
+    start = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    assert _reason(data[:start] + b"\x00" * 100_000 + data[start:]) == "too_complex"
+    assert _reason(data[:start] + b"\x00" * 100 + data[start:]) is None
+
+
+def test_a_gif_comment_over_the_cap_is_refused_even_in_few_blocks() -> None:
+    data = gif(2)
+    start = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    comment = b"\x21\xfe" + (b"\xff" + b"c" * 255) * (MAX_GIF_COMMENT_BYTES // 255 + 1) + b"\x00"
+    assert _reason(data[:start] + comment + data[start:]) == "too_complex"
+
+
+def test_a_jpeg_with_5_mb_of_fill_after_soi_is_refused() -> None:
+    """Pillow walks bytes between segments one at a time in Python (1.9 s per open for this file)."""
+    data = jpeg(3)
+    assert _reason(data[:2] + b"\xff" * 5_000_000 + data[2:]) == "too_complex"
+    assert _reason(data[:2] + b"\xff" * (MAX_JPEG_FILL_BYTES - 10) + data[2:]) is None
+
+
+def test_a_jpeg_with_an_early_eoi_is_walked_as_pillow_reads_it() -> None:
+    """Pillow reads on past an EOI before the first scan, so the walk does too."""
+    data = jpeg(4)
+    assert _reason(data[:2] + b"\xff\xd9" + b"\x00" * 1_000_000 + data[2:]) == "too_complex"
+
+
+@pytest.mark.parametrize(
+    ("segment", "count"),
+    [
+        (b"\xff\xc0\xff\xff\x08\x00\x30\x00\x40\x03" + b"\x01" * 65527, 20),  # SOF: three bytes at a time
+        (b"\xff\xdb\xff\xff" + b"\x00" * 65533, 20),  # DQT: a table at a time, each a copy of the rest
+        (b"\xff\xe1\x00\x10Exif\x00\x00" + b"\x00" * 8, 50),  # Exif: each one re-copies the joined block
+        (b"\xff\xed\xff\xffPhotoshop 3.0\x00" + b"8BIM\x00\x00\x00\x00\x00\x00\x00\x00" * 4094, 20),
+    ],
+    ids=["sof", "dqt", "exif", "photoshop"],
+)
+def test_jpeg_segments_pillow_parses_in_python_are_capped(segment: bytes, count: int) -> None:
+    data = jpeg(5)
+    assert _reason(data[:2] + segment * count + data[2:]) == "too_complex"
+
+
+def test_a_phone_jpeg_with_a_multi_picture_index_is_a_jpeg() -> None:
+    """Phones write an MPF index (depth or gain map after the photo); Pillow calls such a file MPO."""
+    first, second = make_image(6, (64, 48)), make_image(7, (32, 24))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    info = inspect_image(buffer.getvalue(), **LIMITS)
+    assert (info.format, info.extension, info.content_type, info.width) == ("JPEG", "jpg", "image/jpeg", 64)

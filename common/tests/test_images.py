@@ -1,6 +1,7 @@
 import pytest
 
-from dyimages_common.images.checks import ImageRejected, inspect_image, open_image
+from dyimages_common.images.checks import ImageRejected, inspect_image
+from dyimages_common.images.decode import open_image
 from testkit.images import gif, jpeg, png, webp
 
 pytestmark = pytest.mark.unit

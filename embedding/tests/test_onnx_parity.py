@@ -22,7 +22,7 @@ from open_clip.tokenizer import default_bpe
 from PIL import Image
 from skimage import data as photos
 
-from dyimages_common.images.checks import open_image
+from dyimages_common.images.decode import open_image
 from embedding.onnx_export import _preprocess_settings, ensure_bundle
 from embedding.onnx_runtime import OnnxModel
 from embedding.preprocess import ImagePreprocess

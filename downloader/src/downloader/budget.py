@@ -14,7 +14,9 @@ connection but reads nothing: aiohttp stops reading the socket once its small bu
 
 Decoding has its own budget: before an image is decoded, its decode memory, estimated from its
 header (``dyimages_common.images.checks.decode_memory``), is reserved there, so however many threads
-decode at once, their buffers stay bounded. It is a separate budget because a download waiting to
+decode at once, their buffers stay bounded. Reading that header is reserved first too, for what the
+bytes alone say opening costs (``open_memory``: the metadata Pillow keeps, a WebP's canvases).
+It is a separate budget because a download waiting to
 decode already holds its body's bytes: with one shared budget, bodies could fill it and all wait
 for decode memory that only their own release would free.
 """

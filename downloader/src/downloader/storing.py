@@ -2,7 +2,8 @@
 its message handed to the publisher.
 
 Checking runs in a decode pool, its decoders' memory reserved in the decode budget first (estimated
-from the header, which also refuses what the header alone shows is wrong). Writing is atomic (a
+from the header, which also refuses what the header alone shows is wrong); reading that header is
+itself under the budget, for what the bytes alone say it costs (``open_memory``). Writing is atomic (a
 temporary file, fsync, rename), in a write pool. Each source URL of an image gets one message (the
 indexer merges them into the image's one point, so the point lists every URL); the file is written once.
 """
@@ -22,7 +23,7 @@ from downloader.image_files import CheckedImage, check_image, message_for
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
 from downloader.state_db import UrlStateStore
-from dyimages_common.images.checks import decode_memory
+from dyimages_common.images.checks import decode_memory, open_memory
 from dyimages_common.images.storage import remove_stale_temp_files, write_atomic
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,14 @@ class ImageKeeper:
         """Check ``data`` in the decode pool, its decode memory reserved in the decode budget meanwhile."""
         loop = asyncio.get_running_loop()
         limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
-        need = await loop.run_in_executor(self._decode_pool, lambda: decode_memory(data, **limits))
+        # Opening reads the header and builds what Pillow keeps from the metadata (a WebP's canvas too):
+        # estimated from the bytes alone first, so that the first open is under the budget as well.
+        opening = await loop.run_in_executor(self._decode_pool, lambda: open_memory(data, **limits))
+        reservation = await self.decode_budget.reserve(opening)
+        try:
+            need = await loop.run_in_executor(self._decode_pool, lambda: decode_memory(data, **limits))
+        finally:
+            reservation.release()
         reservation = await self.decode_budget.reserve(need)
         try:
             return await loop.run_in_executor(self._decode_pool, lambda: check_image(data, **limits))

@@ -34,6 +34,7 @@ from dyimages_common.reasons import Reason
 from embedding import metrics
 from embedding.items import ImageLimits, Job, Result, prepare_image
 from embedding.loop import PipelinedLoop
+from embedding.preprocess import input_side
 from embedding.runtime import load_backend, resolve_runtime
 from embedding.settings import EmbeddingSettings
 
@@ -96,8 +97,9 @@ class EmbeddingAPI(ls.LitAPI):
         torch_threads, decode_threads = thread_counts(settings, self.device_name)
         runtime = resolve_runtime(settings)
         self.loaded = load_backend(settings, runtime, self.device_name, torch_threads)
+        side = input_side(self.loaded.preprocess) if settings.embedding_reduced_decode else None
         self.limits = ImageLimits(
-            settings.images_dir, settings.max_image_bytes, settings.max_image_pixels, settings.photos_dir
+            settings.images_dir, settings.max_image_bytes, settings.max_image_pixels, settings.photos_dir, side
         )
         self.decode_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
         log.info("runtime %s: %d model threads, %d decode threads", runtime.name, torch_threads, decode_threads)

@@ -2,7 +2,9 @@
 
 Each image is checked on its own: a path must name a stored image inside IMAGES_DIR (a library
 path a photo inside PHOTOS_DIR, see :mod:`dyimages_common.library.paths`), the bytes
-must be a real image within the size and pixel limits. A bad image becomes an
+must be a real image within the size and pixel limits. It is decoded upright (EXIF Orientation) and,
+for a JPEG, at the smallest DCT scale that still covers the model's input
+(:func:`dyimages_common.images.decode.open_image`). A bad image becomes an
 :class:`~dyimages_common.embeddings.wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
 a detail) for that item only; its neighbours in the request are embedded as usual. A request's items travel
 through the serving loop as a :class:`Job` and come back as a :class:`Result`.
@@ -21,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from dyimages_common.embeddings.wire import ImageRef, ItemFailure
-from dyimages_common.images.checks import ImageRejected, open_image
+from dyimages_common.images.checks import ImageRejected
+from dyimages_common.images.decode import open_image
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
 from dyimages_common.library.paths import LibraryFileError, read_library_file
 from dyimages_common.reasons import Reason
@@ -55,10 +58,13 @@ class ItemError(ValueError):
 
 @dataclass(frozen=True)
 class ImageLimits:
+    """Where stored images are, the limits every image is checked against, and how large to decode it."""
+
     images_dir: Path
     max_bytes: int
     max_pixels: int
     photos_dir: Path | None = None  # the photo library (PHOTOS_DIR), read-only; None: no library here
+    decode_side: int | None = None  # the model's input side: JPEGs decode at the smallest scale above it
 
 
 def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
@@ -93,7 +99,7 @@ def read_image_bytes(ref: ImageRef, limits: ImageLimits) -> bytes:
 def load_image(ref: ImageRef, limits: ImageLimits) -> Image.Image:
     data = read_image_bytes(ref, limits)
     try:
-        return open_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        return open_image(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels, min_side=limits.decode_side)
     except ImageRejected as exc:
         raise ItemError(exc.reason, exc.detail) from None
 

@@ -10,7 +10,9 @@ compares the two element by element on photos of every format and odd sizes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -80,3 +82,16 @@ class ImagePreprocess:
         pixels = np.asarray(rgb, dtype=np.uint8).astype(np.float32) / np.float32(255)
         pixels = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def input_side(preprocess: Callable[[Image.Image], Any]) -> int | None:
+    """The side in pixels a backend's preprocessing resizes images to (the larger one if not square):
+    :class:`ImagePreprocess` says it; OpenCLIP's torchvision transform says it in its ``CenterCrop`` or
+    ``Resize``. None when neither is found (the image is then decoded at full size)."""
+    if isinstance(preprocess, ImagePreprocess):
+        return preprocess.size
+    for step in getattr(preprocess, "transforms", ()):
+        if type(step).__name__ in ("CenterCrop", "Resize"):
+            size = step.size
+            return int(size) if isinstance(size, int) else int(max(size))
+    return None

@@ -72,6 +72,11 @@ class EmbeddingSettings(ImagesDirSettings, PhotosDirSettings, EmbeddingTimeoutSe
     embedding_decode_threads: int = Field(
         0, ge=0, le=256, description="Threads decoding and preprocessing images; 0 = cores/4 on CPU, cores on a GPU."
     )
+    embedding_reduced_decode: bool = Field(
+        True,
+        description="Decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) whose sides still cover the model's "
+        "input, not at full size (docs/architecture.md gives the cosine to the full decode's vectors).",
+    )
 
     @field_validator("model_pretrained")
     @classmethod

@@ -135,3 +135,15 @@ def orientation(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
         return None
     return value
+
+
+def read_orientation(image: Image.Image) -> int | None:
+    """The Orientation of an opened image's EXIF (1..8), or None; never raises (see :func:`read_exif`).
+
+    Reads the main directory only, which Pillow already parsed when it opened a JPEG."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return orientation(image.getexif().get(ORIENTATION))
+    except Exception:  # untrusted input: any parse failure means "no orientation"
+        return None

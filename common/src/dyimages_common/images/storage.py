@@ -20,6 +20,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "PNG": ("png", "image/png"),
     "WEBP": ("webp", "image/webp"),
     "GIF": ("gif", "image/gif"),
+    "HEIF": ("heic", "image/heic"),  # HEVC-coded HEIF, as phones write it (dyimages_common.images.heif)
+    "AVIF": ("avif", "image/avif"),
 }
 EXTENSIONS = frozenset(ext for ext, _ in FORMATS.values())
 CONTENT_TYPES = frozenset(mime for _, mime in FORMATS.values())

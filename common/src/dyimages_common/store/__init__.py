@@ -1,0 +1,1 @@
+"""dyimages_common.store"""
