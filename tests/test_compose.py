@@ -24,8 +24,8 @@ from pydantic_settings import BaseSettings
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.messaging.rabbit import amqp_url
-from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import EmbeddingClientSettings, QdrantSettings, RabbitSettings
+from dyimages_common.store.qdrant.connect import connect_qdrant
 from testkit import REPO_ROOT
 from testkit.compose import DUMMY_DOTENV, interpolate, service_environment, settings_as_compose_gives, variable_names
 from testkit.recording_http import RecordingEndpoint

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient, models
 from typer.testing import CliRunner
 
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
@@ -31,6 +30,7 @@ from testkit.indexed_library import COLLECTION, Library, Picture, dead_letter, m
 from testkit.messages import publish
 from testkit.procs import free_port
 from testkit.rabbit import rabbit_env
+from testkit.stores import RawPoints, raw_points
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +69,10 @@ class Books:
         dead_letter(own, messages(picture)[0].model_dump_json().encode(), reason)
 
     @contextlib.contextmanager
-    def qdrant(self) -> Iterator[QdrantClient]:
-        """The copy's embedded Qdrant, closed before the audit opens it (one process, one client)."""
-        client = QdrantClient(path=str(self.qdrant_path))
-        try:
-            yield client
-        finally:
-            client.close()
+    def qdrant(self) -> Iterator[RawPoints]:
+        """The copy's embedded store, as another tool writes it, closed before the audit opens it."""
+        with raw_points(self.qdrant_path, COLLECTION) as points:
+            yield points
 
     def state(self, sql: str, *args: object) -> None:
         connection = sqlite3.connect(self.state_db)
@@ -199,27 +196,28 @@ def _corrupt_file(books: Books) -> str:
 
 def _drop_point(books: Books) -> str:
     with books.qdrant() as client:
-        client.delete(COLLECTION, models.PointIdsList(points=[books.single.id]), wait=True)
+        client.delete(books.single.id)
     return books.single.urls[0]
 
 
 def _drop_second_url(books: Books) -> str:
     with books.qdrant() as client:
-        client.set_payload(COLLECTION, {"urls": [books.twice.urls[0]]}, points=[books.twice.id], wait=True)
+        client.set_payload(books.twice.id, {"urls": [books.twice.urls[0]]})
     return books.twice.urls[1]
 
 
 def _other_model(books: Books) -> str:
     with books.qdrant() as client:
-        client.set_payload(COLLECTION, {"model": "ViT-B-32"}, points=[books.single.id], wait=True)
+        client.set_payload(books.single.id, {"model": "ViT-B-32"})
     return books.single.sha256
 
 
 def _copy_under_wrong_id(books: Books) -> str:
     with books.qdrant() as client:
-        (point,) = client.retrieve(COLLECTION, [books.single.id], with_payload=True, with_vectors=True)
-        wrong = models.PointStruct(id=str(uuid.uuid4()), vector=point.vector, payload=point.payload)  # type: ignore[arg-type]
-        client.upsert(COLLECTION, [wrong], wait=True)
+        point = client.retrieve(books.single.id)
+        assert point is not None
+        assert point.vector is not None
+        client.insert(str(uuid.uuid4()), point.vector, point.payload)
     return books.single.sha256
 
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from dyimages_common.embeddings.client import EmbeddingClient
@@ -15,6 +14,7 @@ from dyimages_common.messaging.rabbit import queue_depths
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 from search_app.cli.main import app
+from testkit.index_points import open_index
 from testkit.indexed_library import (
     COLLECTION,
     Library,
@@ -192,7 +192,7 @@ def test_search_with_the_embedding_service_down_is_one_plain_line(
 
 
 def test_qdrant_folder_in_use_and_bad_settings(library_environment: Library, monkeypatch: pytest.MonkeyPatch) -> None:
-    holder = QdrantClient(path=str(library_environment.qdrant_path))
+    holder = open_index(library_environment.qdrant_path)
     try:
         assert "in use by another process" in dyimages("search", QUERY, code=3)
     finally:
@@ -275,7 +275,7 @@ def test_drop_needs_yes_then_reindex_restores_every_url(own_library: Library, tm
     assert dyimages_json("stats")["index"]["exists"] is False
 
     # Embedded mode: one process at a time; the indexer holding the folder is said in one line.
-    holder = QdrantClient(path=str(own_library.qdrant_path))
+    holder = open_index(own_library.qdrant_path)
     try:
         assert "in use by another process" in dyimages("reindex", code=3)
     finally:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from qdrant_client import QdrantClient, models
 from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.index_builds import ensure_serving
-from dyimages_common.points import point_id
+from dyimages_common.store.builds import ensure_serving
+from dyimages_common.store.points import point_id
 from testkit.indexed_library import COLLECTION, Library
+from testkit.stores import raw_points
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +37,9 @@ def test_payload_fields_reach_the_page_escaped(own_library: Library) -> None:
     index = own_library.open_index()
     ensure_serving(index, dim=len(vector), model="dy-tiny", pretrained="none")
     index.close()
-    client = QdrantClient(path=str(own_library.qdrant_path))  # another tool, writing past the point model
-    try:
+    with raw_points(own_library.qdrant_path, COLLECTION) as client:  # another tool, writing past the point model
         payload = {"sha256": SHA, "path": f"ab/ab/{SHA}.jpg", "url": "https://x.example/a.jpg", "width": 1, "height": 1}
-        point = models.PointStruct(id=point_id(SHA), vector=vector.tolist(), payload=payload | HOSTILE | NOT_A_DATE)
-        client.upsert(COLLECTION, [point])
-    finally:
-        client.close()
+        client.insert(point_id(SHA), vector, payload | HOSTILE | NOT_A_DATE)
     st.cache_resource.clear()
     st.cache_data.clear()
     try:

@@ -20,8 +20,8 @@ import pytest
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.points import INTERNAL_FIELDS, ImagePoint
 from dyimages_common.settings import load_settings
+from dyimages_common.store.points import INTERNAL_FIELDS, ImagePoint
 from search_app.ops.reindex import CARRIED, build_messages
 from search_app.search.engine import search
 from search_app.search.model import Query
@@ -33,6 +33,9 @@ from testkit.indexed_library import Library, PictureSpec, make_picture
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = [ROOT / "app/src", ROOT / "indexer/src", ROOT / "bench", ROOT / "testkit"]
+# Test helpers that stand for what is not a reader: the Qdrant server (its REST stand-in, built on qdrant-client)
+# and another tool writing past the point model (raw payloads, on purpose).
+NOT_READERS = {ROOT / "testkit/src/testkit/qdrant_rest.py", ROOT / "testkit/src/testkit/stores.py"}
 RAW = re.compile(r"^\s*(from|import) qdrant_client\b|\.payload\b|PointStruct|payload\.get\(|payload\[", re.MULTILINE)
 EXIF = {"taken_at": datetime(2019, 7, 14, 9, 30, tzinfo=UTC), "camera": "Canon EOS 5D", "orientation": 6}
 
@@ -43,6 +46,7 @@ def test_no_reader_outside_the_seam_touches_qdrant_or_a_raw_payload() -> None:
         f"{path.relative_to(ROOT)}: {match.group(0).strip()}"
         for folder in READERS
         for path in sorted(folder.rglob("*.py"))
+        if path not in NOT_READERS
         for match in RAW.finditer(path.read_text())
     ]
     assert offenders == []

@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient, ModelInfo
-from dyimages_common.image_index import ImageIndex
+from dyimages_common.store.protocol import ImageStore
 from search_app.search import cache as query_cache
 from search_app.search.cache import QueryCache, ServiceIdentity
 from search_app.search.engine import search
@@ -104,7 +104,7 @@ def same_results(hits: list[Hit], expected: list[Hit]) -> bool:
 
 
 @contextlib.contextmanager
-def qdrant(library: Library) -> Iterator[ImageIndex]:
+def qdrant(library: Library) -> Iterator[ImageStore]:
     client = library.open_index()
     try:
         yield client
@@ -113,7 +113,7 @@ def qdrant(library: Library) -> Iterator[ImageIndex]:
 
 
 @contextlib.contextmanager
-def parts(library: Library, cache: QueryCache) -> Iterator[tuple[ImageIndex, CountingEmbedder, object]]:
+def parts(library: Library, cache: QueryCache) -> Iterator[tuple[ImageStore, CountingEmbedder, object]]:
     """Qdrant, the counting embedder, and that embedder behind the cache."""
     with qdrant(library) as client, EmbeddingClient(library.env["EMBEDDING_SERVICE_URL"]) as embedding:
         counting = CountingEmbedder(ServiceEmbedder(embedding))

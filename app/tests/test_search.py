@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dyimages_common import index_builds
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import SettingsError, load_settings
-from dyimages_common.store_errors import CollectionMissing
+from dyimages_common.store import builds as index_builds
+from dyimages_common.store.errors import CollectionMissing
+from dyimages_common.store.protocol import ImageStore
 from search_app.search.engine import facet_values, index_size, search
 from search_app.search.model import Filters, Query
 from search_app.search.vectors import IndexMismatch, QueryError, combine, parse_text
@@ -50,12 +50,12 @@ class TableEmbedder:
         return unit(*[float(b) for b in data[:DIM]])
 
 
-def add_point(index: ImageIndex, n: int, vector: np.ndarray, url: str, content_type: str, size: tuple[int, int]):
+def add_point(index: ImageStore, n: int, vector: np.ndarray, url: str, content_type: str, size: tuple[int, int]):
     index_point(index, sha(n), vector, url, content_type=content_type, size=size)
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[ImageIndex]:
+def client(tmp_path: Path) -> Iterator[ImageStore]:
     index = open_index(tmp_path / "qdrant")
     # 1: beach with people, 2: empty beach, 3: city (PNG, large), 4: forest (from another site)
     add_point(index, 1, unit(1, 1, 0), "https://www.photos.example/beach-people.jpg", "image/jpeg", (640, 480))
@@ -105,7 +105,7 @@ def test_combine_refuses_nothing_to_search_and_a_cancelled_query() -> None:
         combine([unit(1)], [unit(1)], 1.0)
 
 
-def test_text_search_ranks_by_cosine(client: ImageIndex) -> None:
+def test_text_search_ranks_by_cosine(client: ImageStore) -> None:
     hits = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(text="beach"), limit=4)
     assert shas(hits)[:2] == [sha(1), sha(2)]
     assert [hit.rank for hit in hits] == [1, 2, 3, 4]
@@ -114,14 +114,14 @@ def test_text_search_ranks_by_cosine(client: ImageIndex) -> None:
     assert hits[0].domains == ["photos.example"]
 
 
-def test_negative_text_pushes_matching_images_down(client: ImageIndex) -> None:
+def test_negative_text_pushes_matching_images_down(client: ImageStore) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
     hits = search(client, embedder, Query(text="beach -people"), limit=2)
     assert shas(hits) == [sha(2), sha(1)]  # the empty beach now wins
     assert embedder.calls == ["beach", "people"]
 
 
-def test_image_and_text_combine(client: ImageIndex) -> None:
+def test_image_and_text_combine(client: ImageStore) -> None:
     # The image alone points at the city; with "beach" the mean lies between, the city stays first
     # and the beach-with-people (closest to the mean) comes second.
     image = bytes([0, 0, 1, 0, 0, 0, 0, 0])
@@ -131,7 +131,7 @@ def test_image_and_text_combine(client: ImageIndex) -> None:
     assert shas(both) == [sha(3), sha(1)]
 
 
-def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: ImageIndex) -> None:
+def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: ImageStore) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
     hits = search(client, embedder, Query(like=sha(2)), limit=3)
     assert sha(2) not in shas(hits)
@@ -139,7 +139,7 @@ def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client: 
     assert embedder.calls == []  # no embedding call for "more like this"
 
 
-def test_more_like_an_unknown_image_is_a_query_error(client: ImageIndex) -> None:
+def test_more_like_an_unknown_image_is_a_query_error(client: ImageStore) -> None:
     with pytest.raises(QueryError, match="not in the index"):
         search(client, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(99)))
 
@@ -155,12 +155,12 @@ def test_more_like_an_unknown_image_is_a_query_error(client: ImageIndex) -> None
         (Filters(domains=("nowhere.example",)), set()),
     ],
 )
-def test_filters_restrict_results(client: ImageIndex, filters: Filters, expected: set[str]) -> None:
+def test_filters_restrict_results(client: ImageStore, filters: Filters, expected: set[str]) -> None:
     hits = search(client, TableEmbedder(EMBEDDER_TEXTS), Query(text="city", filters=filters), limit=10)
     assert set(shas(hits)) == expected
 
 
-def test_paging_continues_where_the_last_page_stopped(client: ImageIndex) -> None:
+def test_paging_continues_where_the_last_page_stopped(client: ImageStore) -> None:
     embedder = TableEmbedder(EMBEDDER_TEXTS)
     everything = search(client, embedder, Query(text="red car"), limit=4)
     first = search(client, embedder, Query(text="red car"), limit=2)
@@ -182,7 +182,7 @@ def test_empty_query_and_missing_collection(tmp_path: Path) -> None:
         qdrant.close()
 
 
-def test_index_size_and_domain_facets(client: ImageIndex) -> None:
+def test_index_size_and_domain_facets(client: ImageStore) -> None:
     assert index_size(client) == 4
     assert facet_values(client, "domains") == ["photos.example", "other.example"]
 
@@ -215,7 +215,7 @@ def test_result_links_are_safe_markdown(text: str, url: str, expected: str) -> N
     assert markdown_link(text, url) == expected
 
 
-def test_an_index_of_another_vector_size_asks_for_a_reindex(client: ImageIndex) -> None:
+def test_an_index_of_another_vector_size_asks_for_a_reindex(client: ImageStore) -> None:
     class WideEmbedder(TableEmbedder):
         def text(self, text: str) -> np.ndarray:
             return np.ones(DIM * 2, dtype=np.float32) / np.sqrt(DIM * 2)
@@ -224,7 +224,7 @@ def test_an_index_of_another_vector_size_asks_for_a_reindex(client: ImageIndex) 
         search(client, WideEmbedder({}), Query(text="city"))
 
 
-def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty(client: ImageIndex) -> None:
+def test_more_like_this_after_the_collection_was_dropped_says_the_index_is_empty(client: ImageStore) -> None:
     index_builds.drop(client)
     with pytest.raises(CollectionMissing):
         search(client, TableEmbedder(EMBEDDER_TEXTS), Query(like=sha(2)))

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from qdrant_client import QdrantClient
 from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.index_builds import ensure_serving
 from dyimages_common.reasons import Reason
+from dyimages_common.store.builds import ensure_serving
+from testkit.index_points import open_index
 from testkit.indexed_library import COLLECTION, Library, dead_letter
 from testkit.procs import free_port
 
@@ -191,7 +190,7 @@ def test_embedding_service_down_is_a_plain_message(
 
 
 def test_qdrant_folder_in_use_is_a_plain_message(library_environment: Library) -> None:
-    holder = QdrantClient(path=str(library_environment.qdrant_path))
+    holder = open_index(library_environment.qdrant_path)
     try:
         at = start()
         assert "in use by another process" in at.error[0].value
@@ -261,22 +260,22 @@ def test_a_query_of_only_negative_terms_asks_for_something_to_find(library_envir
 
 
 def test_status_page_warns_when_the_index_was_built_by_another_model(own_library: Library) -> None:
-    client = QdrantClient(path=str(own_library.qdrant_path))
+    index = open_index(own_library.qdrant_path, COLLECTION)
     try:
-        ensure_serving(ImageIndex(client, COLLECTION), dim=512, model="ViT-L-14", pretrained="openai")
+        ensure_serving(index, dim=512, model="ViT-L-14", pretrained="openai")
     finally:
-        client.close()
+        index.close()
     at, _ = open_status_page()
     assert "built with ViT-L-14 (openai), the service runs dy-tiny (none)" in at.warning[0].value
     assert "dyimages reindex" in at.warning[0].value
 
 
 def test_search_in_an_index_of_another_vector_size_says_to_reindex(own_library: Library) -> None:
-    client = QdrantClient(path=str(own_library.qdrant_path))
+    index = open_index(own_library.qdrant_path, COLLECTION)
     try:
-        ensure_serving(ImageIndex(client, COLLECTION), dim=768, model="ViT-L-14", pretrained=None)
+        ensure_serving(index, dim=768, model="ViT-L-14", pretrained=None)
     finally:
-        client.close()
+        index.close()
     at = search_for(start(), QUERY)
     assert "768-dimensional vectors of ViT-L-14" in at.error[0].value
     assert "dyimages reindex" in at.error[0].value
@@ -285,11 +284,11 @@ def test_search_in_an_index_of_another_vector_size_says_to_reindex(own_library: 
 def test_search_in_an_index_of_other_weights_of_the_same_size_says_to_reindex(own_library: Library) -> None:
     # Same model name and vector size as the service (dy-tiny, 512), other weights: only the check of
     # the query vector's model against the index's catches it.
-    client = QdrantClient(path=str(own_library.qdrant_path))
+    index = open_index(own_library.qdrant_path, COLLECTION)
     try:
-        ensure_serving(ImageIndex(client, COLLECTION), dim=512, model="dy-tiny", pretrained="other-weights")
+        ensure_serving(index, dim=512, model="dy-tiny", pretrained="other-weights")
     finally:
-        client.close()
+        index.close()
     at = search_for(start(), QUERY)
     assert at.error, "a query vector of other weights was searched without a word"
     assert "other-weights" in at.error[0].value

@@ -14,9 +14,9 @@ import pytest
 from pydantic import Field
 from qdrant_client import models
 
-from dyimages_common.index_query import PointFilter, date_order, to_filter, word_prefetches
-from dyimages_common.points import ImagePoint, IndexKind, payload_indexes
-from dyimages_common.qdrant import PAYLOAD_INDEXES
+from dyimages_common.store.points import ImagePoint, IndexKind, payload_indexes
+from dyimages_common.store.qdrant.query import PAYLOAD_INDEXES, date_order, to_filter, word_prefetches
+from dyimages_common.store.types import PointFilter
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings
+from dyimages_common.store.qdrant.connect import connect_qdrant
 from testkit.compose import DUMMY_DOTENV, service_environment, settings_as_compose_gives
 from testkit.recording_http import RecordingEndpoint, self_signed
 

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path, sha256_hex, stored_path, write_atomic
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.points import point_id, url_domain
+from dyimages_common.store.points import point_id, url_domain
 
 pytestmark = pytest.mark.unit
 
@@ -108,7 +108,7 @@ def test_point_ids_are_stable_and_distinct() -> None:
 
 
 def test_payload_urls_lists_urls_or_falls_back_to_the_old_single_url() -> None:
-    from dyimages_common.points import payload_urls
+    from dyimages_common.store.points import payload_urls
 
     assert payload_urls({"urls": ["https://a/1.jpg", "https://b/1.jpg"], "url": "https://a/1.jpg"}) == [
         "https://a/1.jpg",

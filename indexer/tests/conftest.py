@@ -18,12 +18,12 @@ import pytest
 
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.messaging.rabbit import REASON_HEADER, Topology, queue_depths
-from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
+from dyimages_common.settings import RabbitSettings, load_settings
 from testkit.embedding import EmbeddingService
 from testkit.messages import publish, stored_image
 from testkit.procs import start_module, stop
 from testkit.rabbit import AMQP_URL
+from testkit.stores import raw_points
 
 # Fast, small batches so a few dozen messages make several batches, and quick retries and idle exit.
 INDEXER_TEST_ENV = {
@@ -76,14 +76,8 @@ class IndexerRig:
 
     def points(self, qdrant_path: Path | None = None) -> list[Any]:
         """Every point (payload and vector), read once the indexer has exited (one process per folder)."""
-        client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path or self.qdrant_path))
-        try:
-            if not client.collection_exists("images"):
-                return []
-            points, _ = client.scroll("images", limit=100_000, with_payload=True, with_vectors=True)
-            return points
-        finally:
-            client.close()
+        with raw_points(qdrant_path or self.qdrant_path) as client:
+            return client.every_point()
 
     def dead_reasons(self) -> dict[bytes, str]:
         """Drain the dead-letter queue: body -> reason header."""

@@ -8,15 +8,13 @@ from datetime import datetime
 import pytest
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import write_atomic
-from dyimages_common.index_builds import ensure_serving
-from dyimages_common.points import point_id
 from dyimages_common.process import exit_codes
-from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store.builds import ensure_serving
+from dyimages_common.store.points import point_id
 from testkit.embedding import EmbeddingService
 from testkit.images import jpeg
+from testkit.index_points import open_index
 from testkit.messages import message_for
 
 pytestmark = pytest.mark.integration
@@ -42,12 +40,12 @@ def test_a_batch_is_indexed_and_searchable(rig, embedding_service: EmbeddingServ
         assert datetime.fromisoformat(point.payload["indexed_at"]).utcoffset().total_seconds() == 0
     with EmbeddingClient(embedding_service.url) as embedder:
         query = embedder.embed_image_bytes(jpeg(1_007))
-    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=rig.qdrant_path))
+    index = open_index(rig.qdrant_path)
     try:
-        best = client.query_points("images", query=query.tolist(), limit=1).points[0]
+        best = index.search(query, limit=1)[0]
     finally:
-        client.close()
-    assert best.payload["sha256"] == events[7].sha256
+        index.close()
+    assert best.point.sha256 == events[7].sha256
     assert rig.depths() == {"queued": 0, "dead_lettered": 0}
 
 
@@ -99,9 +97,9 @@ def test_poison_messages_are_dead_lettered_with_a_reason_and_the_rest_indexed(ri
 def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
     rig, dim: int, model: str, pretrained: str
 ) -> None:
-    client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=rig.qdrant_path))
-    ensure_serving(ImageIndex(client, "images"), dim=dim, model=model, pretrained=pretrained)
-    client.close()
+    index = open_index(rig.qdrant_path)
+    ensure_serving(index, dim=dim, model=model, pretrained=pretrained)
+    index.close()
     rig.publish(rig.images(4_000, 3))
 
     result = rig.run()
@@ -115,7 +113,7 @@ def test_a_collection_of_another_model_is_refused_and_nothing_consumed(
 
 def test_a_qdrant_folder_held_by_another_process_is_refused_in_one_line(rig) -> None:
     rig.publish(rig.images(4_100, 2))
-    holder = connect_qdrant(load_settings(QdrantSettings, qdrant_path=rig.qdrant_path))
+    holder = open_index(rig.qdrant_path)
     try:
         result = rig.run()
     finally:

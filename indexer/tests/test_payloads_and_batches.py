@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.points import REVISION_FIELD, ImagePoint
 from dyimages_common.reasons import Reason
+from dyimages_common.store.points import REVISION_FIELD, ImagePoint
 from indexer.batch import parse_batch
 from testkit.images import jpeg
 from testkit.messages import message_for

@@ -2,9 +2,9 @@
 
 Production runs indexer replicas against one Qdrant server. Here no server can run, and an
 embedded folder opens in one process only, so two real :class:`indexer.consumer.Indexer`
-consumers run in this one process, each with its own RabbitMQ connection, batches and Qdrant
-thread, sharing one embedded client. Every client call is made atomic by a lock, as a server
-makes each request atomic, and the window between a writer's read and its conditional write is
+consumers run in this one process, each with its own RabbitMQ connection, batches and store
+thread, sharing one Qdrant Edge engine (the embedded default). Every engine call is made atomic by
+a lock, as a server makes each request atomic, and the window between a writer's read and its conditional write is
 widened a little (a pause after each read), so the writers really do change points under each
 other: the test requires that the conditional-write path had to merge again at least once.
 The images come from many URLs each (one message per URL), spread over the queue, so both
@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
+from dyimages_common.store.engine import Engine
+from dyimages_common.store.factory import open_engine
+from dyimages_common.store.index import ImageIndex
+from dyimages_common.store.types import PointFilter
 from indexer.consumer import Indexer
 from indexer.settings import IndexerSettings
 from testkit.messages import publish, stored_image
@@ -39,16 +41,16 @@ IMAGES = 12
 URLS_PER_IMAGE = 8
 
 
-class SharedClient:
-    """One embedded client for two writers: each call atomic (as a server request is), a short
+class SharedEngine:
+    """One embedded engine for two writers: each call atomic (as a server request is), a short
     pause after every read so the other writer can act between this one's read and write."""
 
-    def __init__(self, client: QdrantClient) -> None:
-        self._client = client
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
+        method = getattr(self._engine, name)
         if not callable(method):
             return method
 
@@ -62,7 +64,7 @@ class SharedClient:
         return call
 
     def close(self) -> None:
-        """Each consumer closes its store; the test closes the real client once, at the end."""
+        """Each consumer closes its store; the test closes the real engine once, at the end."""
 
 
 def _messages(images_dir: Path) -> list[ImageDownloaded]:
@@ -77,7 +79,7 @@ def _messages(images_dir: Path) -> list[ImageDownloaded]:
     return events
 
 
-async def _race(settings: IndexerSettings, client: SharedClient) -> list[Indexer]:
+async def _race(settings: IndexerSettings, client: SharedEngine) -> list[Indexer]:
     consumers = [Indexer(settings, exit_when_idle=True) for _ in range(2)]
     for consumer in consumers:
         consumer._store._index = ImageIndex(client, "images")  # type: ignore[arg-type]  # both write through one store
@@ -106,11 +108,13 @@ def test_two_consumers_writing_the_same_points_into_one_store_lose_no_url(
         indexer_idle_exit_s=1,
         indexer_retry_max_s=1,
     )
-    real = QdrantClient(":memory:")
-    caplog.set_level(logging.INFO, logger="dyimages_common.point_writes")
+    real = open_engine(load_settings(QdrantSettings, qdrant_path=tmp_path / "store"))
+    caplog.set_level(logging.INFO, logger="dyimages_common.store.writes")
     try:
-        consumers = asyncio.run(_race(settings, SharedClient(real)))
-        points, _ = real.scroll("images", limit=1000, with_payload=True, with_vectors=True)
+        consumers = asyncio.run(_race(settings, SharedEngine(real)))
+        serving = real.names()["images"]
+        rows, _ = real.scroll(serving, PointFilter(), limit=1000, offset=None)
+        points = real.retrieve(serving, [row.id for row in rows], vectors=True)
     finally:
         real.close()
 

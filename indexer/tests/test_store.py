@@ -1,7 +1,7 @@
-"""Writing points with qdrant-client's embedded mode (the real client and its real local engine).
+"""Writing points on each embedded engine (Qdrant Edge and qdrant-client's embedded mode, the real engines).
 
 The race tests make a second writer (another indexer replica) write the same point between this
-writer's read and its write, by letting it in just before the first conditional upsert.
+writer's read and its write, by letting it in just before the first conditional write.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
-from dyimages_common import index_builds
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.point_writes import ImageVector, write_images
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import create_collection
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store import builds as index_builds
+from dyimages_common.store.engine import Engine
+from dyimages_common.store.factory import open_engine
+from dyimages_common.store.points import point_id
+from dyimages_common.store.types import CollectionModel, ImageVector, PointFilter, Row
+from dyimages_common.store.writes import write_images
 from indexer.embedder import ModelChanged
 from indexer.store import Store, StoreUnavailable
 from testkit.images import jpeg
 from testkit.messages import message_for
 from testkit.procs import free_port
+from testkit.stores import EMBEDDED, memory_folder, store_settings
 
 pytestmark = pytest.mark.unit
 
@@ -32,26 +34,37 @@ DIM = 8
 MODEL = "dy-tiny/none"
 
 
-class InterleavingClient(QdrantClient):
-    """A real embedded client that runs ``before_first_write`` once, just before its first upsert."""
+class InterleavingEngine:
+    """A real engine that runs ``before_first_write`` once, just before its first write."""
 
-    def __init__(self) -> None:
-        super().__init__(":memory:")
-        self.before_first_write: Callable[[QdrantClient], None] | None = None
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.before_first_write: Callable[[Engine], None] | None = None
 
-    def upsert(self, *args: Any, **kwargs: Any) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def _hook(self) -> None:
         hook, self.before_first_write = self.before_first_write, None
         if hook is not None:
-            hook(self)
-        return super().upsert(*args, **kwargs)
+            hook(self._engine)
+
+    def insert_new(self, collection: str, rows: Any) -> None:
+        self._hook()
+        self._engine.insert_new(collection, rows)
+
+    def update_if(self, collection: str, rows: Any, revision: str | None) -> None:
+        self._hook()
+        self._engine.update_if(collection, rows, revision)
 
 
-@pytest.fixture
-def client() -> Iterator[InterleavingClient]:
-    client = InterleavingClient()
-    create_collection(client, "images", dim=DIM, model=MODEL, pretrained=None)
-    yield client
-    client.close()
+@pytest.fixture(params=EMBEDDED)
+def client(request: pytest.FixtureRequest) -> Iterator[InterleavingEngine]:
+    with memory_folder() as folder:
+        engine = open_engine(store_settings(request.param, folder))
+        engine.create_collection("images", CollectionModel(name="images", model=MODEL, dim=DIM, weights=None))
+        yield InterleavingEngine(engine)
+        engine.close()
 
 
 def _image(*events: ImageDownloaded, seed: int = 0) -> ImageVector:
@@ -59,40 +72,43 @@ def _image(*events: ImageDownloaded, seed: int = 0) -> ImageVector:
     return ImageVector(events[0].sha256, vector / np.linalg.norm(vector), list(events))
 
 
-def _urls(client: QdrantClient, sha: str) -> list[str]:
-    (record,) = client.retrieve("images", [point_id(sha)])
-    return record.payload["urls"]
+def _urls(client: Engine, sha: str) -> list[str]:
+    (row,) = client.retrieve("images", [point_id(sha)])
+    return row.payload["urls"]
 
 
-def test_a_batch_becomes_one_point_per_image(client: InterleavingClient) -> None:
+def test_a_batch_becomes_one_point_per_image(client: InterleavingEngine) -> None:
     events = [message_for(jpeg(seed), f"https://a.example/{seed}.jpg") for seed in range(5)]
     assert write_images(client, "images", [_image(event, seed=i) for i, event in enumerate(events)], model=MODEL) == 1
-    assert client.count("images").count == 5
-    hit = client.query_points("images", query=_image(events[3], seed=3).vector.tolist(), limit=1).points[0]
+    assert client.count("images") == 5
+    probe = _image(events[3], seed=3).vector
+    (hit,) = client.query(
+        "images", probe, PointFilter(), min_score=None, limit=1, offset=0, words=(), depth=1, vectors=False
+    )
     assert hit.id == point_id(events[3].sha256)
     assert hit.payload["model"] == MODEL
 
 
-def test_writing_again_overwrites_and_adds_the_new_url(client: InterleavingClient) -> None:
+def test_writing_again_overwrites_and_adds_the_new_url(client: InterleavingEngine) -> None:
     data = jpeg(1)
     first, second = message_for(data, "https://a.example/1.jpg"), message_for(data, "https://b.example/1.jpg")
     write_images(client, "images", [_image(first)], model=MODEL)
     write_images(client, "images", [_image(first)], model=MODEL)  # a redelivery
     write_images(client, "images", [_image(second)], model=MODEL)
-    assert client.count("images").count == 1
+    assert client.count("images") == 1
     assert _urls(client, first.sha256) == ["https://a.example/1.jpg", "https://b.example/1.jpg"]
 
 
-def test_a_replica_inserting_the_same_new_image_meanwhile_loses_no_url(client: InterleavingClient) -> None:
+def test_a_replica_inserting_the_same_new_image_meanwhile_loses_no_url(client: InterleavingEngine) -> None:
     data = jpeg(2)
     mine, theirs = message_for(data, "https://mine.example/2.jpg"), message_for(data, "https://theirs.example/2.jpg")
     client.before_first_write = lambda other: write_images(other, "images", [_image(theirs)], model=MODEL)
     assert write_images(client, "images", [_image(mine)], model=MODEL) == 2
-    assert client.count("images").count == 1
+    assert client.count("images") == 1
     assert _urls(client, mine.sha256) == ["https://theirs.example/2.jpg", "https://mine.example/2.jpg"]
 
 
-def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: InterleavingClient) -> None:
+def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: InterleavingEngine) -> None:
     data = jpeg(3)
     first = message_for(data, "https://first.example/3.jpg")
     mine, theirs = message_for(data, "https://mine.example/3.jpg"), message_for(data, "https://theirs.example/3.jpg")
@@ -107,7 +123,7 @@ def test_a_replica_updating_the_same_point_meanwhile_loses_no_url(client: Interl
 
 
 def test_a_replica_whose_round_also_wrote_another_point_of_this_batch_loses_no_url(
-    client: InterleavingClient,
+    client: InterleavingEngine,
 ) -> None:
     """Revisions are one token per write round. A point another replica changed, in a round that also
     wrote a *different* point of this batch, carries a revision this writer read for that other point:
@@ -121,12 +137,12 @@ def test_a_replica_whose_round_also_wrote_another_point_of_this_batch_loses_no_u
     write_images(client, "images", [_image(b_first)], model=MODEL)
     theirs = "https://theirs.example/a.jpg"
 
-    def other_replica(other: QdrantClient) -> None:
+    def other_replica(other: Engine) -> None:
         # The other replica's round wrote B (read by this writer with that round's token) and now A.
-        (b_record,) = other.retrieve("images", [point_id(b_first.sha256)])
-        (a_record,) = other.retrieve("images", [point_id(a_first.sha256)])
-        payload = {"urls": [*a_record.payload["urls"], theirs], "revision": b_record.payload["revision"]}
-        other.set_payload("images", payload=payload, points=[point_id(a_first.sha256)], wait=True)
+        (b_row,) = other.retrieve("images", [point_id(b_first.sha256)])
+        (a_row,) = other.retrieve("images", [point_id(a_first.sha256)], vectors=True)
+        payload = {**a_row.payload, "urls": [*a_row.payload["urls"], theirs], "revision": b_row.payload["revision"]}
+        other.update_if("images", [Row(id=a_row.id, payload=payload, vector=a_row.vector)], a_row.payload["revision"])
 
     client.before_first_write = other_replica
     a_mine, b_mine = (
@@ -153,7 +169,7 @@ async def test_an_unreachable_qdrant_server_is_a_fault_to_retry_not_a_crash() ->
 async def test_a_swap_to_another_model_under_a_running_indexer_stops_it(qdrant_path: Path) -> None:
     """After `dyimages reindex` swapped the alias to another model's collection, this indexer's vectors
     have no target: the write says the model changed (the indexer stops, exit 4) instead of failing on."""
-    store = Store(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    store = Store(load_settings(QdrantSettings, qdrant_path=qdrant_path))  # the default engine, Edge
     try:
         await store.open(dim=DIM, model=MODEL, pretrained="none")
         event = message_for(jpeg(7), "https://a.example/7.jpg")

@@ -2,9 +2,9 @@
 
 In embedded mode (indexer/tests/test_store.py) qdrant-client hands ``update_mode`` and
 ``update_filter`` to its local engine, never to HTTP. Here the real client, built by our own
-``connect_qdrant`` for a server, runs the real ``write_images`` against ``RecordingEndpoint`` — a
-recording stand-in for Qdrant's REST API (no Qdrant server binary can be had here), scripted by
-:class:`EchoPoints` to answer a retrieve with what the last upsert wrote. The test reads the
+``connect_qdrant`` for a server, runs the real ``write_images`` through the server adapter against
+``RecordingEndpoint`` — a recording stand-in for Qdrant's REST API (no Qdrant server binary can be had
+here), scripted by :class:`EchoPoints` to answer a retrieve with what the last upsert wrote. The test reads the
 upserts' JSON bodies: the condition must be on the wire in the shape of Qdrant's REST API
 (``PUT /collections/{name}/points`` with ``update_mode`` and ``update_filter``). Whether the server
 applies it atomically is not checked here (docs/architecture.md, "Server-only features").
@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dyimages_common.point_writes import ImageVector, write_images
-from dyimages_common.points import point_id
-from dyimages_common.qdrant import connect_qdrant
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store.points import point_id
+from dyimages_common.store.qdrant.connect import connect_qdrant
+from dyimages_common.store.qdrant.engine import QdrantEngine
+from dyimages_common.store.types import ImageVector
+from dyimages_common.store.writes import write_images
 from testkit.images import jpeg
 from testkit.messages import message_for
 from testkit.recording_http import Recorded, RecordingEndpoint
@@ -58,12 +60,12 @@ def test_conditional_writes_go_over_http_as_qdrants_rest_api_has_them() -> None:
         settings = load_settings(
             QdrantSettings, qdrant_host="127.0.0.1", qdrant_port=endpoint.port, qdrant_api_key=KEY, qdrant_path=None
         )
-        client = connect_qdrant(settings)
+        engine = QdrantEngine(connect_qdrant(settings))
         try:
-            assert write_images(client, "images", [ImageVector(first.sha256, vector, [first])], model="m") == 1
-            assert write_images(client, "images", [ImageVector(first.sha256, vector, [second])], model="m") == 1
+            assert write_images(engine, "images", [ImageVector(first.sha256, vector, [first])], model="m") == 1
+            assert write_images(engine, "images", [ImageVector(first.sha256, vector, [second])], model="m") == 1
         finally:
-            client.close()
+            engine.close()
         endpoint.wait_for("/")
     assert {(r.scheme, r.headers.get("api-key")) for r in endpoint.requests} == {("http", KEY)}
     inserted, updated = [r for r in endpoint.requests if r.method == "PUT"]

@@ -22,13 +22,14 @@ import open_clip
 import pytest
 import torch
 
-from dyimages_common import index_builds
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.messaging.rabbit import queue_depths
-from dyimages_common.point_writes import ImageVector
 from dyimages_common.process import exit_codes
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
+from dyimages_common.store import builds as index_builds
+from dyimages_common.store.factory import open_store
+from dyimages_common.store.protocol import ImageStore
+from dyimages_common.store.types import ImageVector
 from search_app.search.engine import search
 from search_app.search.model import Query
 from search_app.search.vectors import IndexMismatch, ServiceEmbedder
@@ -121,8 +122,8 @@ def test_the_indexer_refuses_answers_of_other_weights_behind_its_url_and_returns
     _assert_vectors_of(embedding_service, qdrant_path, {event.sha256 for event in first})
 
 
-def _open(qdrant_path: Path) -> ImageIndex:
-    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+def _open(qdrant_path: Path) -> ImageStore:
+    return open_store(load_settings(QdrantSettings, qdrant_path=qdrant_path))
 
 
 def _assert_vectors_of(service: EmbeddingService, qdrant_path: Path, shas: set[str]) -> None:

@@ -23,12 +23,13 @@ from PIL import Image
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.images.storage import sha256_hex
 from dyimages_common.messaging.rabbit import queue_depths
-from dyimages_common.qdrant import connect_qdrant
-from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
+from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.store.types import PointFilter
 from dyimages_common.urls.state import recent_failures, status_counts
 from testkit.embedding import run_embedding_service
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg, png, webp
+from testkit.stores import raw_points
 
 pytestmark = pytest.mark.e2e
 
@@ -101,9 +102,8 @@ def test_urls_become_searchable_images_with_every_url_and_their_own_vector(
 
         # Point ids are uuid5(sha256): one per image by construction. What can go wrong instead: a URL
         # lost from `urls`, or a point whose vector is not its image's.
-        client = connect_qdrant(load_settings(QdrantSettings, qdrant_path=qdrant_path))
-        try:
-            points, _ = client.scroll("images", limit=1000, with_payload=True, with_vectors=True)
+        with raw_points(qdrant_path) as client:
+            points = client.every_point()
             urls_of = {sha256_hex(body): {image_server.url(path)} for path, body in images.items()}
             urls_of[sha256_hex(images["/img/0.jpg"])].add(image_server.url("/img/same-bytes-again.jpg"))
             assert {point.payload["sha256"]: set(point.payload["urls"]) for point in points} == urls_of
@@ -117,10 +117,18 @@ def test_urls_become_searchable_images_with_every_url_and_their_own_vector(
                     copy = _resized_copy(images[name], scale, fmt)
                     assert sha256_hex(copy) != sha256_hex(images[name])
                     query = embedder.embed_image_bytes(copy)
-                    hits = client.query_points("images", query=query.tolist(), limit=3).points
+                    hits = client.engine.query(
+                        client.collection,
+                        query,
+                        PointFilter(),
+                        min_score=None,
+                        limit=3,
+                        offset=0,
+                        words=(),
+                        depth=3,
+                        vectors=False,
+                    )
                     assert hits[0].payload["sha256"] == sha256_hex(images[name])
-        finally:
-            client.close()
 
     depths = asyncio.run(queue_depths(load_settings(RabbitSettings, **_rabbit_overrides(rabbit_queue))))
     assert depths == {"queued": 0, "dead_lettered": 0}

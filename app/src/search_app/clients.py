@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
+from dyimages_common.store.factory import open_store
+from dyimages_common.store.protocol import ImageStore
 from search_app.settings import AppSettings
 
 
 @dataclass
 class Clients:
     settings: AppSettings
-    index: ImageIndex
+    index: ImageStore
     embedding: EmbeddingClient
 
     def close(self) -> None:
@@ -20,9 +21,9 @@ class Clients:
         self.index.close()
 
 
-def open_index(settings: AppSettings) -> ImageIndex:
+def open_index(settings: AppSettings) -> ImageStore:
     """Connect; StoreInUse (a StoreUnavailable) when the embedded folder is held by another process."""
-    return ImageIndex.connect(settings)
+    return open_store(settings)
 
 
 def open_clients(settings: AppSettings) -> Clients:

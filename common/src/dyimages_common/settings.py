@@ -70,8 +70,13 @@ class QdrantSettings(BaseServiceSettings):
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = Field(
         None,
-        description="When set, use qdrant-client's embedded on-disk mode in this folder "
-        "instead of a server (laptops, tests; one process at a time).",
+        description="When set, an embedded store in this folder instead of a server (laptops, tests; one "
+        "process at a time): Qdrant Edge, or qdrant-client's embedded mode (QDRANT_EMBEDDED).",
+    )
+    qdrant_embedded: Literal["edge", "local"] = Field(
+        "edge",
+        description="The engine of the QDRANT_PATH folder: edge (Qdrant Edge, Qdrant's own engine in the "
+        "process) or local (qdrant-client's pure-Python embedded mode, for a folder made before Edge).",
     )
     qdrant_collection: str = Field("images", min_length=1, max_length=255)
 
@@ -107,6 +112,8 @@ class StateDbSettings(ImagesDirSettings):
         None,
         description="The downloader's URL state (SQLite). Default: IMAGES_DIR/.state/downloader.sqlite3",
     )
+
+
 class PhotosDirSettings(BaseServiceSettings):
     """The photo library, indexed where it lies (``dyimages_common.library``): read-only everywhere."""
 
@@ -115,8 +122,6 @@ class PhotosDirSettings(BaseServiceSettings):
         description="A folder of photos indexed in place, never copied (compose: a read-only bind mount). "
         "Unset: no library.",
     )
-
-
 
     @property
     def state_db_path(self) -> Path:

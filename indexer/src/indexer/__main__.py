@@ -16,7 +16,7 @@ import typer  # noqa: E402
 from dyimages_common.process.logs import configure_logging  # noqa: E402
 from dyimages_common.process.metrics import serve_metrics  # noqa: E402
 from dyimages_common.settings import settings_or_exit  # noqa: E402
-from dyimages_common.store_errors import CollectionMismatchError  # noqa: E402
+from dyimages_common.store.errors import CollectionMismatchError  # noqa: E402
 from indexer.consumer import EXIT_MODEL_MISMATCH, Indexer, StartupError  # noqa: E402
 from indexer.settings import IndexerSettings  # noqa: E402
 from indexer.store import StoreOpenError  # noqa: E402

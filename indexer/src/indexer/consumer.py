@@ -146,6 +146,7 @@ class Indexer:
             self.supervisor.start("gatherer", self._gather(batches))
             self.supervisor.start("queue-watcher", self._watch_queue(connection))
             self.supervisor.start("progress", every(self.settings.indexer_progress_interval_s, self._log_progress))
+            self.supervisor.start("settler", self._store.settle_when_idle())
             await self.supervisor.stop_requested.wait()
             await self._shutdown(declared.queue, consumer_tag)
         finally:
@@ -154,7 +155,7 @@ class Indexer:
                 with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                     await connection.close()
             await self._embedder.client.aclose()
-            await self._store.close()
+            await self._store.close(settle=self.exit_when_idle and not self.exit_status)
         message, args = self.progress.summary()
         log.info(message, *args)
         return self.exit_status

@@ -26,7 +26,7 @@ from dyimages_common.embeddings.client import (
     ModelIdentity,
 )
 from dyimages_common.reasons import Reason
-from dyimages_common.store_errors import REINDEX_HINT
+from dyimages_common.store.errors import REINDEX_HINT
 from indexer import metrics
 from indexer.batch import Image
 from indexer.settings import IndexerSettings

@@ -12,19 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from dyimages_common import index_builds
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import stored_path
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store import builds as index_builds
+from dyimages_common.store.factory import open_store
+from dyimages_common.store.protocol import ImageStore
+from dyimages_common.store.types import ImageVector
 
 MODEL = "test"
 
 
-def open_index(path: Path, name: str = "images") -> ImageIndex:
+def open_index(path: Path, name: str = "images") -> ImageStore:
     """An index in an embedded folder (this process holds it until ``close()``)."""
-    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=path, qdrant_collection=name))
+    return open_store(load_settings(QdrantSettings, qdrant_path=path, qdrant_collection=name))
 
 
 def fake_sha(n: int) -> str:
@@ -32,7 +33,7 @@ def fake_sha(n: int) -> str:
 
 
 def add_point(
-    index: ImageIndex,
+    index: ImageStore,
     sha256: str,
     vector: np.ndarray,
     url: str,

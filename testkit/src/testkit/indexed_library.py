@@ -17,12 +17,13 @@ from pathlib import Path
 import aio_pika
 import numpy as np
 
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.messaging.rabbit import REASON_HEADER, amqp_url, declare_topology
-from dyimages_common.points import point_id
 from dyimages_common.settings import QdrantSettings, RabbitSettings, load_settings
+from dyimages_common.store.factory import open_store
+from dyimages_common.store.points import point_id
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from testkit.images import jpeg, png
 from testkit.messages import publish
@@ -68,11 +69,9 @@ class Library:
     def by_sha(self, sha256: str) -> Picture:
         return next(p for p in self.pictures if p.sha256 == sha256)
 
-    def open_index(self) -> ImageIndex:
+    def open_index(self) -> ImageStore:
         """The library's index through the store seam (the embedded folder: no other process may hold it)."""
-        return ImageIndex.connect(
-            load_settings(QdrantSettings, qdrant_path=self.qdrant_path, qdrant_collection=COLLECTION)
-        )
+        return open_store(load_settings(QdrantSettings, qdrant_path=self.qdrant_path, qdrant_collection=COLLECTION))
 
     def vectors(self) -> dict[str, np.ndarray]:
         """Every indexed vector by sha256 (opens the folder briefly)."""

@@ -43,7 +43,7 @@ class Recorded:
     body: Any = None  # the JSON body, parsed (None when there was none)
 
 
-Answer = Callable[[Recorded], "dict[str, Any] | None"]
+Answer = Callable[[Recorded], "dict[str, Any] | tuple[int, dict[str, Any]] | None"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class RecordingEndpoint:
 
     def __init__(self, tls: TlsFiles | None = None, answer: Answer | None = None) -> None:
         self.tls = tls
-        self.answer = answer  # a test's own answers (a dict) for some requests; None: the canned ones
+        self.answer = answer  # a test's own answers (a dict, or (status, dict)) for some requests; None: canned
         self.requests: list[Recorded] = []
         self.handshake_errors: list[str] = []
         endpoint = self
@@ -95,12 +95,15 @@ class RecordingEndpoint:
                 )
                 endpoint.requests.append(recorded)
                 body = endpoint.answer(recorded) if endpoint.answer else None
+                status = 200
+                if isinstance(body, tuple):  # a scripted answer with its own status: (status, body)
+                    status, body = body
                 if body is None and "/collections" not in self.path:  # qdrant-client's version check asks the root
                     body = {"title": "recording stand-in (not Qdrant)", "version": "1.19.0"}
                 elif body is None:
                     body = {"result": {"exists": True}, "status": "ok", "time": 0.0}
                 data = json.dumps(body).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()

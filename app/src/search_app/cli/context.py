@@ -20,7 +20,7 @@ from dyimages_common.embeddings.client import EmbeddingUnavailable
 from dyimages_common.process import exit_codes
 from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store.errors import StoreFolderError, StoreUnavailable
 from search_app.clients import Clients, open_clients
 from search_app.settings import AppSettings
 
@@ -63,6 +63,8 @@ def service_clients(settings: AppSettings) -> Iterator[Clients]:
         clients = open_clients(settings)
     except StoreUnavailable as exc:
         fail(str(exc), exit_codes.SERVICE_DOWN)
+    except StoreFolderError as exc:  # QDRANT_PATH holds another engine's folder: a setting to fix
+        fail(str(exc), exit_codes.BAD_SETTING)
     try:
         yield clients
     except StoreUnavailable as exc:

@@ -1,6 +1,6 @@
 """`dyimages reindex` and `dyimages drop`: the index's collections, built beside each other and swapped.
 
-See :mod:`search_app.ops.reindex` for the steps and :mod:`dyimages_common.index_builds` for the alias.
+See :mod:`search_app.ops.reindex` for the steps and :mod:`dyimages_common.store.builds` for the alias.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dyimages_common import index_builds
 from dyimages_common.process import exit_codes
+from dyimages_common.store import builds as index_builds
 from search_app.cli.context import err, fail, load_settings, out, rabbit_down, service_clients
 from search_app.ops.reindex import ReindexIncomplete, ReindexResult, finish, messages_for, publish_all, start
 from search_app.ops.status import RABBIT_ERRORS

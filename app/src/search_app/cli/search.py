@@ -12,9 +12,9 @@ from rich.text import Text
 
 from dyimages_common.embeddings.client import EmbeddingRequestError
 from dyimages_common.images.storage import FORMATS
-from dyimages_common.index_query import Order
 from dyimages_common.process import exit_codes
-from dyimages_common.store_errors import CollectionMissing
+from dyimages_common.store.errors import CollectionMissing
+from dyimages_common.store.types import Order
 from search_app.cli.context import JsonFlag, err, fail, load_settings, out, print_json, service_clients
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
 from search_app.search.engine import search

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.points import point_id
+from dyimages_common.store.points import point_id
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from search_app.ops.ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
 from search_app.settings import AppSettings
@@ -194,6 +194,6 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
     return AuditReport(counts=counts, in_flight=dict(in_flight), problems=problems)
 
 
-def audit(settings: AppSettings, index: ImageIndex) -> AuditReport:
+def audit(settings: AppSettings, index: ImageStore) -> AuditReport:
     """Read every ledger and check them (the CLI's `audit`, and the soak's oracle)."""
     return check(read_ledgers(settings, index), settings.images_dir)

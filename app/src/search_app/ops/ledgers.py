@@ -11,10 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import UnsafePathError, check_stored_path, resolve_stored_path
 from dyimages_common.messaging.rabbit import queue_depths
-from dyimages_common.points import ImagePoint
+from dyimages_common.store.points import ImagePoint
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import UrlList, read_url_file
 from search_app.ops.dead_letters import DeadLetter, peek_dead_letters
@@ -82,7 +82,7 @@ def _stored_files(images_dir: Path) -> dict[str, str]:
     return files
 
 
-def stored_points(index: ImageIndex) -> list[StoredPoint]:
+def stored_points(index: ImageStore) -> list[StoredPoint]:
     """Every point of the serving collection ([] when there is none)."""
     serving = index.serving()
     return [StoredPoint(pid, point) for pid, point in index.points(serving)] if serving else []
@@ -96,7 +96,7 @@ def read_url_list(settings: AppSettings) -> UrlList:
         raise UrlFileUnreadable(f"URLS_FILE={str(settings.urls_file)!r} cannot be read: {exc.strerror or exc}") from exc
 
 
-def read_ledgers(settings: AppSettings, index: ImageIndex) -> Ledgers:
+def read_ledgers(settings: AppSettings, index: ImageStore) -> Ledgers:
     """Read every source once. Raises UrlFileUnreadable, sqlite3.Error (state), StoreUnavailable, RabbitMQ's errors."""
     listed = read_url_list(settings)
     rows = url_state.all_rows(settings.state_db_path)

@@ -26,8 +26,8 @@ from typing import Any
 
 import redis
 
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import normalise_url
 from search_app.ops.ledgers import StoredPoint, read_url_list, stored_points
@@ -64,7 +64,7 @@ def _canonical(url: str) -> str:
         return url
 
 
-def plan_prune(settings: AppSettings, index: ImageIndex, max_share: float = MAX_SHARE) -> PrunePlan:
+def plan_prune(settings: AppSettings, index: ImageStore, max_share: float = MAX_SHARE) -> PrunePlan:
     """The images whose every URL has left the URL file; PruneRefused when the rule above forbids it."""
     listed = {_canonical(url) for url in read_url_list(settings).urls}
     if not listed:
@@ -88,7 +88,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-def apply_prune(settings: AppSettings, index: ImageIndex, plan: PrunePlan) -> PrunePlan:
+def apply_prune(settings: AppSettings, index: ImageStore, plan: PrunePlan) -> PrunePlan:
     """Remove the planned images: state rows, stored files, then points; result pages cached in Redis."""
     images_dir, state_db = settings.images_dir, settings.state_db_path
     if plan.remove and not (

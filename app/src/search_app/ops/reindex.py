@@ -1,7 +1,7 @@
 """`dyimages reindex`: build a new collection beside the serving one, then swap the alias atomically.
 
 1. :func:`start` makes (or resumes) the collection being built for the model the embedding service
-   runs now (:func:`dyimages_common.index_builds.begin_build`; the alias ``<name>__building`` tells the
+   runs now (:func:`dyimages_common.store.builds.begin_build`; the alias ``<name>__building`` tells the
    indexer to write there too).
 2. Every stored image is republished: the images directory is the source of truth; each
    content-addressed file becomes ``ImageDownloaded`` messages again, one per source URL (the indexer
@@ -10,7 +10,7 @@
    message shares with the point (the download time, ...) carried over from the point the index holds.
    Messages are persistent and each one is confirmed by the broker.
 3. :func:`finish` waits until the new collection holds every republished image, then swaps the alias
-   (:func:`dyimages_common.index_builds.swap`). Searches read the old collection until that moment; a
+   (:func:`dyimages_common.store.builds.swap`). Searches read the old collection until that moment; a
    reindex that fails or is killed before it leaves the old one serving, and running it again resumes.
 """
 
@@ -26,15 +26,15 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dyimages_common import index_builds
 from dyimages_common.embeddings.client import ModelInfo
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.exif import read_exif
 from dyimages_common.images.storage import FORMATS, UnsafePathError, check_stored_path
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.messaging.rabbit import connect, declare_topology, persistent_message
-from dyimages_common.points import ImagePoint
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store import builds as index_builds
+from dyimages_common.store.errors import StoreUnavailable
+from dyimages_common.store.points import ImagePoint
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from search_app.settings import AppSettings
 
@@ -68,7 +68,7 @@ def stored_files(images_dir: Path) -> Iterator[str]:
             yield relative
 
 
-def build_messages(settings: AppSettings, path: str, index: ImageIndex | None) -> list[ImageDownloaded]:
+def build_messages(settings: AppSettings, path: str, index: ImageStore | None) -> list[ImageDownloaded]:
     """The messages for one stored file, one per known source URL (the indexer merges them into one
     point's ``urls``); raises ValueError with the reason when none can be made."""
     file = settings.images_dir / path
@@ -101,7 +101,7 @@ def build_messages(settings: AppSettings, path: str, index: ImageIndex | None) -
     return [ImageDownloaded(url=url, **{k: v for k, v in facts.items() if v is not None}) for url in urls]
 
 
-def messages_for(settings: AppSettings, index: ImageIndex | None, result: ReindexResult) -> list[ImageDownloaded]:
+def messages_for(settings: AppSettings, index: ImageStore | None, result: ReindexResult) -> list[ImageDownloaded]:
     """Every stored image's messages, those of one image next to each other (so they tend to share a batch)."""
     messages: list[ImageDownloaded] = []
     try:
@@ -154,7 +154,7 @@ def publish_all(
     return asyncio.run(_publish(settings, messages, on_published))
 
 
-def start(index: ImageIndex, info: ModelInfo) -> tuple[str, bool]:
+def start(index: ImageStore, info: ModelInfo) -> tuple[str, bool]:
     """The collection to build for the model the embedding service runs: (name, resumed)."""
     return index_builds.begin_build(index, dim=info.dim, model=info.model, pretrained=info.pretrained)
 
@@ -164,7 +164,7 @@ class ReindexIncomplete(RuntimeError):
 
 
 def finish(
-    index: ImageIndex,
+    index: ImageStore,
     sha256s: set[str],
     *,
     timeout_s: float = 0.0,

@@ -16,10 +16,10 @@ from typing import Any
 import aiormq
 
 from dyimages_common.embeddings.client import EmbeddingClient, EmbeddingUnavailable
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.index_builds import building
 from dyimages_common.messaging.rabbit import queue_depths
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store.builds import building
+from dyimages_common.store.errors import StoreUnavailable
+from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.refetch import RetryRequest, failure_reason, matching_failures, publish_retry_request
 from search_app.ops.dead_letters import DeadLetter, peek_dead_letters
@@ -78,7 +78,7 @@ class Status:
         return asdict(self)
 
 
-def index_status(index: ImageIndex | None, settings: AppSettings, error: str | None = None) -> IndexStatus:
+def index_status(index: ImageStore | None, settings: AppSettings, error: str | None = None) -> IndexStatus:
     status = IndexStatus(collection=settings.qdrant_collection, error=error)
     if index is None:
         return status
@@ -128,7 +128,7 @@ def url_status(settings: AppSettings) -> UrlStatus:
 
 
 def collect_status(
-    index: ImageIndex | None, embedding: EmbeddingClient, settings: AppSettings, qdrant_error: str | None = None
+    index: ImageStore | None, embedding: EmbeddingClient, settings: AppSettings, qdrant_error: str | None = None
 ) -> Status:
     return Status(
         index=index_status(index, settings, qdrant_error),

@@ -44,8 +44,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
+from dyimages_common.store.errors import CollectionMissing, StoreUnavailable
+from dyimages_common.store.protocol import ImageStore
 from search_app.search.model import Filters, Hit
 from search_app.search.vectors import Embedder
 
@@ -170,7 +170,7 @@ class QueryCache:
 
     def results(
         self,
-        index: ImageIndex,
+        index: ImageStore,
         vector: np.ndarray,
         *,
         filters: Filters,

@@ -1,13 +1,13 @@
 """The search itself: a :class:`~search_app.search.model.Query` to a page of hits through the store seam.
 
-Plain functions over an :class:`~dyimages_common.image_index.ImageIndex` and an embedder, shared by the
+Plain functions over an :class:`~dyimages_common.store.index.ImageStore` and an embedder, shared by the
 Streamlit UI, the CLI and the query benchmark. How a query becomes a vector is
 :mod:`search_app.search.vectors`; near-duplicate folding is :mod:`search_app.search.collapse`.
 
 Order: ``relevance`` (default) ranks by the query vector. ``newest``/``oldest`` order by the payload's
 ``date`` (EXIF date, else download time): without a query (browsing) over the whole filtered index
 through the ``date`` payload index; with a query, the results above the minimum score among the best
-:data:`~dyimages_common.index_query.FUSION_DEPTH` are re-ordered by date (so set a minimum score to
+:data:`~dyimages_common.store.types.FUSION_DEPTH` are re-ordered by date (so set a minimum score to
 say what counts as a match).
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.points import point_id
+from dyimages_common.store.points import point_id
+from dyimages_common.store.protocol import ImageStore
 from search_app.search.collapse import collapse_near_duplicates
 from search_app.search.model import Filters, Hit, Query
 from search_app.search.vectors import (
@@ -40,7 +40,7 @@ NO_FILTERS = Filters()
 
 
 def search_vector(
-    index: ImageIndex,
+    index: ImageStore,
     vector: np.ndarray,
     *,
     filters: Filters = NO_FILTERS,
@@ -72,14 +72,14 @@ def search_vector(
     return collapse_near_duplicates(hits, vectors, filters.collapse)  # type: ignore[arg-type]
 
 
-def browse(index: ImageIndex, filters: Filters, *, limit: int = 10, offset: int = 0) -> list[Hit]:
+def browse(index: ImageStore, filters: Filters, *, limit: int = 10, offset: int = 0) -> list[Hit]:
     """The filtered index by date, no query (``filters.order`` newest or oldest); score 0.0."""
     found = index.browse(filters.point_filter(), order=filters.order, limit=limit, offset=offset)
     return [Hit.from_found(one, rank=offset + i + 1) for i, one in enumerate(found)]
 
 
 def search(
-    index: ImageIndex,
+    index: ImageStore,
     embedder: Embedder,
     query: Query,
     *,
@@ -123,11 +123,11 @@ def search(
     )
 
 
-def index_size(index: ImageIndex) -> int | None:
+def index_size(index: ImageStore) -> int | None:
     """Points in the serving collection, or None when there is none."""
     return index.count()
 
 
-def facet_values(index: ImageIndex, key: str, limit: int = 50) -> list[str]:
+def facet_values(index: ImageStore, key: str, limit: int = 50) -> list[str]:
     """Distinct values of a keyword payload field (for the filter pickers), most frequent first."""
     return index.facets(key, limit)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from dyimages_common.index_query import Found, Order, PointFilter
-from dyimages_common.points import INTERNAL_FIELDS, ImagePoint
+from dyimages_common.store.points import INTERNAL_FIELDS, ImagePoint
+from dyimages_common.store.types import Found, Order, PointFilter
 from search_app.search.vectors import ParsedText, parse_text
 
 

@@ -19,8 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from dyimages_common.embeddings.client import EmbeddingClient, ModelIdentity
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.store_errors import REINDEX_HINT, CollectionMismatchError
+from dyimages_common.store.errors import REINDEX_HINT, CollectionMismatchError
+from dyimages_common.store.protocol import ImageStore
 
 # A negative term: `-word` or `-"a phrase"`, at the start or after whitespace.
 _NEGATIVE = re.compile(r'(?:^|(?<=\s))-(?:"([^"]+)"|(\S+))')
@@ -116,7 +116,7 @@ def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], ne
     return normalise(vector)
 
 
-def stored_vector(index: ImageIndex, sha256: str) -> np.ndarray:
+def stored_vector(index: ImageStore, sha256: str) -> np.ndarray:
     """The indexed vector of an image, for "more like this" (no embedding call needed)."""
     vector = index.vector_of(sha256)
     if vector is None:
@@ -131,7 +131,7 @@ def answered_by(embedder: Embedder) -> ModelIdentity | None:
     return method() if callable(method) else None
 
 
-def check_query_model(index: ImageIndex, answered: ModelIdentity | None) -> None:
+def check_query_model(index: ImageStore, answered: ModelIdentity | None) -> None:
     """Refuse a query vector of another model or other weights than the index's, even of the same size
     (its scores would be meaningless); ``answered`` None (no embedding asked) checks nothing."""
     if answered is None:

@@ -9,8 +9,8 @@ from datetime import date
 import streamlit as st
 
 from dyimages_common.images.storage import FORMATS
-from dyimages_common.index_query import Order
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store.errors import StoreUnavailable
+from dyimages_common.store.types import Order
 from search_app.clients import Clients
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
 from search_app.search.model import Filters

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store.errors import StoreUnavailable
 from search_app.ops.progress import IngestSample, ProgressTracker, duration
 from search_app.ops.status import collect_status
 from search_app.ui import resources

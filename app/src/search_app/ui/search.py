@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from dyimages_common.embeddings.client import EmbeddingRequestError, EmbeddingUnavailable
-from dyimages_common.store_errors import CollectionMissing, StoreUnavailable
+from dyimages_common.store.errors import CollectionMissing, StoreUnavailable
 from search_app.search.engine import index_size, search
 from search_app.search.model import Query
 from search_app.search.vectors import IndexMismatch, QueryError

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.reasons import Reason
-from dyimages_common.store_errors import StoreUnavailable
+from dyimages_common.store.errors import StoreUnavailable
 from dyimages_common.urls.refetch import failure_reason
 from search_app.ops.status import (
     RABBIT_ERRORS,

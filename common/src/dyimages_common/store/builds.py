@@ -1,44 +1,52 @@
 """Which collection serves, which one is being built, and the atomic swap between them.
 
-``QDRANT_COLLECTION`` (say ``images``) is an alias. ``dyimages reindex`` makes ``images_<UTC timestamp>``
-beside the serving collection, points the alias ``images__building`` at it (that alias is the control
-record the indexer reads), republishes every stored image, and when the new collection holds every one
-of them swaps in one ``update_collection_aliases`` call: ``images`` moves to the new collection and
-``images__building`` goes. Until then searches read the old collection; a reindex that fails or is
-killed leaves it serving, and running ``dyimages reindex`` again resumes into the same new collection.
+``QDRANT_COLLECTION`` (say ``images``) is a name (:meth:`ImageStore.rename`; a Qdrant alias on the server,
+a pointer file in an Edge folder). ``dyimages reindex`` makes ``images_<UTC timestamp>`` beside the serving
+collection, points the name ``images__building`` at it (that name is the control record the indexer reads),
+republishes every stored image, and when the new collection holds every one of them swaps in one
+``rename``: ``images`` moves to the new collection and ``images__building`` goes. Until then searches
+read the old collection; a reindex that fails or is killed leaves it serving, and running
+``dyimages reindex`` again resumes into the same new collection.
 
 The indexer writes each batch to every *target* (:func:`write_targets`): the serving collection when it
 holds this model's vectors, and the collection being built when there is one of this model. So images
 downloaded during a reindex reach both, and after a model change (the serving collection is of the old
 model) the indexer writes to the new one only.
 
-A collection really named ``images`` (made before aliases were used) cannot share its name with an
-alias (Qdrant refuses it, embedded mode included), so the first swap deletes it and creates the alias
-right after: the one moment without an index, once per installation.
+A collection really named ``images`` (made before aliases were used, on a Qdrant server or qdrant-client's
+embedded mode) cannot share its name with an alias (Qdrant refuses it), so the first swap deletes it and
+creates the alias right after: the one moment without an index, once per installation.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
-from dyimages_common import qdrant
-from dyimages_common.image_index import ImageIndex
-from dyimages_common.store_errors import CollectionMismatchError, classify
+from dyimages_common.store.errors import CollectionMismatchError
+from dyimages_common.store.protocol import ImageStore
 
 log = logging.getLogger(__name__)
 
-
-def building_alias(index: ImageIndex) -> str:
-    return index.name + qdrant.BUILDING_SUFFIX
+BUILDING_SUFFIX = "__building"
 
 
-def building(index: ImageIndex) -> str | None:
+def new_collection_name(name: str) -> str:
+    """``<name>_<UTC timestamp to the microsecond>``: a fresh collection beside the serving one."""
+    return f"{name}_{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def building_name(index: ImageStore) -> str:
+    return index.name + BUILDING_SUFFIX
+
+
+def building(index: ImageStore) -> str | None:
     """The collection a reindex is building, or None."""
-    return index.aliases().get(building_alias(index))
+    return index.names().get(building_name(index))
 
 
-def ensure_serving(index: ImageIndex, *, dim: int, model: str, pretrained: str | None) -> bool:
+def ensure_serving(index: ImageStore, *, dim: int, model: str, pretrained: str | None) -> bool:
     """Make a first collection and its alias when nothing serves yet; True when this call made them. A
     collection that serves already gets the payload indexes it lacks (made by an older release).
 
@@ -50,19 +58,19 @@ def ensure_serving(index: ImageIndex, *, dim: int, model: str, pretrained: str |
         if added:
             log.info("added payload indexes %s to %s", ", ".join(added), serving)
         return False
-    name = qdrant.new_collection_name(index.name)
+    name = new_collection_name(index.name)
     index.create_collection(name, dim=dim, model=model, pretrained=pretrained)
     try:
-        index.change_aliases([qdrant.create_alias(index.name, name)])
-    except Exception as exc:
+        index.rename({index.name: name})
+    except Exception:  # another replica named its own collection first, or the store refused
         index.delete_collection(name)
         if index.serving() is None:
-            raise classify(exc) from exc
+            raise
         return False
     return True
 
 
-def write_targets(index: ImageIndex, *, dim: int, model: str, pretrained: str | None) -> list[str]:
+def write_targets(index: ImageStore, *, dim: int, model: str, pretrained: str | None) -> list[str]:
     """The collections this model's vectors go to now (see the module docstring).
 
     Raises CollectionMismatchError when neither the serving collection nor one being built is this model's.
@@ -88,7 +96,7 @@ def write_targets(index: ImageIndex, *, dim: int, model: str, pretrained: str | 
     return targets
 
 
-def begin_build(index: ImageIndex, *, dim: int, model: str, pretrained: str | None) -> tuple[str, bool]:
+def begin_build(index: ImageStore, *, dim: int, model: str, pretrained: str | None) -> tuple[str, bool]:
     """The collection to build for this model: the one already being built (resumed) when it is of this
     model, else a new one. Returns (name, resumed). With nothing serving (a first index, or after
     ``dyimages drop``) there is nothing to keep serving: the new collection serves at once."""
@@ -101,15 +109,15 @@ def begin_build(index: ImageIndex, *, dim: int, model: str, pretrained: str | No
         if found is not None and found.matches(dim=dim, model=model, pretrained=pretrained):
             return current, True
         log.warning("abandoning collection %s (built for another model)", current)
-        index.change_aliases([qdrant.delete_alias(building_alias(index))])
+        index.rename({building_name(index): None})
         index.delete_collection(current)
-    name = qdrant.new_collection_name(index.name)
+    name = new_collection_name(index.name)
     index.create_collection(name, dim=dim, model=model, pretrained=pretrained)
-    index.change_aliases([qdrant.create_alias(building_alias(index), name)])
+    index.rename({building_name(index): name})
     return name, False
 
 
-def missing_from_build(index: ImageIndex, sha256s: Iterable[str]) -> list[str]:
+def missing_from_build(index: ImageStore, sha256s: Iterable[str]) -> list[str]:
     """The images not yet in the collection being built (or the serving one when none is being built)."""
     wanted = set(sha256s)
     current = building(index) or index.serving()
@@ -119,7 +127,7 @@ def missing_from_build(index: ImageIndex, sha256s: Iterable[str]) -> list[str]:
     return sorted(wanted - held)
 
 
-def swap(index: ImageIndex) -> tuple[str, str | None]:
+def swap(index: ImageStore) -> tuple[str, str | None]:
     """Point the alias at the collection built, atomically, and delete the old collection.
 
     Returns (new, old). Raises RuntimeError when nothing is being built.
@@ -128,24 +136,19 @@ def swap(index: ImageIndex) -> tuple[str, str | None]:
     if new is None:
         raise RuntimeError(f"no collection is being built for {index.name!r}: run `dyimages reindex` first")
     old = index.serving()
-    operations = [qdrant.delete_alias(building_alias(index)), qdrant.create_alias(index.name, new)]
     if old == index.name:  # a collection made before aliases: see the module docstring
         index.delete_collection(old)
         old = None
-    elif old is not None:
-        operations.insert(0, qdrant.delete_alias(index.name))
-    index.change_aliases(operations)
+    index.rename({building_name(index): None, index.name: new})
     if old is not None and old != new:
         index.delete_collection(old)
     log.info("index %s now served by %s (was %s)", index.name, new, old)
     return new, old
 
 
-def drop(index: ImageIndex) -> list[str]:
+def drop(index: ImageStore) -> list[str]:
     """Delete the serving collection, any being built, and their aliases; returns the collections deleted."""
-    names = [name for name in (index.serving(), building(index)) if name]
-    known = index.aliases()
-    index.change_aliases(
-        [qdrant.delete_alias(alias) for alias in (index.name, building_alias(index)) if alias in known]
-    )
-    return [name for name in names if index.delete_collection(name)]
+    collections = [name for name in (index.serving(), building(index)) if name]
+    known = index.names()
+    index.rename({name: None for name in (index.name, building_name(index)) if name in known})
+    return [name for name in collections if index.delete_collection(name)]

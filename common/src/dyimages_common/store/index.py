@@ -1,87 +1,79 @@
-"""The store seam: :class:`ImageIndex` owns every vector-store call the app and the indexer make.
+"""The one implementation of :class:`~dyimages_common.store.protocol.ImageStore`, over any engine.
 
-Callers speak in :class:`~dyimages_common.points.ImagePoint`, :class:`~dyimages_common.index_query.PointFilter`
-and numpy vectors; failures arrive classified once (:mod:`dyimages_common.store_errors`). The index a
-person searches is ``QDRANT_COLLECTION``, an alias; building the next collection and swapping the alias
-live in :mod:`dyimages_common.index_builds`. Blocking calls: the indexer runs them on a thread of its own.
+Callers speak in :class:`~dyimages_common.store.points.ImagePoint`, :class:`~dyimages_common.store.types.PointFilter`
+and numpy vectors; the engine below (:mod:`dyimages_common.store.engine`) speaks its client's language, and
+its failures arrive classified once (:mod:`dyimages_common.store.errors`). The logic every engine shares
+lives here: which collection serves, the conditional write, date order over the best matches, and what a
+failed search means. Blocking calls: the indexer runs them on a thread of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 
-from dyimages_common import qdrant
-from dyimages_common.index_query import (
+from dyimages_common.store.engine import Engine
+from dyimages_common.store.errors import REINDEX_HINT, CollectionMismatchError, CollectionMissing, StoreUnavailable
+from dyimages_common.store.points import ImagePoint, point_id
+from dyimages_common.store.types import (
+    EVERYTHING,
     FUSION_DEPTH,
+    CollectionModel,
     Found,
+    ImageVector,
     Order,
     PointFilter,
     by_date,
-    date_order,
-    to_filter,
-    word_prefetches,
 )
-from dyimages_common.point_writes import ImageVector, write_images
-from dyimages_common.points import ImagePoint, point_id
-from dyimages_common.settings import QdrantSettings
-from dyimages_common.store_errors import CollectionMismatchError, CollectionMissing, StoreUnavailable, classify
+from dyimages_common.store.writes import modify_points, write_images
 
 T = TypeVar("T")
-EVERYTHING = PointFilter()
 
 
 class ImageIndex:
-    """One named index (``QDRANT_COLLECTION``) in one Qdrant (server or embedded folder)."""
+    """One named index (``QDRANT_COLLECTION``) in one engine."""
 
-    def __init__(self, client: QdrantClient, name: str, where: str = "") -> None:
-        self._client, self.name, self._where = client, name, where
-        self._models: dict[str, qdrant.CollectionModel] = {}  # collection -> its model (never changes)
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine, self.name = engine, name
+        self._models: dict[str, CollectionModel] = {}  # collection -> its model (never changes)
 
-    @classmethod
-    def connect(cls, settings: QdrantSettings) -> ImageIndex:
-        """Open the store; StoreInUse when the embedded folder is held, StoreUnavailable when unreachable."""
-        where = str(settings.qdrant_path or settings.qdrant_url or f"{settings.qdrant_host}:{settings.qdrant_port}")
-        try:
-            client = qdrant.connect_qdrant(settings)
-        except Exception as exc:
-            raise classify(exc, where) from exc
-        return cls(client, settings.qdrant_collection, where)
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     def close(self) -> None:
-        self._client.close()
+        self._engine.close()
 
     def _call(self, call: Callable[[], T]) -> T:
         try:
             return call()
         except Exception as exc:
-            explained = classify(exc, self._where)
+            explained = self._engine.classify(exc)
             if explained is exc:
                 raise
             raise explained from exc
 
     # -- which collection ----------------------------------------------------------------------------
 
-    def aliases(self) -> dict[str, str]:
-        return self._call(lambda: qdrant.aliases(self._client))
+    def names(self) -> dict[str, str]:
+        return self._call(self._engine.names)
 
     def serving(self) -> str | None:
-        """The collection searches read: the alias's, a collection really named so (made before aliases), or None."""
-        target = self.aliases().get(self.name)
+        """The collection searches read: the name's, a collection really named so (made before names), or None."""
+        target = self.names().get(self.name)
         if target is not None:
             return target
-        return self.name if self._call(lambda: self._client.collection_exists(self.name)) else None
+        return self.name if self._call(lambda: self._engine.exists(self.name)) else None
 
-    def collection_model(self, collection: str | None = None) -> qdrant.CollectionModel | None:
+    def collection_model(self, collection: str | None = None) -> CollectionModel | None:
         """What made the vectors of ``collection`` (default: the serving one); None when there is none."""
         name = collection or self.serving()
         if name is None:
             return None
         if name not in self._models:
-            found = self._call(lambda: qdrant.collection_model(self._client, name))
+            found = self._call(lambda: self._engine.collection_model(name))
             if found is None:
                 return None
             self._models[name] = found
@@ -94,35 +86,33 @@ class ImageIndex:
         name = collection or self.serving()
         if name is None:
             return None
-        return int(self._call(lambda: self._client.count(name, exact=True)).count)
+        return self._call(lambda: self._engine.count(name))
 
     def facets(self, key: str, limit: int = 50) -> list[str]:
         """Distinct values of a keyword payload field, most frequent first ([] without a collection)."""
         if self.serving() is None:
             return []
-        response = self._call(lambda: self._client.facet(self.name, key=key, limit=limit, exact=False))
-        return [str(hit.value) for hit in response.hits]
+        return self._call(lambda: self._engine.facet(self.name, key, limit))
 
     def point(self, sha256: str, collection: str | None = None) -> ImagePoint | None:
-        records = self._call(lambda: self._client.retrieve(collection or self.name, ids=[point_id(sha256)]))
-        return ImagePoint.from_payload(records[0].payload) if records else None
+        name = collection or self.name
+        rows = self._call(lambda: self._engine.retrieve(name, [point_id(sha256)]))
+        return ImagePoint.from_payload(rows[0].payload) if rows else None
 
     def vector_of(self, sha256: str) -> np.ndarray | None:
         """The stored vector of an image ("more like this"), or None when it is not indexed."""
-        records = self._searching(lambda: self._client.retrieve(self.name, ids=[point_id(sha256)], with_vectors=True))
-        if not records or records[0].vector is None:
-            return None
-        return np.asarray(records[0].vector, dtype=np.float32)
+        rows = self._searching(lambda name: self._engine.retrieve(name, [point_id(sha256)], vectors=True))
+        return rows[0].vector if rows else None
 
-    def points(self, collection: str | None = None, batch: int = 1000) -> Iterator[tuple[str, ImagePoint]]:
-        """(id, point) of every point, in no particular order."""
+    def points(
+        self, collection: str | None = None, batch: int = 1000, where: PointFilter = EVERYTHING
+    ) -> Iterator[tuple[str, ImagePoint]]:
+        """(id, point) of every point ``where`` matches, in no particular order."""
         name, offset = collection or self.name, None
         while True:
-            records, offset = self._call(
-                lambda start=offset: self._client.scroll(name, limit=batch, offset=start, with_vectors=False)
-            )
-            for record in records:
-                yield str(record.id), ImagePoint.from_payload(record.payload)
+            rows, offset = self._call(lambda start=offset: self._engine.scroll(name, where, limit=batch, offset=start))
+            for row in rows:
+                yield row.id, ImagePoint.from_payload(row.payload)
             if offset is None:
                 return
 
@@ -144,50 +134,37 @@ class ImageIndex:
         above the minimum score, ordered by date, then paged."""
         dated = order != "relevance"
         depth = max(FUSION_DEPTH, offset + limit)
-        ask = {"limit": depth, "offset": 0} if dated else {"limit": limit, "offset": offset}
-        if words:
-            request: dict[str, Any] = {
-                "prefetch": word_prefetches(vector, where, min_score, words, depth),
-                "query": models.FusionQuery(fusion=models.Fusion.RRF),
-            }
-        else:
-            request = {"query": vector.tolist(), "query_filter": to_filter(where), "score_threshold": min_score}
-        response = self._searching(
-            lambda: self._client.query_points(
-                self.name, **request, **ask, with_payload=True, with_vectors=with_vectors
+        ask_limit, ask_offset = (depth, 0) if dated else (limit, offset)
+        rows = self._searching(
+            lambda serving: self._engine.query(
+                serving,
+                np.asarray(vector, dtype=np.float32),
+                where,
+                min_score=min_score,
+                limit=ask_limit,
+                offset=ask_offset,
+                words=list(words),
+                depth=depth,
+                vectors=with_vectors,
             ),
             vector_size=len(vector),
         )
-        found = [self._found(point, point.score) for point in response.points]
+        found = [row.found() for row in rows]
         return by_date(found, order)[offset : offset + limit] if dated else found
 
     def browse(self, where: PointFilter = EVERYTHING, *, order: Order, limit: int = 10, offset: int = 0) -> list[Found]:
         """Points without a query, by date (newest or oldest first) through the ``date`` payload index."""
         if order == "relevance":
             raise ValueError("browsing without a query needs a date order")
-        records, _ = self._searching(
-            lambda: self._client.scroll(
-                self.name,
-                scroll_filter=to_filter(where),
-                order_by=date_order(order),
-                limit=offset + limit,
-                with_payload=True,
-            )
-        )
-        return [self._found(record, 0.0) for record in records[offset:]]
+        rows = self._searching(lambda serving: self._engine.browse(serving, where, order=order, limit=offset + limit))
+        return [row.found() for row in rows[offset:]]
 
-    @staticmethod
-    def _found(record: Any, score: float) -> Found:
-        vector = np.asarray(record.vector, dtype=np.float32) if record.vector is not None else None
-        return Found(
-            id=str(record.id), score=float(score), point=ImagePoint.from_payload(record.payload), vector=vector
-        )
-
-    def _searching(self, call: Callable[[], T], vector_size: int | None = None) -> T:
-        """Run a search call; on failure say what it means, asked only then (one round trip less per query):
-        no collection yet, a collection of another vector size, Qdrant down, or the error itself."""
+    def _searching(self, call: Callable[[str], T], vector_size: int | None = None) -> T:
+        """Run a search on the index's name; on failure say what it means, asked only then (one round trip
+        less per query): no collection yet, a collection of another vector size, the store down, or the
+        error itself."""
         try:
-            return self._call(call)
+            return self._call(lambda: call(self.name))
         except (StoreUnavailable, CollectionMissing, ValueError) as exc:
             found = self.collection_model()
             if found is None:
@@ -195,31 +172,43 @@ class ImageIndex:
             if vector_size is not None and found.dim != vector_size:
                 raise CollectionMismatchError(
                     f"the index holds {found.dim}-dimensional vectors of {found.model}, but the embedding "
-                    f"service makes {vector_size}-dimensional ones. {qdrant.REINDEX_HINT}"
+                    f"service makes {vector_size}-dimensional ones. {REINDEX_HINT}"
                 ) from exc
             raise
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
         if ids:
-            self._call(lambda: self._client.delete(self.name, models.PointIdsList(points=list(ids)), wait=True))
+            self._call(lambda: self._engine.delete(collection or self.name, list(ids)))
 
     def write(self, collection: str, images: Sequence[ImageVector], *, model: str) -> int:
-        """The conditional write (:mod:`dyimages_common.point_writes`); returns the rounds it took."""
-        return self._call(lambda: write_images(self._client, collection, images, model=model))
+        """The conditional write (:mod:`dyimages_common.store.writes`); returns the rounds it took."""
+        return self._call(lambda: write_images(self._engine, collection, images, model=model))
+
+    def modify(
+        self,
+        where: PointFilter,
+        change: Callable[[ImagePoint], ImagePoint | None],
+        collection: str | None = None,
+    ) -> int:
+        return self._call(lambda: modify_points(self._engine, collection or self.name, where, change))
+
+    def settle(self) -> bool:
+        return self._call(self._engine.settle)
 
     def create_collection(self, name: str, *, dim: int, model: str, pretrained: str | None) -> None:
-        self._call(lambda: qdrant.create_collection(self._client, name, dim=dim, model=model, pretrained=pretrained))
+        made = CollectionModel(name=name, model=model, dim=dim, weights=pretrained)
+        self._call(lambda: self._engine.create_collection(name, made))
 
     def ensure_indexes(self, name: str) -> list[str]:
         """The point model's payload indexes on ``name``, created where missing; returns those created."""
-        return self._call(lambda: qdrant.ensure_payload_indexes(self._client, name))
+        return self._call(lambda: self._engine.ensure_indexes(name))
 
     def delete_collection(self, name: str) -> bool:
         self._models.pop(name, None)
-        return bool(self._call(lambda: self._client.delete_collection(name)))
+        return bool(self._call(lambda: self._engine.delete_collection(name)))
 
-    def change_aliases(self, operations: Sequence[Any]) -> None:
-        """Apply alias operations in one call: Qdrant applies them together (the atomic swap)."""
-        self._call(lambda: self._client.update_collection_aliases(change_aliases_operations=list(operations)))
+    def rename(self, changes: Mapping[str, str | None]) -> None:
+        """Point each name at its collection (None removes it) in one step: the reindex's atomic swap."""
+        self._call(lambda: self._engine.rename(dict(changes)))

@@ -4,7 +4,7 @@ Every reader and writer of the index goes through this model: the indexer builds
 :meth:`ImagePoint.merged` (the URL merge) and :meth:`ImagePoint.to_payload`; the app, the CLI, reindex,
 audit, prune, the benchmarks and the test helpers read it with :meth:`ImagePoint.from_payload`. Adding a
 payload field is one edit here: a field with ``json_schema_extra={"index": ...}`` also gets its payload
-index (:func:`payload_indexes`), and the store seam (:mod:`dyimages_common.image_index`) creates it.
+index (:func:`payload_indexes`), and the store seam (:mod:`dyimages_common.store.index`) creates it.
 
 Two fields are derived, never set: ``date`` (the photo's own date, EXIF ``DateTimeOriginal``, else when it
 was downloaded: what date filters and date order use) and ``words`` (file names, URL paths and camera, for

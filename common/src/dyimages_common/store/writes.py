@@ -3,86 +3,100 @@
 The vector of an image is the same whoever computes it (same bytes, same model), so two writers can
 only disagree about the payload's URL list. Each write therefore reads the batch's points, merges its
 messages in (:meth:`ImagePoint.merged`), and writes with a condition: a new point only if it is still
-absent (``insert_only``), an existing one only if its ``revision`` is still the one read
-(``update_filter``). It then reads the revisions back; a point some other writer changed in between is
-merged and written again. Qdrant applies the condition atomically per point, on the server as in
-embedded mode. Used only through :meth:`dyimages_common.image_index.ImageIndex.write`.
+absent, an existing one only if its ``revision`` is still the one read. It then reads the revisions
+back; a point some other writer changed in between is merged and written again. Every engine applies
+the condition atomically per point (:meth:`~dyimages_common.store.engine.Engine.update_if`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-import numpy as np
-from qdrant_client import QdrantClient, models
-
-from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.points import REVISION_FIELD, ImagePoint, point_id
-from dyimages_common.store_errors import StoreConflict
+from dyimages_common.store.engine import Engine
+from dyimages_common.store.errors import StoreConflict
+from dyimages_common.store.points import REVISION_FIELD, ImagePoint, point_id
+from dyimages_common.store.types import ImageVector, PointFilter, Row
 
 log = logging.getLogger(__name__)
 
 MAX_WRITE_ROUNDS = 20
+CHANGED_MEANWHILE = "%d point(s) changed by another writer meanwhile; merging again"
 
 
-@dataclass(frozen=True)
-class ImageVector:
-    """One image to write: its vector and every message of this batch that names it."""
-
-    sha256: str
-    vector: np.ndarray
-    events: Sequence[ImageDownloaded]
+def _settled(engine: Engine, collection: str, ids: Sequence[str], revision: str) -> set[str]:
+    """The ids whose stored revision is ``revision`` (this round's writes that held)."""
+    return {row.id for row in engine.retrieve(collection, ids) if row.payload.get(REVISION_FIELD) == revision}
 
 
-def _revision_filter(expected: str | None) -> models.Filter:
-    """Matches a point whose revision is still the one read, or still none (a point another tool wrote)."""
-    if expected:
-        return models.Filter(must=[models.FieldCondition(key=REVISION_FIELD, match=models.MatchValue(value=expected))])
-    return models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=REVISION_FIELD))])
-
-
-def write_images(client: QdrantClient, collection: str, images: Sequence[ImageVector], *, model: str) -> int:
-    """Write one point per image, merging payloads with what is stored; return the rounds it took.
-
-    Blocking; waits until Qdrant has applied every write.
-    """
+def write_images(engine: Engine, collection: str, images: Sequence[ImageVector], *, model: str) -> int:
+    """Write one point per image, merging payloads with what is stored; return the rounds it took."""
     pending = {point_id(image.sha256): image for image in images}
     for round_number in range(1, MAX_WRITE_ROUNDS + 1):
-        stored = {str(record.id): record.payload or {} for record in client.retrieve(collection, list(pending))}
-        revision = uuid.uuid4().hex
-        now = datetime.now(UTC)
-        inserts: list[models.PointStruct] = []
-        # The condition applies to a whole call, so updates go in one call per revision read: one
-        # condition for a whole batch ("any revision read") would let a point that another writer changed
-        # to a revision read for a *different* point of this batch be overwritten, losing its new URLs.
-        updates: dict[str | None, list[models.PointStruct]] = {}
+        stored = {row.id: row.payload for row in engine.retrieve(collection, list(pending))}
+        revision, now = uuid.uuid4().hex, datetime.now(UTC)
+        inserts: list[Row] = []
+        # The condition holds for a whole call, so updates go in one call per revision read: one condition
+        # for the batch ("any revision read") would let a point that another writer changed to a revision
+        # read for a *different* point of this batch be overwritten, losing its new URLs.
+        updates: dict[str | None, list[Row]] = {}
         for pid, image in pending.items():
             old = stored.get(pid)
             existing = ImagePoint.from_payload(old) if old is not None else None
             point = ImagePoint.merged(existing, image.events, model=model, indexed_at=now, revision=revision)
-            struct = models.PointStruct(id=pid, vector=image.vector.tolist(), payload=point.to_payload())
+            row = Row(id=pid, payload=point.to_payload(), vector=image.vector)
             if old is None:
-                inserts.append(struct)
+                inserts.append(row)
             else:
-                updates.setdefault(old.get(REVISION_FIELD) or None, []).append(struct)
+                updates.setdefault(old.get(REVISION_FIELD) or None, []).append(row)
         if inserts:
-            client.upsert(collection, inserts, wait=True, update_mode=models.UpdateMode.INSERT_ONLY)
-        for expected, structs in updates.items():
-            client.upsert(
-                collection,
-                structs,
-                wait=True,
-                update_mode=models.UpdateMode.UPDATE_ONLY,
-                update_filter=_revision_filter(expected),
-            )
-        written = client.retrieve(collection, list(pending), with_payload=[REVISION_FIELD])
-        done = {str(record.id) for record in written if (record.payload or {}).get(REVISION_FIELD) == revision}
+            engine.insert_new(collection, inserts)
+        for expected, rows in updates.items():
+            engine.update_if(collection, rows, expected)
+        done = _settled(engine, collection, list(pending), revision)
         pending = {pid: image for pid, image in pending.items() if pid not in done}
         if not pending:
             return round_number
-        log.info("%d point(s) changed by another writer meanwhile; merging again", len(pending))
+        log.info(CHANGED_MEANWHILE, len(pending))
     raise StoreConflict(f"{len(pending)} point(s) kept changing for {MAX_WRITE_ROUNDS} rounds")
+
+
+def modify_points(
+    engine: Engine, collection: str, where: PointFilter, change: Callable[[ImagePoint], ImagePoint | None]
+) -> int:
+    """Apply ``change`` to every point ``where`` matches, each write or delete conditional on the revision
+    read (as :func:`write_images`); returns the points changed or deleted."""
+    done, offset = 0, None
+    while True:
+        rows, offset = engine.scroll(collection, where, limit=256, offset=offset)
+        for row in rows:
+            done += _modify_one(engine, collection, row.id, change)
+        if offset is None:
+            return done
+
+
+def _modify_one(engine: Engine, collection: str, pid: str, change: Callable[[ImagePoint], ImagePoint | None]) -> int:
+    for _ in range(MAX_WRITE_ROUNDS):
+        found = engine.retrieve(collection, [pid], vectors=True)
+        if not found:
+            return 0
+        (row,) = found
+        expected = row.payload.get(REVISION_FIELD) or None
+        before = ImagePoint.from_payload(row.payload)
+        after = change(before)
+        if after is None:
+            engine.delete_if(collection, [pid], expected)
+            if not engine.retrieve(collection, [pid]):
+                return 1
+        elif after == before:
+            return 0
+        else:
+            revision = uuid.uuid4().hex
+            payload = after.model_copy(update={REVISION_FIELD: revision}).to_payload()
+            engine.update_if(collection, [Row(id=pid, payload=payload, vector=row.vector)], expected)
+            if _settled(engine, collection, [pid], revision):
+                return 1
+        log.info(CHANGED_MEANWHILE, 1)
+    raise StoreConflict(f"point {pid} kept changing for {MAX_WRITE_ROUNDS} rounds")
