@@ -79,3 +79,20 @@ def test_transparent_parts_become_white_not_black(images_dir: Path) -> None:
     with Image.open(io.BytesIO(thumbnail(images_dir, path, 64, **LIMITS))) as thumb:
         assert thumb.getpixel((60, 32))[0] > 240  # was transparent: white
         assert thumb.getpixel((5, 32))[1] < 30  # was opaque red: still red
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("HEIF", "heic"), ("AVIF", "avif"), ("JPEG", "jpg")])
+def test_a_phone_photo_stored_sideways_gets_an_upright_thumbnail(images_dir: Path, fmt: str, ext: str) -> None:
+    """EXIF Orientation 6 on a photo stored turned a quarter (HEIC: written as the file's own rotation)."""
+    upright = Image.new("RGB", (300, 200), (20, 20, 20))
+    upright.paste((240, 240, 240), (0, 0, 300, 60))  # a bright band along the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    fast = {"HEIF": {"enc_params": {"preset": "ultrafast"}}, "AVIF": {"speed": 10}}.get(fmt, {})
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, fmt, exif=exif.tobytes(), quality=90, **fast)
+    path = store(images_dir, buffer.getvalue(), ext)
+    with Image.open(io.BytesIO(thumbnail(images_dir, path, 150, **LIMITS))) as thumb:
+        assert thumb.size == (150, 100)
+        assert thumb.getpixel((75, 10))[0] > 200  # the band is at the top
+        assert thumb.getpixel((75, 90))[0] < 60

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dyimages_common.images.heif import register_heif
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+
+register_heif()  # iPhone photos (HEIC); Pillow reads AVIF itself
+
+# Pillow's and its plugins' errors for a file it cannot read (RuntimeError: libheif's refusals).
+_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
 
 
 class ThumbnailError(Exception):
@@ -53,7 +59,7 @@ def thumbnail(
             small = _on_white(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise ThumbnailError(f"{path} is missing from the images directory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except _UNREADABLE as exc:
         raise ThumbnailError(f"{path} cannot be read: {exc}") from None
     small.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
