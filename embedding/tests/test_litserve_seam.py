@@ -7,7 +7,6 @@ may reach into LitServe's private names, so that module is the whole list to re-
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import tomllib
 from pathlib import Path
@@ -16,54 +15,16 @@ import pytest
 
 from embedding import litserve_compat
 from testkit import REPO_ROOT
+from testkit.private_names import offenders, private_uses, project_files
 
 pytestmark = pytest.mark.unit
 
 COMPAT = Path(litserve_compat.__file__).resolve()
-# Every Python file of the project (the service, its tests, the shared package, the helpers, the benchmarks).
-SCANNED = ("embedding", "common", "testkit", "bench", "tests", "indexer", "app", "downloader")
-
-
-def _private(name: str) -> bool:
-    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
 def private_litserve_uses(source: str) -> list[str]:
     """Each private LitServe name the source imports or reads as an attribute, as ``line: name``."""
-    tree = ast.parse(source)
-    bound: set[str] = set()  # local names that stand for a LitServe module or object
-    found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == "litserve":
-                    bound.add(alias.asname or "litserve")
-                    found += [f"{node.lineno}: {alias.name}" for part in alias.name.split(".") if _private(part)]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "litserve":
-            module = node.module or ""
-            if any(_private(part) for part in module.split(".")):
-                found.append(f"{node.lineno}: {module}")
-            for alias in node.names:
-                bound.add(alias.asname or alias.name)
-                if _private(alias.name):
-                    found.append(f"{node.lineno}: {module}.{alias.name}")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and _private(node.attr):
-            root = node.value
-            while isinstance(root, ast.Attribute):
-                root = root.value
-            if isinstance(root, ast.Name) and root.id in bound:
-                found.append(f"{node.lineno}: {ast.unparse(node)}")
-    return found
-
-
-def _project_files() -> list[Path]:
-    return [
-        path
-        for top in SCANNED
-        for path in (REPO_ROOT / top).rglob("*.py")
-        if ".venv" not in path.parts and "site-packages" not in path.parts
-    ]
+    return private_uses(source, "litserve")
 
 
 def test_the_scanner_sees_each_kind_of_private_use() -> None:
@@ -85,14 +46,9 @@ def test_the_scanner_sees_each_kind_of_private_use() -> None:
 
 
 def test_no_module_but_the_compat_module_uses_a_private_litserve_name() -> None:
-    files = _project_files()
-    assert any(path.resolve() == COMPAT for path in files)
-    offenders = {
-        str(path.relative_to(REPO_ROOT)): uses
-        for path in files
-        if path.resolve() != COMPAT and (uses := private_litserve_uses(path.read_text()))
-    }
-    assert offenders == {}, f"move these into embedding/litserve_compat.py: {offenders}"
+    assert any(path.resolve() == COMPAT for path in project_files())
+    found = offenders("litserve", COMPAT)
+    assert found == {}, f"move these into embedding/litserve_compat.py: {found}"
 
 
 def test_the_installed_pinned_and_locked_litserve_is_the_checked_one() -> None:
