@@ -4,8 +4,9 @@ Weights: no trained weights can be downloaded here, so the test builds ViT-B-32 
 architecture) with seeded random weights, saves them as a checkpoint file, and starts the service
 with ``MODEL_PRETRAINED=<that file>`` (OpenCLIP accepts a file path as ``pretrained``). Both sides
 therefore run the very same weights, and the service's checkpoint loading is exercised too. The
-reference is OpenCLIP's documented pipeline: ``create_model_and_transforms`` + ``preprocess(Image.open(f))``
-+ ``encode_image``/``encode_text`` + L2 normalisation, one item at a time, in this process.
+reference is OpenCLIP's documented pipeline: ``create_model_and_transforms`` + ``preprocess(image)``
++ ``encode_image``/``encode_text`` + L2 normalisation, one item at a time, in this process; the image
+is decoded as the service decodes it (``decoded_like_the_service``: Pillow's draft and exif_transpose).
 
 Vectors are compared element by element at fp32 tolerance (:data:`ATOL`), not by cosine: with
 random weights a wrong resize filter still scores cosine 0.99996. The negative controls run the
@@ -25,7 +26,7 @@ import open_clip
 import pytest
 import torch
 from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data as photos
 from torchvision import transforms
 
@@ -54,6 +55,21 @@ def assert_same_vectors(got: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
 
 
+def _orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+def decoded_like_the_service(file: Path, side: int = 224) -> Image.Image:
+    """The photo as the service decodes it, with Pillow's own calls: a JPEG at the smallest DCT scale
+    whose sides stay at least the model's (``draft``), then turned by its EXIF Orientation."""
+    image = Image.open(file)
+    if image.format == "JPEG":
+        image.draft("RGB", (side, side))
+    return ImageOps.exif_transpose(image)
+
+
 class Reference:
     def __init__(self, checkpoint: Path) -> None:
         torch.manual_seed(0)
@@ -64,7 +80,7 @@ class Reference:
 
     @torch.inference_mode()
     def image(self, file: Path, preprocess: transforms.Compose | None = None) -> np.ndarray:
-        pixels = (preprocess or self.preprocess)(Image.open(file)).unsqueeze(0)
+        pixels = (preprocess or self.preprocess)(decoded_like_the_service(file)).unsqueeze(0)
         features = self.model.encode_image(pixels)
         return (features / features.norm(dim=-1, keepdim=True))[0].numpy()
 
@@ -105,7 +121,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Reference,
     for index, name in enumerate(PHOTOS):
         buffer = io.BytesIO()
         fmt, ext = ("PNG", "png") if index % 3 == 2 else ("JPEG", "jpg")
-        Image.fromarray(getattr(photos, name)()).save(buffer, format=fmt, quality=92)
+        sideways = {"exif": _orientation(6)} if name == "rocket" else {}  # a phone photo stored on its side
+        Image.fromarray(getattr(photos, name)()).save(buffer, format=fmt, quality=92, **sideways)
         paths.append(store(images_dir, buffer.getvalue(), ext))
     with (
         run_embedding_service(
