@@ -169,7 +169,7 @@ EXPLANATIONS: dict[Reason, str] = {
     Reason.HTTP_OTHER: "the server answered a status that is neither 200 nor a redirect (the status is in the detail)",
     Reason.TOO_LARGE: "the image is over MAX_IMAGE_BYTES",
     Reason.NOT_AN_IMAGE: "the bytes are not an image (an HTML page, an empty body, ...)",
-    Reason.UNSUPPORTED_FORMAT: "an image, but not JPEG, PNG, WebP or GIF",
+    Reason.UNSUPPORTED_FORMAT: "an image, but not JPEG, PNG, WebP, GIF, HEIC or AVIF",
     Reason.TOO_COMPLEX: "too slow to decode (too many JPEG scans, PNG chunks or GIF blocks)",
     Reason.TOO_MANY_PIXELS: "more pixels than MAX_IMAGE_PIXELS",
     Reason.CORRUPT_IMAGE: "the image data is truncated or corrupt",
