@@ -85,14 +85,14 @@ def test_workspace_members_are_the_services(compose: dict[str, Any]) -> None:
 
     root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     members = set(root["tool"]["uv"]["workspace"]["members"])
-    assert members == OUR_SERVICES | {"common", "testkit", "demo"}
+    assert members == OUR_SERVICES | {"common", "testkit", "demo", "bench"}
     for member in members:
         wanted = (
             ("pyproject.toml", "src")
-            if member in {"testkit", "demo"}
+            if member in {"testkit", "demo", "bench"}
             else ("pyproject.toml", ".gitignore", "src", "tests")
         )
-        for needed in wanted:  # the test helpers and the demo have no tests of their own
+        for needed in wanted:  # testkit, the demo and the benchmarks are tested from tests/
             assert (REPO_ROOT / member / needed).exists(), f"{member}/{needed} missing"
 
 
@@ -100,7 +100,7 @@ def test_volumes_are_declared_and_images_read_only_where_only_read(compose: dict
     declared = set(compose["volumes"])
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
-            source = volume.split(":")[0]
+            source = interpolate(volume, {}).split(":")[0]  # the default of a folder .env may name
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name} uses undeclared volume {source}"
             else:
@@ -112,6 +112,10 @@ def test_volumes_are_declared_and_images_read_only_where_only_read(compose: dict
     assert "./downloader:/data/urls:ro" in compose["services"]["downloader"]["volumes"]
     assert compose["services"]["downloader"]["environment"]["URLS_FILE"] == "/data/urls/image_urls.txt"
     assert (REPO_ROOT / "downloader" / "image_urls.txt").exists()
+    # The photo folder (PHOTOS_DIR in .env, default ./photos) is read where it lies, by every reader, never written.
+    for reader in ("downloader", "embedding", "app"):
+        assert "${PHOTOS_DIR:-./photos}:/data/photos:ro" in compose["services"][reader]["volumes"]
+        assert compose["services"][reader]["environment"]["PHOTOS_DIR"] == "/data/photos"
 
 
 def _init_env(tmp_path: Path) -> dict[str, str]:

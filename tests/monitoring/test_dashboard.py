@@ -19,7 +19,7 @@ import aio_pika
 import pytest
 import yaml
 
-from bench.soak_services import (
+from bench.soak.services import (
     RunDirs,
     Samples,
     Service,

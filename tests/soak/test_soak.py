@@ -3,7 +3,7 @@
 Real processes of every service (downloader, indexer, LitServe embedding with the tiny model), the
 real RabbitMQ and an embedded Qdrant folder; the indexer and the embedding service are SIGKILLed
 and restarted, the downloader restarted, the broker connections closed, poison messages
-published. Afterwards `dyimages audit`'s own checks are the oracle. See bench/soak.py.
+published. Afterwards `dyimages audit`'s own checks are the oracle. See bench/src/bench/soak/.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 
-from bench.soak_catalog import BAD_KINDS, INVALID_LINES, build_catalog
-from bench.soak_chaos import (
+from bench.soak.catalog import BAD_KINDS, INVALID_LINES, build_catalog
+from bench.soak.chaos import (
     CLOSE_CONNECTIONS,
     KILL_DOWNLOADER,
     KILL_EMBEDDING,
@@ -29,7 +29,7 @@ from bench.soak_chaos import (
     close_connections,
     poison_messages,
 )
-from bench.soak_logs import read_json_log
+from bench.soak.logs import read_json_log
 from dyimages_common.messaging.messages import ImageDownloaded
 from testkit.http_server import ImageServer
 from testkit.rabbit import AMQP_URL, require_rabbitmq

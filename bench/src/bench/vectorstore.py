@@ -6,9 +6,9 @@ For each size N (default 10,000 and 100,000; quick 2,000 and 10,000), in a fresh
 (default: the system's temporary folder, on disk here, as QDRANT_PATH would be):
 
 1. fill: a child process (the indexer's side) creates the collection through the store seam
-   (:func:`dyimages_common.store.builds.ensure_serving`: the real schema, cosine, 512-d, the payload
+   (:func:`dyimages_common.index_builds.ensure_serving`: the real schema, cosine, 512-d, the payload
    indexes, the model in the metadata, behind the alias) and writes N points with the indexer's own
-   write, :meth:`dyimages_common.store.protocol.ImageStore.write`, in batches of 32 (``INDEXER_BATCH_SIZE``'s
+   write, :meth:`dyimages_common.image_index.ImageIndex.write`, in batches of 32 (``INDEXER_BATCH_SIZE``'s
    default): payloads from the point model (``ImagePoint.merged``) built from real ``ImageDownloaded``
    messages, conditional writes (``insert_only``, ``update_filter`` on the
    revision), the read-back of revisions. Vectors are random unit vectors.
@@ -29,7 +29,7 @@ Fields of each size's JSON line (``"benchmark": "vectorstore"``, ``"points": N``
 * ``insert_points_per_s``: points written per second by the fill process (batches of 32, wait=True);
 * ``fill_peak_rss_mb``: peak RSS of the fill process;
 * ``folder_mb``: size of the embedded folder on disk after the fill;
-* ``open_s``: ``open_store`` (embedded mode) on the filled folder, in a fresh process; ``open_cpu_s``: the
+* ``open_s``: ``ImageIndex.connect`` (embedded mode) on the filled folder, in a fresh process; ``open_cpu_s``: the
   CPU seconds it took (on a busy machine the wall time waits for the CPU; the CPU time does not);
 * ``baseline_rss_mb``: RSS of the search process after its imports, before opening the folder;
 * ``open_rss_mb``: its RSS right after opening (what an idle app holds);
@@ -155,16 +155,16 @@ def filter_mask(count: int) -> np.ndarray:
 
 def _open(folder: Path) -> Any:
     """The index in ``folder`` through the store seam (imports it here: see above)."""
+    from dyimages_common.image_index import ImageIndex
     from dyimages_common.settings import QdrantSettings, load_settings
-    from dyimages_common.store.factory import open_store
 
-    return open_store(load_settings(QdrantSettings, qdrant_path=folder, qdrant_collection=COLLECTION))
+    return ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=folder, qdrant_collection=COLLECTION))
 
 
 def fill(folder: Path, count: int) -> dict[str, Any]:
     """Create the collection as the indexer does and write ``count`` points with its writer."""
-    from dyimages_common.store.builds import ensure_serving
-    from dyimages_common.store.types import ImageVector
+    from dyimages_common.index_builds import ensure_serving
+    from dyimages_common.point_writes import ImageVector
 
     client = _open(folder)
     ensure_serving(client, dim=DIM, model=MODEL, pretrained="none")

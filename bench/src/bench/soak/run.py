@@ -3,12 +3,12 @@
 Real processes of every service on this machine: the downloader, the indexer and the embedding
 service (LitServe, the tiny random-weight model) against the real RabbitMQ (a queue of the soak's
 own) and an embedded Qdrant folder, fed by a local HTTP server with good images, duplicates and
-every kind of bad URL (``bench/soak_catalog.py``).
+every kind of bad URL (:mod:`bench.soak.catalog`).
 
 Two runs in one invocation, each with fresh queues, images, state and Qdrant folder:
 
 1. calm: nothing is attacked; gives ``calm_images_per_s``.
-2. chaos: at random moments (``bench/soak_chaos.py``) the indexer and the embedding service are
+2. chaos: at random moments (:mod:`bench.soak.chaos`) the indexer and the embedding service are
    SIGKILLed and restarted, the downloader is stopped (SIGTERM) and started again, and SIGKILLed
    and started again (``--downloader-kills``), the broker closes the soak's connections, and
    poison messages are published; gives ``chaos_images_per_s`` and every other figure.
@@ -51,8 +51,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.soak_catalog import DOWNLOAD_TIMEOUT_S, INVALID_LINES, MAX_IMAGE_BYTES, Catalog, build_catalog
-from bench.soak_chaos import (
+from bench.soak.catalog import DOWNLOAD_TIMEOUT_S, INVALID_LINES, MAX_IMAGE_BYTES, Catalog, build_catalog
+from bench.soak.chaos import (
     CLOSE_CONNECTIONS,
     KILL_DOWNLOADER,
     KILL_EMBEDDING,
@@ -64,9 +64,9 @@ from bench.soak_chaos import (
     close_connections,
     publish_poison,
 )
-from bench.soak_checks import audit_run, last_indexed_at, ready_messages
-from bench.soak_logs import read_json_log
-from bench.soak_services import (
+from bench.soak.checks import audit_run, last_indexed_at, ready_messages
+from bench.soak.logs import read_json_log
+from bench.soak.services import (
     RunDirs,
     Service,
     dashboard_metric_names,

@@ -62,7 +62,7 @@ PACKAGES = (
     "aio-pika",
     "streamlit",
 )
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 Required = Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]]
 

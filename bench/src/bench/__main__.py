@@ -1,6 +1,7 @@
 """Run one benchmark: ``python -m bench NAME [--quick] [options]``.
 
-Each benchmark is a module ``bench/NAME.py`` with ``run(argv: list[str]) -> dict``; its figures are
+Each benchmark is a module ``bench.NAME`` (or a package whose ``run`` module it is, as
+``bench.soak``) with ``run(argv: list[str]) -> dict``; its figures are
 printed as one JSON object on the last line of output. Run from the repository root.
 """
 
@@ -18,6 +19,8 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m bench {{{','.join(BENCHMARKS)}}} [--quick] [options]")
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     module = importlib.import_module(f"bench.{argv[0]}")
+    if hasattr(module, "__path__"):  # a package: its run module is the benchmark
+        module = importlib.import_module(f"bench.{argv[0]}.run")
     figures = module.run(argv[1:])
     print(json.dumps(figures), flush=True)
     return 0
