@@ -11,7 +11,6 @@ from rich.table import Table
 from rich.text import Text
 
 from dyimages_common.embeddings.client import EmbeddingRequestError
-from dyimages_common.images.storage import FORMATS
 from dyimages_common.process import exit_codes
 from dyimages_common.store.errors import CollectionMissing
 from dyimages_common.store.types import Order
@@ -19,12 +18,10 @@ from search_app.cli.context import JsonFlag, err, fail, load_settings, out, prin
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
 from search_app.search.engine import search
 from search_app.search.hit_text import date_label
-from search_app.search.model import Filters, Hit, Query
+from search_app.search.model import FORMAT_NAMES, Filters, Hit, Query
 from search_app.search.vectors import IndexMismatch, QueryError, ServiceEmbedder
 from search_app.settings import AppSettings
 
-# Accepted --format names: the content types' short names (jpeg, png, webp, gif).
-FORMAT_NAMES = {mime.split("/")[1]: mime for _, mime in FORMATS.values()}
 DATE_FORMATS = ["%Y-%m-%d"]
 
 

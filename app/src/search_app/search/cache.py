@@ -46,7 +46,7 @@ from redis.retry import Retry
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.store.errors import CollectionMissing, StoreUnavailable
 from dyimages_common.store.protocol import ImageStore
-from search_app.search.model import Filters, Hit
+from search_app.search.model import EVERY_FIELD, Filters, Hit
 from search_app.search.vectors import Embedder
 
 # A result page as Redis keeps it: every field of every hit, the store's own included (not Hit.to_json,
@@ -199,7 +199,7 @@ class QueryCache:
         if found is not None:
             return _PAGE.validate_json(found)
         hits = compute()
-        self._set(key, _PAGE.dump_json(hits), self.results_ttl_s)
+        self._set(key, _PAGE.dump_json(hits, context=EVERY_FIELD), self.results_ttl_s)
         return hits
 
 

@@ -1,7 +1,10 @@
 """The search's types: what a person asks for (:class:`Query` with its :class:`Filters`) and what comes back
 (:class:`Hit`), shared by the engine, the query cache, the UI, the CLI's ``--json`` and the HTTP API.
 
-``Hit`` is the one schema of a result everywhere a program reads one (``dyimages search --json``, the API).
+``Hit`` is the one schema of a result everywhere a program reads one (``dyimages search --json``, the HTTP
+API), at :data:`SCHEMA_VERSION`. It serialises without the store's own fields (``INTERNAL_FIELDS``), and its
+JSON schema leaves them out too, so the OpenAPI document says what a response holds; the query cache asks
+for every field with the context ``{"every_field": True}``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
+from dyimages_common.images.storage import FORMATS
 from dyimages_common.store.points import INTERNAL_FIELDS, ImagePoint
 from dyimages_common.store.types import Found, Order, PointFilter
 from search_app.search.vectors import ParsedText, parse_text
+
+SCHEMA_VERSION = 1  # of the results programs read: `dyimages search --json` and the HTTP API
+EVERY_FIELD = {"every_field": True}  # serialisation context that keeps the store's own fields
+# Short format names (jpeg, png, ...) to content types: what `dyimages search --format` and the API take.
+FORMAT_NAMES = {mime.split("/")[1]: mime for _, mime in FORMATS.values()}
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,21 @@ class Query:
         return self.is_empty() and self.filters.order != "relevance"
 
 
+def _public_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of what a hit serialises to: the store's own fields left out."""
+    for name in INTERNAL_FIELDS:
+        schema.get("properties", {}).pop(name, None)
+        if name in schema.get("required", []):
+            schema["required"].remove(name)
+
+
 class Hit(ImagePoint):
     """One result: its rank and score beside every payload field of its point (:class:`ImagePoint`).
 
     ``score`` is the cosine, the fused rank score with word matching, or 0.0 when browsing by date.
     """
+
+    model_config = ConfigDict(json_schema_extra=_public_schema)
 
     rank: int
     score: float
@@ -89,6 +108,14 @@ class Hit(ImagePoint):
     def from_found(cls, found: Found, rank: int) -> Hit:
         return cls(**dict(found.point), rank=rank, score=found.score, id=found.id)
 
+    @model_serializer(mode="wrap")
+    def _without_internal_fields(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):
+        data = handler(self)
+        if isinstance(data, dict) and not (info.context or {}).get("every_field"):
+            for name in INTERNAL_FIELDS:
+                data.pop(name, None)
+        return data
+
     def to_json(self) -> dict[str, Any]:
         """Every payload field but the store's own (``INTERNAL_FIELDS``), with rank, score, id and similar."""
-        return self.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
+        return self.model_dump(mode="json")
