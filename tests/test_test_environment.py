@@ -9,10 +9,13 @@ versions part, and when pytest's importlib mode hides a service package behind i
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
+import json
 import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from packaging.markers import Marker
@@ -63,6 +66,17 @@ def test_the_test_helpers_are_a_member_in_no_image() -> None:
     assert "testkit" in ROOT["tool"]["uv"]["workspace"]["members"]
     assert "testkit" in (REPO_ROOT / ".dockerignore").read_text().split()
     assert importlib.metadata.distribution("dyimages-testkit").version == importlib.metadata.version("dyimages-common")
+
+
+def test_nothing_is_importable_only_because_the_repository_root_is_on_sys_path(tmp_path: Path) -> None:
+    """testkit, the demo and the benchmarks are installed members like the services: from any folder they
+    import from their own src/, and no .pth puts the repository root on sys.path."""
+    code = "import bench.soak.run, demo.record, testkit.licences, downloader, json, sys; print(json.dumps(sys.path))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(REPO_ROOT) not in json.loads(result.stdout)
+    for name in ("bench", "demo", "testkit"):
+        assert importlib.util.find_spec(name).origin == str(REPO_ROOT / name / "src" / name / "__init__.py")
 
 
 def test_a_service_s_tests_import_the_installed_package_not_its_folder() -> None:
