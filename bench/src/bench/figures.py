@@ -55,6 +55,7 @@ PACKAGES = (
     "onnxruntime-gpu",
     "litserve",
     "qdrant-client",
+    "qdrant-edge-py",
     "pillow",
     "numpy",
     "redis",

@@ -13,7 +13,7 @@ Reference (one process, no network, no queue): read each file, decode, preproces
 transform), run the same model with the same torch thread count and the same batch size as the
 indexer (``INDEXER_BATCH_SIZE``'s default unless ``--batch``), a thread pool decoding the next batch
 while the model runs (as the service does), with the service's OpenMP wait policy; and write each
-batch to an embedded Qdrant folder with the indexer's own write (``ImageIndex.write`` through the store
+batch to an embedded Qdrant folder with the indexer's own write (``ImageStore.write`` through the store
 seam: the same payloads and conditional upserts, into a collection made by ``ensure_serving``) on one
 writer thread, so that a batch is written while the next one is embedded, as the indexer's two
 batches in flight do. The service runs the reference's runtime (``--runtime``, default torch; its
@@ -48,9 +48,9 @@ import httpx
 import psutil
 
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import sha256_hex
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store.factory import open_store
 from indexer.settings import IndexerSettings
 from testkit.embedding import embedding_env
 from testkit.http_server import ImageServer, Route
@@ -88,16 +88,16 @@ def reference(files_dir: str, threads: str, batch: str, qdrant_path: str) -> Non
     import torch
     from PIL import Image
 
-    from dyimages_common.image_index import ImageIndex
     from dyimages_common.images.storage import stored_path
-    from dyimages_common.index_builds import ensure_serving
     from dyimages_common.messaging.messages import ImageDownloaded
-    from dyimages_common.point_writes import ImageVector
+    from dyimages_common.store.builds import ensure_serving
+    from dyimages_common.store.factory import open_store
+    from dyimages_common.store.types import ImageVector
 
     torch.set_num_threads(int(threads))
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=None)
     model.eval()
-    client = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=Path(qdrant_path)))
+    client = open_store(load_settings(QdrantSettings, qdrant_path=Path(qdrant_path)))
     ensure_serving(client, dim=512, model=MODEL, pretrained=PRETRAINED)
     collection = client.serving() or "images"
     files = sorted(Path(files_dir).iterdir())
@@ -279,7 +279,7 @@ def _e2e_round(
             stop(downloader)
         stop(indexer, signal.SIGTERM)
         delete_topology(queue)
-    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path))
+    index = open_store(load_settings(QdrantSettings, qdrant_path=qdrant_path))
     try:
         found = [point.sha256 for _, point in index.points()]
     finally:

@@ -43,12 +43,13 @@ import numpy as np
 
 from bench.embedding import MODEL, InProcessWorker  # the same model on both sides
 from dyimages_common.embeddings.client import EmbeddingClient
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.images.storage import sha256_hex, stored_path, write_atomic
-from dyimages_common.index_builds import ensure_serving
 from dyimages_common.messaging.messages import ImageDownloaded
-from dyimages_common.point_writes import ImageVector
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store.builds import ensure_serving
+from dyimages_common.store.factory import open_store
+from dyimages_common.store.protocol import ImageStore
+from dyimages_common.store.types import ImageVector
 from search_app.search.engine import search, search_vector
 from search_app.search.model import Query
 from search_app.search.vectors import ServiceEmbedder
@@ -101,14 +102,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def open_index(qdrant_path: Path) -> ImageIndex:
+def open_index(qdrant_path: Path) -> ImageStore:
     """The benchmark's index in an embedded folder, through the store seam, with its first collection."""
-    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
+    index = open_store(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
     ensure_serving(index, dim=DIM, model=MODEL, pretrained=None)
     return index
 
 
-def fill(index: ImageIndex, images_dir: Path | None, start: int, stop: int, rng: np.random.Generator) -> None:
+def fill(index: ImageStore, images_dir: Path | None, start: int, stop: int, rng: np.random.Generator) -> None:
     """Points ``start`` to ``stop``: random unit vectors, written by the indexer's own write through the store
     seam (payloads from the point model, conditional upserts), tiny JPEGs when asked."""
     now = datetime.now(UTC)
@@ -149,7 +150,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    client: ImageIndex, embedding: EmbeddingClient, encoder: InProcessWorker | None, texts: list[str]
+    client: ImageStore, embedding: EmbeddingClient, encoder: InProcessWorker | None, texts: list[str]
 ) -> dict[str, list[float]]:
     """Alternate the app's query path, the raw encoder (its own process) and a Qdrant-only search, text by text.
 

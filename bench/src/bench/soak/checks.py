@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aio_pika
 
-from dyimages_common.image_index import ImageIndex
 from dyimages_common.settings import QdrantSettings, load_settings
+from dyimages_common.store.factory import open_store
 from search_app.clients import open_index
 from search_app.ops.audit import AuditReport, check
 from search_app.ops.ledgers import Ledgers, read_ledgers
@@ -53,7 +53,7 @@ def audit_run(urls_file: Path, images_dir: Path, state_db: Path, qdrant_path: Pa
 
 def last_indexed_at(qdrant_path: Path) -> float | None:
     """The latest ``indexed_at`` of any point (the end of the run's indexing), as a timestamp."""
-    index = ImageIndex.connect(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
+    index = open_store(load_settings(QdrantSettings, qdrant_path=qdrant_path, qdrant_collection=COLLECTION))
     try:
         if index.serving() is None:
             return None

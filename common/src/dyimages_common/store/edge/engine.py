@@ -54,10 +54,14 @@ def _point(row: Row) -> edge.Point:
 class EdgeEngine:
     """Every collection of one QDRANT_PATH folder, opened by this process alone."""
 
-    def __init__(self, root: Path, *, quantization: edge.ScalarQuantizationConfig | None = None) -> None:
+    def __init__(self, root: Path, *, int8_quantization: bool = False) -> None:
         self.where = str(root)
         self._folder = EdgeFolder(root)
-        self._quantization = quantization  # for collections made from now on (the benchmark compares)
+        # For collections made from now on: vectors also kept as int8 in RAM, searched first, rescored with
+        # the originals (what `bench vectorstore` compares as edge-sq8; no setting names it yet).
+        self._quantization = (
+            edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, always_ram=True) if int8_quantization else None
+        )
         self._lock = threading.RLock()
         self._shards: dict[str, edge.EdgeShard] = {}
         self._names = self._folder.names()
