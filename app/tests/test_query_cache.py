@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY
 from streamlit.testing.v1 import AppTest
 
 import search_app
-from dyimages_common.embeddings.client import EmbeddingClient, ModelInfo
+from dyimages_common.embeddings.client import EmbeddingClient, ModelIdentity, ModelInfo
 from dyimages_common.store.protocol import ImageStore
 from search_app.search import cache as query_cache
 from search_app.search.cache import QueryCache, ServiceIdentity
@@ -82,13 +82,16 @@ class CountingEmbedder:
         self.images += 1
         return self.inner.image(data)
 
+    def answered_by(self) -> ModelIdentity | None:
+        return self.inner.answered_by()
+
 
 def lookups() -> dict[tuple[str, str], float]:
     return {
         (kind, outcome): REGISTRY.get_sample_value("dyimages_app_query_cache_total", {"kind": kind, "outcome": outcome})
         or 0.0
         for kind in ("vector", "results")
-        for outcome in ("hit", "miss", "unavailable")
+        for outcome in ("hit", "miss", "unreadable", "unavailable")
     }
 
 
@@ -162,7 +165,7 @@ def test_the_model_identity_is_asked_again_only_after_its_ttl(library: Library) 
     with EmbeddingClient(library.env["EMBEDDING_SERVICE_URL"]) as embedding:
         counting = CountingInfo(embedding)
         identity = ServiceIdentity(counting, ttl_s=0.5)  # type: ignore[arg-type]
-        assert identity() == identity() == ("dy-tiny", "none")
+        assert identity() == identity() == ModelIdentity("dy-tiny", "none")
         assert counting.asked == 1
         time.sleep(0.6)
         identity()
@@ -319,7 +322,7 @@ def test_the_app_uses_the_cache_given_by_redis_url(
         at.text_input(key="query").input(text).run()
         first = [hit.sha256 for hit in at.session_state["hits"]]
         at.text_input(key="query").input("").run()
-        st.cache_data.clear()  # the process's own vector cache: only Redis can answer now
+        st.cache_resource.clear()  # the process's own vector cache: only Redis can answer now
         before = lookups()
         at.text_input(key="query").input(text).run()
         second = [hit.sha256 for hit in at.session_state["hits"]]

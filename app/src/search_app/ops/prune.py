@@ -13,8 +13,9 @@ bytes has a URL that is still listed (a URL not yet merged into the point).
 Removing needs write access to ``IMAGES_DIR`` and ``STATE_DB``, which only the downloader has (the app
 mounts the images volume read-only): ``--yes`` checks that first and refuses before touching anything.
 Run it with the downloader stopped (it is the state's only writer while it runs) in a container that
-mounts the images volume writable. Result pages cached in Redis are deleted afterwards: their key counts
-points, and a count that falls and rises again must not bring back a page holding a removed image.
+mounts the images volume writable. Afterwards the query cache's generation is raised
+(:func:`search_app.search.cache.forget_pages`): no result page cached before, nor one a search was
+computing meanwhile, is read again, so a removed image never comes back from Redis.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
 from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import normalise_url
 from search_app.ops.ledgers import StoredPoint, read_url_list, stored_points
-from search_app.search.cache import PREFIX
+from search_app.search.cache import forget_pages
 from search_app.settings import AppSettings
 
 MAX_SHARE = 0.5  # refuse to remove more than this share of the indexed images unless told otherwise
@@ -113,18 +112,6 @@ def apply_prune(settings: AppSettings, index: ImageStore, plan: PrunePlan) -> Pr
             continue  # a payload path outside IMAGES_DIR is never a file to delete
     if plan.remove:
         index.delete([p.id for p in plan.remove])
-        _forget_cached_pages(settings)
+        forget_pages(settings.redis_url)  # Redis not answering: it logs why
     plan.removed = True
     return plan
-
-
-def _forget_cached_pages(settings: AppSettings) -> None:
-    """Delete every cached result page (see the module docstring); Redis unreachable: the page TTL bounds it."""
-    if not settings.redis_url:
-        return
-    try:
-        with redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) as client:
-            for key in client.scan_iter(f"{PREFIX}res:*", count=1000):
-                client.delete(key)
-    except (redis.RedisError, OSError):
-        return

@@ -1,97 +1,114 @@
 """The query cache in Redis (REDIS_URL; empty = no cache), shared by every app process.
 
-Two kinds of entries, both under the ``dyimages:query:`` prefix:
+Two kinds of entries, both under the versioned prefix of :mod:`search_app.search.cache_entries`:
 
-* **vectors**: the text → vector step (and an uploaded image → vector), keyed by the model, its
-  weights and the normalised text (whitespace collapsed; not lower-cased, because a tokenizer may
-  be case-sensitive). The model and weights come from the embedding service's ``/info``, asked at
-  most every :data:`MODEL_INFO_TTL_S` seconds, so a service restarted with other weights stops
-  hitting the old entries within that time. Kept :data:`VECTOR_TTL_S` (and Redis' LRU evicts first).
+* **vectors**: the text → vector step (and an uploaded image → vector), keyed by the model and weights
+  the embedding service named in the answer that made the vector, the kind and the normalised text
+  (whitespace collapsed; not lower-cased, because a tokenizer may be case-sensitive) or the image's
+  digest; the entry holds that model again, checked on every read (:mod:`search_app.search.cache_vectors`).
+  Kept :data:`VECTOR_TTL_S` (and Redis' LRU evicts first).
 * **result pages**: keyed by the exact query vector (its bytes: so text, image and "more like this"
-  queries all share one scheme, and another model's vector is another key), the filters, the
-  excluded ids, offset and limit, the Qdrant store and the collection serving the index (a
-  reindex's swap changes it), and that collection's **exact point count**. That count is the
-  invalidation signal: the indexer writes one point per distinct image and nothing deletes single
-  points (only ``dyimages drop`` and ``dyimages prune``, which clears these pages), so every newly
-  indexed image raises the count and moves every later query to fresh keys; stale pages are never
-  read again and expire. It costs one count per query (0.06 ms in embedded mode at 2,000 points
-  here; one request to the server), plus one alias lookup. What the count does not see is a second URL
-  merged into an existing point (same vector, same ranking, a longer ``urls`` list): pages live
-  only APP_RESULTS_CACHE_TTL_S seconds, which bounds that staleness.
+  queries all share one scheme) and the model that made it, the query's words (``--words`` matches them
+  as typed), the filters, the excluded ids, offset and limit, the store and the collection serving the
+  index (a reindex's swap changes it), that collection's **exact point count** and the cache's
+  **generation**. The count is the invalidation signal of indexing: the indexer writes one point per
+  distinct image, so every newly indexed image raises it and moves every later query to fresh keys. The
+  generation (:func:`forget_pages`) is the signal of removal: ``dyimages prune``, ``reindex`` and
+  ``drop`` raise it after they change the index, so a count that falls and rises again, or a page a
+  search computed while prune was removing images, is never read again. Stale pages expire. What neither
+  sees is a second URL merged into an existing point (same vector, same ranking, a longer ``urls``
+  list): pages live only APP_RESULTS_CACHE_TTL_S seconds, which bounds that staleness.
 
+An entry that cannot be read back is counted (outcome ``unreadable``), deleted and computed again.
 Redis is an optimisation, never a dependency: every call has short socket timeouts; on a failure
 the search answers uncached, one warning is logged, and Redis is left alone for
 :data:`RETRY_AFTER_S` before the next try (one info line when it answers again). The counter
-``dyimages_app_query_cache_total{kind, outcome}`` counts hits, misses and unavailable lookups.
+``dyimages_app_query_cache_total{kind, outcome}`` counts hits, misses, unreadable entries and
+unavailable lookups.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import redis
 from prometheus_client import Counter
-from pydantic import TypeAdapter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.embeddings.client import ModelIdentity
 from dyimages_common.store.errors import CollectionMissing, StoreUnavailable
 from dyimages_common.store.protocol import ImageStore
-from search_app.search.model import EVERY_FIELD, Filters, Hit
+from search_app.search.cache_entries import (
+    BASE_PREFIX,
+    GENERATION,
+    Unreadable,
+    decode_page,
+    decode_vector,
+    digest,
+    encode_page,
+    encode_vector,
+    vector_bytes,
+    versioned_prefix,
+)
+from search_app.search.cache_vectors import CachingEmbedder, ServiceIdentity, normalise_text
+from search_app.search.model import Filters, Hit
 from search_app.search.vectors import Embedder
 
-# A result page as Redis keeps it: every field of every hit, the store's own included (not Hit.to_json,
-# which leaves those out for people), so a page from the cache equals the page it stands for.
-_PAGE = TypeAdapter(list[Hit])
+__all__ = ["PREFIX", "CachingEmbedder", "QueryCache", "ServiceIdentity", "forget_pages", "normalise_text"]
 
 log = logging.getLogger(__name__)
 
-PREFIX = "dyimages:query:v1:"
+PREFIX = BASE_PREFIX
 VECTOR_TTL_S = 7 * 24 * 3600
-MODEL_INFO_TTL_S = 30.0
 RETRY_AFTER_S = 5.0
+FORGET_TIMEOUT_S = 2.0
 
 LOOKUPS = Counter(
     "dyimages_app_query_cache",
-    "Query cache lookups by kind (vector, results) and outcome (hit, miss, unavailable: Redis not answering)",
+    "Query cache lookups by kind (vector, results) and outcome (hit, miss, unreadable: an entry that could "
+    "not be read back, deleted; unavailable: Redis not answering)",
     ["kind", "outcome"],
 )
 for _kind in ("vector", "results"):
-    for _outcome in ("hit", "miss", "unavailable"):
+    for _outcome in ("hit", "miss", "unreadable", "unavailable"):
         LOOKUPS.labels(_kind, _outcome)
 
 T = TypeVar("T")
 
 
-def normalise_text(text: str) -> str:
-    """The cache key's form of a query text: surrounding and repeated whitespace removed."""
-    return " ".join(text.split())
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _vector_bytes(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+def forget_pages(url: str, *, prefix: str = PREFIX) -> bool:
+    """Raise the generation every result page's key holds, so no page cached before is read again
+    (prune, reindex and drop call it after changing the index). False when Redis did not take it
+    (or REDIS_URL is empty: nothing is cached)."""
+    if not url:
+        return False
+    try:
+        with redis.Redis.from_url(
+            url, socket_timeout=FORGET_TIMEOUT_S, socket_connect_timeout=FORGET_TIMEOUT_S
+        ) as client:
+            client.incr(prefix + GENERATION)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("query cache: could not raise the generation in Redis (%s)", exc)
+        return False
+    return True
 
 
 class QueryCache:
-    """Vectors and result pages in Redis; see the module docstring for the keys and the signal."""
+    """Vectors and result pages in Redis; see the module docstring for the keys and the signals."""
 
     def __init__(
         self, url: str, *, store: str = "", timeout_s: float = 0.1, results_ttl_s: int = 300, prefix: str = PREFIX
     ) -> None:
-        self.prefix = prefix  # tests give their own
+        self.prefix = prefix  # tests give their own; forget_pages takes the same
+        self.keys = versioned_prefix(prefix)
         self.store = store  # which Qdrant (server or embedded folder): part of every results key
         self.results_ttl_s = results_ttl_s
         self._redis = redis.Redis.from_url(
@@ -134,39 +151,56 @@ class QueryCache:
                 self._down_until, self._down_logged = 0.0, False
         return value
 
-    def _get(self, kind: str, key: str) -> bytes | None:
-        """The stored value; counts a hit or a miss (or unavailable)."""
+    def _get(self, kind: str, key: str, decode: Callable[[bytes], T]) -> T | None:
+        """The stored value, decoded; counts a hit or a miss (or unavailable). An entry that cannot be
+        decoded is a miss of its own kind ("unreadable"): deleted, so it is computed and stored again."""
         found = self._call(kind, lambda r: r.get(key))
         if found is None:
             if not self._down_until:
                 LOOKUPS.labels(kind, "miss").inc()
             return None
+        try:
+            value = decode(found)  # type: ignore[arg-type]
+        except Unreadable as exc:
+            LOOKUPS.labels(kind, "unreadable").inc()
+            log.warning("query cache: deleted an entry that cannot be read back (%s)", exc, extra={"key": key})
+            self._call(None, lambda r: r.delete(key))
+            return None
         LOOKUPS.labels(kind, "hit").inc()
-        return found  # type: ignore[return-value]
+        return value
 
     def _set(self, key: str, value: bytes, ttl_s: int) -> None:
         if not self._down_until:
             self._call(None, lambda r: r.set(key, value, ex=ttl_s))
 
-    # --- vectors -------------------------------------------------------------------------------
+    # --- vectors (a VectorShelf) ------------------------------------------------------------------
 
-    def vector(self, model: str, weights: str, kind: str, content: str | bytes, compute: Callable[[], np.ndarray]):
-        """The cached vector of a text (normalised) or an image (its bytes' digest), else computed and stored."""
-        if isinstance(content, bytes):
-            content = hashlib.sha256(content).hexdigest()
-        key = f"{self.prefix}vec:{_digest(model, weights, kind, content)}"
-        found = self._get("vector", key)
-        if found is not None:
-            return np.frombuffer(found, dtype=np.float32).copy()
-        vector = compute()
-        self._set(key, _vector_bytes(vector), VECTOR_TTL_S)
-        return vector
+    def _vector_key(self, made_by: ModelIdentity, kind: str, content: str) -> str:
+        return f"{self.keys}vec:{digest(made_by.model, made_by.pretrained, kind, content)}"
 
-    def embedder(self, inner: Embedder, identity: Callable[[], tuple[str, str]]) -> CachingEmbedder:
-        """``inner`` with its vectors cached under the (model, weights) ``identity`` returns."""
-        return CachingEmbedder(self, inner, identity)
+    def find_vector(self, made_by: ModelIdentity, kind: str, content: str) -> np.ndarray | None:
+        """The vector ``made_by`` made of a normalised text or an image digest, when kept."""
+        key = self._vector_key(made_by, kind, content)
+        return self._get("vector", key, lambda data: decode_vector(data, made_by))
+
+    def keep_vector(self, made_by: ModelIdentity, kind: str, content: str, vector: np.ndarray) -> None:
+        """Keep a vector under the model that made it (as the service's answer named it)."""
+        self._set(self._vector_key(made_by, kind, content), encode_vector(made_by, vector), VECTOR_TTL_S)
+
+    def embedder(self, inner: Embedder, expected: ServiceIdentity) -> CachingEmbedder:
+        """``inner`` (one query's) with its vectors cached under the model that made each one."""
+        return CachingEmbedder(self, inner, expected)
 
     # --- result pages --------------------------------------------------------------------------
+
+    def _generation(self) -> int | None:
+        found = self._call("results", lambda r: r.get(self.prefix + GENERATION))
+        if found is None:
+            return None if self._down_until else 0
+        try:
+            return int(found)  # type: ignore[arg-type]
+        except ValueError:
+            return None  # not a counter: cache no page until forget_pages makes it one
 
     def results(
         self,
@@ -178,6 +212,8 @@ class QueryCache:
         offset: int,
         exclude_ids: Sequence[str],
         compute: Callable[[], list[Hit]],
+        words: Sequence[str] = (),
+        made_by: ModelIdentity | None = None,
     ) -> list[Hit]:
         """A page of results from the cache, else from ``compute`` (then stored).
 
@@ -191,50 +227,26 @@ class QueryCache:
             return compute()
         if count is None:  # no collection: the uncached search explains it
             return compute()
-        vector_key = hashlib.sha256(_vector_bytes(vector)).hexdigest()
-        key = f"{self.prefix}res:" + _digest(
-            self.store, collection, count, vector_key, asdict(filters), sorted(exclude_ids), offset, limit
+        generation = self._generation()  # read before computing: a removal after it moves later keys on
+        if generation is None:
+            return compute()
+        model = None if made_by is None else (made_by.model, made_by.pretrained)
+        key = f"{self.keys}res:" + digest(
+            self.store,
+            collection,
+            count,
+            generation,
+            model,
+            hashlib.sha256(vector_bytes(vector)).hexdigest(),
+            list(words),
+            asdict(filters),
+            sorted(exclude_ids),
+            offset,
+            limit,
         )
-        found = self._get("results", key)
+        found = self._get("results", key, decode_page)
         if found is not None:
-            return _PAGE.validate_json(found)
+            return found
         hits = compute()
-        self._set(key, _PAGE.dump_json(hits, context=EVERY_FIELD), self.results_ttl_s)
+        self._set(key, encode_page(hits), self.results_ttl_s)
         return hits
-
-
-class CachingEmbedder:
-    """An :class:`~search_app.search.engine.Embedder` that asks the cache before ``inner``."""
-
-    def __init__(self, cache: QueryCache, inner: Embedder, identity: Callable[[], tuple[str, str]]) -> None:
-        self._cache, self._inner, self._identity = cache, inner, identity
-
-    def text(self, text: str) -> np.ndarray:
-        model, weights = self._identity()
-        return self._cache.vector(model, weights, "text", normalise_text(text), lambda: self._inner.text(text))
-
-    def image(self, data: bytes) -> np.ndarray:
-        model, weights = self._identity()
-        return self._cache.vector(model, weights, "image", data, lambda: self._inner.image(data))
-
-    def answered_by(self) -> object | None:
-        """The inner embedder's ``answered_by()`` (the model of the service's latest answer) when it
-        has one, for the index's model check; the cached vectors are keyed by the same model."""
-        method = getattr(self._inner, "answered_by", None)
-        return method() if callable(method) else None
-
-
-class ServiceIdentity:
-    """The embedding service's (model, weights), asked at most every :data:`MODEL_INFO_TTL_S` seconds."""
-
-    def __init__(self, client: EmbeddingClient, ttl_s: float = MODEL_INFO_TTL_S) -> None:
-        self._client, self._ttl_s = client, ttl_s
-        self._value: tuple[str, str] | None = None
-        self._asked = 0.0
-
-    def __call__(self) -> tuple[str, str]:
-        now = time.monotonic()
-        if self._value is None or now - self._asked > self._ttl_s:
-            info = self._client.info()
-            self._value, self._asked = (info.model, info.pretrained), now
-        return self._value

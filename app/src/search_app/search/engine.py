@@ -106,8 +106,8 @@ def search(
     if query.like is not None:
         positives.append(stored_vector(index, query.like))
     vector = combine(positives, [embedder.text(text) for text in parsed.negatives], negative_weight)
-    if parsed.positive or query.image is not None:
-        check_query_model(index, answered_by(embedder))
+    made_by = answered_by(embedder)  # None when nothing was embedded ("more like this" alone)
+    check_query_model(index, made_by)
     exclude = [point_id(query.like)] if query.like else []
     words = query_words(parsed.positive) if query.filters.match_words else []
 
@@ -119,7 +119,15 @@ def search(
     if cache is None:
         return run()
     return cache.results(
-        index, vector, filters=query.filters, limit=limit, offset=offset, exclude_ids=exclude, compute=run
+        index,
+        vector,
+        filters=query.filters,
+        limit=limit,
+        offset=offset,
+        exclude_ids=exclude,
+        compute=run,
+        words=words,
+        made_by=made_by,
     )
 
 

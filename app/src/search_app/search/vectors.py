@@ -12,7 +12,7 @@ space the images live in.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,42 +61,23 @@ class Embedder(Protocol):
 
 
 class ServiceEmbedder:
-    """The embedding service over HTTP, without caching (CLI, benchmark)."""
+    """The embedding service over HTTP, without caching; one per query (the client may be shared)."""
 
     def __init__(self, client: EmbeddingClient) -> None:
         self._client = client
+        self._made: ModelIdentity | None = None
 
     def text(self, text: str) -> np.ndarray:
-        return self._client.embed_texts([text])[0]
+        vectors, self._made = self._client.embed_texts_made([text])
+        return vectors[0]
 
     def image(self, data: bytes) -> np.ndarray:
-        return self._client.embed_image_bytes(data)
+        vector, self._made = self._client.embed_image_bytes_made(data)
+        return vector
 
     def answered_by(self) -> ModelIdentity | None:
-        return self._client.answered_by
-
-
-def _unknown() -> ModelIdentity | None:
-    return None
-
-
-@dataclass(frozen=True)
-class CachedEmbedder:
-    """An embedder made of two functions, for the UI's ``st.cache_data`` wrappers (and, to check the
-    model, ``answered_by_fn``: the client's ``answered_by``)."""
-
-    text_fn: Callable[[str], np.ndarray]
-    image_fn: Callable[[bytes], np.ndarray]
-    answered_by_fn: Callable[[], ModelIdentity | None] = _unknown
-
-    def text(self, text: str) -> np.ndarray:
-        return self.text_fn(text)
-
-    def image(self, data: bytes) -> np.ndarray:
-        return self.image_fn(data)
-
-    def answered_by(self) -> ModelIdentity | None:
-        return self.answered_by_fn()
+        """The model of this embedder's latest vector, as the service's answer named it."""
+        return self._made
 
 
 def normalise(vector: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Per-process resources of the Streamlit app: settings, clients, and the caches of query vectors and thumbnails.
 
 Clients are made once per process (``st.cache_resource``, closed when the cache is cleared); query
-embeddings and thumbnails are cached with ``st.cache_data`` bounded by APP_QUERY_CACHE_SIZE and
-APP_THUMBNAIL_CACHE_SIZE. Nothing here runs at import time.
+vectors are kept in the process under the model that made each one (:class:`ProcessVectors`, at most
+APP_QUERY_CACHE_SIZE), thumbnails with ``st.cache_data`` bounded by APP_THUMBNAIL_CACHE_SIZE. Nothing
+here runs at import time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from dyimages_common.embeddings.client import EmbeddingClient
@@ -19,10 +19,11 @@ from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import SettingsError, load_settings
 from search_app.clients import Clients, open_clients
 from search_app.metrics_server import start_metrics
-from search_app.search.cache import QueryCache, ServiceIdentity
+from search_app.search.cache import QueryCache
+from search_app.search.cache_vectors import CachingEmbedder, ProcessVectors, ServiceIdentity
 from search_app.search.engine import facet_values
 from search_app.search.thumbnails import thumbnail
-from search_app.search.vectors import CachedEmbedder, Embedder
+from search_app.search.vectors import Embedder, ServiceEmbedder
 from search_app.settings import AppSettings
 
 
@@ -61,27 +62,17 @@ def clients(settings: AppSettings) -> Clients:
 
 @dataclass(frozen=True)
 class Caches:
-    text: Callable[[EmbeddingClient, str, str], np.ndarray]
-    image: Callable[[EmbeddingClient, str, bytes], np.ndarray]
+    vectors: ProcessVectors
     thumbnail: Callable[[str, str, int, int, int], bytes]
 
 
 @st.cache_resource(show_spinner=False)
 def _caches(query_entries: int, thumbnail_entries: int) -> Caches:
-    # Leading underscore: the client is not part of the key; the service URL is.
-    @st.cache_data(max_entries=query_entries, show_spinner=False)
-    def text_vector(_client: EmbeddingClient, service_url: str, text: str) -> np.ndarray:
-        return _client.embed_texts([text])[0]
-
-    @st.cache_data(max_entries=query_entries, show_spinner=False)
-    def image_vector(_client: EmbeddingClient, service_url: str, data: bytes) -> np.ndarray:
-        return _client.embed_image_bytes(data)
-
     @st.cache_data(max_entries=thumbnail_entries, show_spinner=False)
     def thumbnail_bytes(images_dir: str, path: str, size: int, max_bytes: int, max_pixels: int) -> bytes:
         return thumbnail(Path(images_dir), path, size, max_bytes=max_bytes, max_pixels=max_pixels)
 
-    return Caches(text=text_vector, image=image_vector, thumbnail=thumbnail_bytes)
+    return Caches(vectors=ProcessVectors(query_entries), thumbnail=thumbnail_bytes)
 
 
 def caches(settings: AppSettings) -> Caches:
@@ -109,17 +100,12 @@ def _identity(_client: EmbeddingClient, service_url: str) -> ServiceIdentity:
 
 
 def embedder(settings: AppSettings, client: EmbeddingClient) -> Embedder:
-    """An embedder whose text and image vectors come from the per-process cache, behind the Redis
-    query cache when there is one."""
-    cached = caches(settings)
-    url = settings.embedding_service_url
-    local = CachedEmbedder(
-        text_fn=lambda text: cached.text(client, url, text),
-        image_fn=lambda data: cached.image(client, url, data),
-        answered_by_fn=lambda: client.answered_by,
-    )
+    """One query's embedder: vectors from the process's cache, behind the Redis query cache when there is
+    one, each kept under the model that made it."""
+    expected = _identity(client, settings.embedding_service_url)
+    local = CachingEmbedder(caches(settings).vectors, ServiceEmbedder(client), expected)
     shared = query_cache(settings)
-    return local if shared is None else shared.embedder(local, _identity(client, url))
+    return local if shared is None else shared.embedder(local, expected)
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)

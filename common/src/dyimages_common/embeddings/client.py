@@ -141,6 +141,12 @@ class EmbeddingClient:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         return text_vectors(self._post({"texts": texts}, len(texts)))
 
+    def embed_texts_made(self, texts: list[str]) -> tuple[np.ndarray, ModelIdentity]:
+        """The vectors and the model that made them, read from the same answer (``answered_by`` is
+        shared by every thread using this client, so it may already name another request's model)."""
+        parsed = self._post({"texts": texts}, len(texts))
+        return text_vectors(parsed), parsed.identity
+
     def embed_image_paths(self, paths: list[str]) -> ImageEmbeddings:
         return as_images(self._post(image_payload(paths=paths), len(paths)))
 
@@ -150,6 +156,11 @@ class EmbeddingClient:
 
     def embed_image_bytes(self, data: bytes) -> np.ndarray:
         return single_vector(self._post(image_payload(data=[data]), 1))
+
+    def embed_image_bytes_made(self, data: bytes) -> tuple[np.ndarray, ModelIdentity]:
+        """The vector of an uploaded image and the model that made it, from the same answer."""
+        parsed = self._post(image_payload(data=[data]), 1)
+        return single_vector(parsed), parsed.identity
 
 
 class AsyncEmbeddingClient:
