@@ -1,6 +1,7 @@
 #!/bin/sh
-# The reverse proxy in front of the UI (compose profile `public`): renders nginx.conf.template
-# with the settings below, hashes PROXY_PASSWORD into an htpasswd file, then becomes nginx.
+# The reverse proxy in front of the UI (compose profile `public`): checks its settings, hashes
+# PROXY_PASSWORD into an htpasswd file, renders nginx.conf.template (render.sh), runs nginx, and
+# renders again and reloads nginx when the certificate files appear or change (a renewal).
 # Runs as a non-root user (compose: the image's nginx user) and writes only under PROXY_RUN_DIR.
 #
 #   PROXY_USER / PROXY_PASSWORD   the one login (required; placeholders and < 12 characters refused)
@@ -10,14 +11,23 @@
 #   PROXY_SESSION_RATE / _BURST   new UI sessions (websocket connections) per client
 #   PROXY_MAX_SESSIONS            open UI sessions per client at once
 #   PROXY_UPLOAD_RATE / _BURST    image uploads ("search by image") per client
-#   PROXY_TLS_CERT / PROXY_TLS_KEY  PEM files: serve HTTPS on PROXY_HTTPS_PORT, redirect HTTP to it
+#   PROXY_TLS_CERT / PROXY_TLS_KEY  PEM files: HTTPS on PROXY_HTTPS_PORT, HTTP redirects there; until
+#                                 both are readable, HTTP serves ACME challenges and says HTTPS is not ready
+#   PROXY_TLS_CHECK_S             how often the certificate files are checked for a change (seconds)
+#   PROXY_PUBLIC_HTTPS_PORT       the HTTPS port browsers use (the redirect's; default 443)
+#   PROXY_ALLOW_PLAIN_HTTP        true: serve the UI, password included, on plain HTTP (no certificate)
+#   PROXY_ACME_DIR                webroot of ACME HTTP-01 challenges (/.well-known/acme-challenge/)
+#   PROXY_TRUSTED_PROXIES         CIDRs of a CDN or proxy in front, whose PROXY_REAL_IP_HEADER is believed
+#   PROXY_REAL_IP_HEADER          the header carrying the client's address (X-Forwarded-For)
 #   PROXY_DOMAIN                  the domain (server_name); default: any
 #   PROXY_HTTP_PORT / PROXY_HTTPS_PORT  ports inside the container (8080 / 8443)
+#   PROXY_RUN_DIR                 where the rendered config, the hash, caches and temp files go
 #   PROXY_ACCESS_LOG              where requests are logged (default /dev/stdout; `off` for none)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "proxy: $*" >&2; exit 2; }
+say() { echo "proxy: $*" >&2; }
 
 [ "$(id -u)" != 0 ] || fail "refusing to run as root; run as an unprivileged user (compose sets user: 101:101)"
 
@@ -34,6 +44,12 @@ fail() { echo "proxy: $*" >&2; exit 2; }
 : "${PROXY_UPLOAD_BURST:=5}"
 : "${PROXY_TLS_CERT:=}"
 : "${PROXY_TLS_KEY:=}"
+: "${PROXY_TLS_CHECK_S:=60}"
+: "${PROXY_PUBLIC_HTTPS_PORT:=443}"
+: "${PROXY_ALLOW_PLAIN_HTTP:=false}"
+: "${PROXY_ACME_DIR:=$here/acme}"
+: "${PROXY_TRUSTED_PROXIES:=}"
+: "${PROXY_REAL_IP_HEADER:=X-Forwarded-For}"
 : "${PROXY_DOMAIN:=_}"
 : "${PROXY_HTTP_PORT:=8080}"
 : "${PROXY_HTTPS_PORT:=8443}"
@@ -54,9 +70,19 @@ for rate in "$PROXY_REQUEST_RATE" "$PROXY_SESSION_RATE" "$PROXY_UPLOAD_RATE"; do
   echo "$rate" | grep -Eq '^[0-9]+r/[sm]$' || fail "rate '$rate' is not like 20r/s or 10r/m"
 done
 for number in "$MAX_IMAGE_BYTES" "$PROXY_REQUEST_BURST" "$PROXY_SESSION_BURST" "$PROXY_UPLOAD_BURST" \
-  "$PROXY_MAX_SESSIONS" "$PROXY_HTTP_PORT" "$PROXY_HTTPS_PORT"; do
+  "$PROXY_MAX_SESSIONS" "$PROXY_HTTP_PORT" "$PROXY_HTTPS_PORT" "$PROXY_PUBLIC_HTTPS_PORT" "$PROXY_TLS_CHECK_S"; do
   case "$number" in "" | *[!0-9]*) fail "'$number' is not a whole number" ;; esac
 done
+case "$PROXY_ALLOW_PLAIN_HTTP" in
+  true | false) ;;
+  *) fail "PROXY_ALLOW_PLAIN_HTTP must be true or false, not '$PROXY_ALLOW_PLAIN_HTTP'" ;;
+esac
+{ [ -n "$PROXY_TLS_CERT" ] && [ -z "$PROXY_TLS_KEY" ]; } || { [ -z "$PROXY_TLS_CERT" ] && [ -n "$PROXY_TLS_KEY" ]; } \
+  && fail "set both PROXY_TLS_CERT and PROXY_TLS_KEY, or neither"
+for cidr in $(echo "$PROXY_TRUSTED_PROXIES" | tr ',' ' '); do
+  echo "$cidr" | grep -Eq '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' || fail "PROXY_TRUSTED_PROXIES: '$cidr' is not an address or CIDR"
+done
+echo "$PROXY_REAL_IP_HEADER" | grep -Eq '^[A-Za-z0-9-]+$' || fail "PROXY_REAL_IP_HEADER: '$PROXY_REAL_IP_HEADER' is not a header name"
 
 umask 077
 mkdir -p "$PROXY_RUN_DIR/tmp" "$PROXY_RUN_DIR/cache"
@@ -71,36 +97,54 @@ printf '%s:%s\n' "$PROXY_USER" "$hash" > "$PROXY_RUN_DIR/htpasswd"
 
 # Client bodies: an upload is the image plus its multipart envelope (64 KiB allowed for it).
 PROXY_MAX_BODY=$((MAX_IMAGE_BYTES + 65536))
-
-if [ -n "$PROXY_TLS_CERT" ] || [ -n "$PROXY_TLS_KEY" ]; then
-  [ -r "$PROXY_TLS_CERT" ] && [ -r "$PROXY_TLS_KEY" ] || fail "PROXY_TLS_CERT and PROXY_TLS_KEY must both be readable files"
-  PROXY_LISTEN="listen $PROXY_HTTPS_PORT ssl;
-        ssl_certificate $PROXY_TLS_CERT;
-        ssl_certificate_key $PROXY_TLS_KEY;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache shared:dy_tls:10m;
-        add_header Strict-Transport-Security \"max-age=31536000\" always;"
-  PROXY_REDIRECT_SERVER="server {
-        listen $PROXY_HTTP_PORT;
-        server_name $PROXY_DOMAIN;
-        location = /healthz { access_log off; return 200 \"ok\\n\"; }
-        location / { return 308 https://\$host:$PROXY_HTTPS_PORT\$request_uri; }
-    }"
-else
-  PROXY_LISTEN="listen $PROXY_HTTP_PORT;"
-  PROXY_REDIRECT_SERVER=""
-fi
-
+PROXY_CONF_DIR=$here
+PROXY_PAGES="$here/pages"
 export PROXY_UPSTREAM PROXY_REQUEST_RATE PROXY_REQUEST_BURST PROXY_SESSION_RATE PROXY_SESSION_BURST \
   PROXY_MAX_SESSIONS PROXY_UPLOAD_RATE PROXY_UPLOAD_BURST PROXY_DOMAIN PROXY_RUN_DIR PROXY_MAX_BODY \
-  PROXY_LISTEN PROXY_REDIRECT_SERVER PROXY_PAGES PROXY_ACCESS_LOG
-PROXY_PAGES="$here/pages"
-export PROXY_PAGES
-# Only these variables: nginx's own $variables stay as they are.
-envsubst '${PROXY_UPSTREAM} ${PROXY_REQUEST_RATE} ${PROXY_REQUEST_BURST} ${PROXY_SESSION_RATE} ${PROXY_SESSION_BURST}
-  ${PROXY_MAX_SESSIONS} ${PROXY_UPLOAD_RATE} ${PROXY_UPLOAD_BURST} ${PROXY_DOMAIN} ${PROXY_RUN_DIR}
-  ${PROXY_MAX_BODY} ${PROXY_LISTEN} ${PROXY_REDIRECT_SERVER} ${PROXY_PAGES} ${PROXY_ACCESS_LOG}' \
-  < "$here/nginx.conf.template" > "$PROXY_RUN_DIR/nginx.conf"
+  PROXY_PAGES PROXY_ACCESS_LOG PROXY_CONF_DIR PROXY_ACME_DIR
 
-echo "proxy: ${PROXY_TLS_CERT:+https on :$PROXY_HTTPS_PORT, }http on :$PROXY_HTTP_PORT -> $PROXY_UPSTREAM; user $PROXY_USER" >&2
-exec nginx -e stderr -p "$PROXY_RUN_DIR" -c "$PROXY_RUN_DIR/nginx.conf" -g 'daemon off;' "$@"
+# shellcheck source=render.sh
+. "$here/render.sh"
+
+# What the certificate files are now: "none" until both are readable, else their checksum.
+tls_state() {
+  if [ -n "$PROXY_TLS_CERT" ] && [ -r "$PROXY_TLS_CERT" ] && [ -r "$PROXY_TLS_KEY" ]; then
+    cat "$PROXY_TLS_CERT" "$PROXY_TLS_KEY" | cksum
+  else
+    echo none
+  fi
+}
+
+state=$(tls_state)
+render "$state"
+nginx -e stderr -p "$PROXY_RUN_DIR" -c "$PROXY_RUN_DIR/nginx.conf" -g 'daemon off;' "$@" &
+nginx_pid=$!
+# Stop signals go to nginx (QUIT: finish requests first); its exit status is the proxy's.
+stopping="" sleeper=""
+on_signal() {
+  stopping=1
+  kill "-$1" "$nginx_pid" 2>/dev/null || true
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+}
+trap 'on_signal QUIT' QUIT
+trap 'on_signal TERM' TERM INT
+
+while [ -z "$stopping" ] && kill -0 "$nginx_pid" 2>/dev/null; do
+  sleep "$PROXY_TLS_CHECK_S" &
+  sleeper=$!
+  wait "$sleeper" 2>/dev/null || true
+  sleeper=""
+  [ -z "$stopping" ] && kill -0 "$nginx_pid" 2>/dev/null || break
+  now=$(tls_state)
+  [ "$now" != "$state" ] || continue
+  render "$now"
+  if nginx -e stderr -t -q -p "$PROXY_RUN_DIR" -c "$PROXY_RUN_DIR/nginx.conf"; then
+    kill -HUP "$nginx_pid" && say "certificate files changed: nginx reloaded ($(mode_of "$now"))"
+  else
+    say "certificate files changed, but nginx refuses the new config; still serving the old one"
+  fi
+  state=$now
+done
+status=0
+wait "$nginx_pid" || status=$?
+exit "$status"

@@ -433,6 +433,34 @@ def test_the_cli_in_the_app_container_finds_the_photo_first(stack: Stack) -> Non
     REPORT["indexed"] = len(found["results"])
 
 
+def test_a_setting_in_env_takes_effect_and_every_documented_one_reaches_its_service(stack: Stack) -> None:
+    """APP_TOP_K=3 in .env: the recreated app's search shows 3 results by default (6 are indexed);
+    and the real compose CLI renders every setting of .env.example into the services that read it
+    (tests/test_settings_reach.py, here with `docker compose config` itself)."""
+    env_file = REPO / ".env"
+    written = env_file.read_text()
+    env_file.write_text(written + "\nAPP_TOP_K=3\n")
+    try:
+        stack.compose("up", "-d", "--no-deps", "app")
+        stack.wait_healthy(("app",))
+        stack.compose("cp", str(stack.photos / "coffee.jpg"), "app:/tmp/coffee.jpg")
+        found = json.loads(stack.exec("app", "dyimages", "search", "--image", "/tmp/coffee.jpg", "--json").stdout)
+    finally:
+        env_file.write_text(written)
+        stack.compose("up", "-d", "--no-deps", "app")
+        stack.wait_healthy(("app",))
+    assert found["query"]["top_k"] == 3
+    assert len(found["results"]) == 3
+    reach = subprocess.run(
+        [os.environ.get("SMOKE_PYTHON", "python3"), "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         str(REPO / "tests" / "test_settings_reach.py"), "-k", "reaches"],
+        cwd=REPO, env={**stack.env, "DYIMAGES_COMPOSE_REQUIRED": "1"}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert reach.returncode == 0, reach.stdout[-3000:]
+    assert "rendered by docker compose config" in reach.stdout
+    REPORT["app_top_k_from_env"] = len(found["results"])
+
+
 @pytest.mark.browser
 def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) -> None:
     import urllib.request
@@ -478,6 +506,9 @@ def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_passwo
 
     with (REPO / ".env").open("a") as out:  # ports 80/443 may be taken on a test machine
         out.write(f"\nPROXY_PUBLISH_HTTP=127.0.0.1:{PROXY_PORT}\nPROXY_PUBLISH_HTTPS=127.0.0.1:18443\n")
+        # No certificate here: the UI on plain HTTP, as README "Going public" allows for a LAN
+        # (tests/proxy/ check HTTPS with the same entrypoint).
+        out.write("PROXY_ALLOW_PLAIN_HTTP=true\n")
     stack.compose("down")
     # The app and the proxy only: the indexer stays stopped (the embedded store admits one process).
     stack.compose("--profile", "public", "up", "-d", "app", "proxy", timeout=900)

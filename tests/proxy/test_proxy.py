@@ -5,17 +5,10 @@ headless Chromium searches through it.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import os
-import shutil
 import socket
-import ssl
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,154 +17,25 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from testkit import REPO_ROOT
-from testkit.browser import chromium, result_images, search_in_browser, streamlit_app
-from testkit.embedding import EmbeddingService
-from testkit.indexed_library import Library, PictureSpec, index_pictures, library_env
-from testkit.procs import free_port, stop, wait_http_ok
-from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
+from testkit.browser import chromium, result_images, search_in_browser
+from testkit.indexed_library import Library
+from testkit.proxy import (
+    ENTRYPOINT,
+    LIBRARY,
+    MAX_IMAGE_BYTES,
+    METRICS_PORT,
+    PASSWORD,
+    SCRIPT_URL,
+    USER,
+    MiB,
+    Proxy,
+    raw_request,
+    require_nginx,
+    run_entrypoint,
+    websocket_head,
+)
 
 pytestmark = pytest.mark.integration
-
-ENTRYPOINT = REPO_ROOT / "deploy" / "proxy" / "entrypoint.sh"
-USER, PASSWORD = "tester", "correct-horse-battery-7f3a"
-MiB = 1024 * 1024
-MAX_IMAGE_BYTES = 3 * MiB  # above nginx's default body limit (1 MiB), which must not apply to uploads
-METRICS_PORT = free_port()  # the app's /metrics
-NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
-# Payload text a hostile page could put in a URL: it must reach the browser as text, never as HTML.
-SCRIPT_URL = "https://photos.example/<script>window.__xss='script'</script>.jpg"
-IMG_HOST_URL = "https://<img src=x onerror=\"window.__xss='img'\">/picture.jpg"
-LIBRARY = [
-    PictureSpec(7301, ("https://photos.example/7301.jpg",)),
-    PictureSpec(7302, (SCRIPT_URL,)),
-    PictureSpec(7303, (IMG_HOST_URL,)),
-    PictureSpec(7304, ("https://photos.example/7304.jpg",)),
-]
-
-
-def require_nginx() -> str:
-    """Fail (never skip) when nginx is not installed: these tests need the real binary."""
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if path is None:
-        raise RuntimeError("nginx is not installed; `apt-get install nginx` (scripts/test does)")
-    return path
-
-
-@dataclass
-class Proxy:
-    port: int
-    log: Path
-    https_port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def https_url(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
-
-
-def run_entrypoint(env: dict[str, str], *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """The entrypoint as the unprivileged user, to completion (for start-up refusals and ``-t``)."""
-    path_env = {"PATH": f"{os.environ['PATH']}:/usr/sbin"}
-    return subprocess.run(
-        ["setpriv", *NOBODY, str(ENTRYPOINT), *args],
-        env={**path_env, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout or 30,
-        check=False,
-    )
-
-
-@contextlib.contextmanager
-def running_proxy(upstream: str, **settings: str) -> Iterator[Proxy]:
-    """The proxy in front of ``upstream`` on free ports, with ``settings`` (PROXY_* variables)."""
-    require_nginx()
-    run_dir = Path(tempfile.mkdtemp(prefix="dy-proxy-"))
-    run_dir.chmod(0o777)  # the unprivileged user writes its config, hash and caches under it
-    log = run_dir / "proxy.log"
-    log.touch(mode=0o666)
-    port = free_port()
-    env = {
-        "PATH": f"{os.environ['PATH']}:/usr/sbin",
-        "PROXY_USER": USER,
-        "PROXY_PASSWORD": PASSWORD,
-        "PROXY_UPSTREAM": upstream,
-        "PROXY_HTTP_PORT": str(port),
-        "PROXY_RUN_DIR": str(run_dir / "run"),
-        # Not /dev/stdout: after setpriv's change of user, /proc/self/fd is not the process's to
-        # reopen (a container started as that user can).
-        "PROXY_ACCESS_LOG": str(run_dir / "access.log"),
-        **settings,
-    }
-    proxy = Proxy(port=port, log=log)
-    if settings.get("PROXY_TLS_CERT"):
-        proxy.https_port = int(settings["PROXY_HTTPS_PORT"])
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            ["setpriv", *NOBODY, str(ENTRYPOINT)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        try:
-            wait_http_ok(f"{proxy.url}/healthz", timeout=30, process=process)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; proxy log:\n{log.read_text()}") from None
-        yield proxy
-    finally:
-        stop(process)
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def proxy_library(
-    tmp_path_factory: pytest.TempPathFactory, shared_images_dir: Path, embedding_service: EmbeddingService
-) -> Iterator[Library]:
-    """Four images indexed by the real indexer; two of them with HTML in their URLs."""
-    require_rabbitmq()
-    queue = unique_queue_name("proxy")
-    tmp = tmp_path_factory.mktemp("proxy-library")
-    env = library_env(
-        images_dir=shared_images_dir,
-        qdrant_path=tmp / "qdrant",
-        state_db=tmp / "state.sqlite3",
-        queue_env=rabbit_env(queue),
-        embedding_url=embedding_service.url,
-    )
-    library = Library(env=env, images_dir=shared_images_dir, qdrant_path=tmp / "qdrant", state_db=tmp / "state.sqlite3")
-    try:
-        index_pictures(library, LIBRARY, tmp / "indexer.log")
-        yield library
-    finally:
-        delete_topology(queue)
-
-
-@pytest.fixture(scope="session")
-def app_upstream(proxy_library: Library, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app (``python -m search_app``) over the library, a 3 MiB upload limit; yields host:port."""
-    env = {
-        **proxy_library.env,
-        "APP_TOP_K": "4",
-        "APP_THUMBNAIL_PX": "96",
-        "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "METRICS_PORT": str(METRICS_PORT),
-    }
-    with streamlit_app(env, tmp_path_factory.mktemp("proxy-app") / "streamlit.log") as url:
-        yield url.removeprefix("http://")
-
-
-@pytest.fixture
-def proxy(app_upstream: str) -> Callable[..., contextlib.AbstractContextManager[Proxy]]:
-    """Start a proxy in front of the app: ``with proxy(PROXY_UPLOAD_RATE="1r/m") as p: ...``."""
-    return lambda **settings: running_proxy(app_upstream, MAX_IMAGE_BYTES=str(MAX_IMAGE_BYTES), **settings)
-
 
 AUTH = httpx.BasicAuth(USER, PASSWORD)
 
@@ -215,7 +79,7 @@ def test_static_files_are_cached_long_and_gzipped(proxy) -> None:
         second = httpx.get(f"{p.url}{path}", auth=AUTH, headers={"Accept-Encoding": "gzip"})
         page = httpx.get(f"{p.url}/", auth=AUTH, headers={"Accept-Encoding": "gzip"})
     assert first.status_code == second.status_code == 200
-    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert set(first.headers["cache-control"].split(", ")) == {"public", "immutable", "max-age=31536000"}
     assert first.headers["content-encoding"] == "gzip"
     assert first.headers["x-cache-status"] == "MISS"
     assert second.headers["x-cache-status"] == "HIT"  # the proxy's own copy
@@ -251,16 +115,8 @@ def test_past_the_rate_uploads_sessions_and_requests_get_429(proxy) -> None:
 
 def open_websocket(proxy: Proxy) -> tuple[socket.socket, str]:
     """A UI session: the websocket handshake of /_stcore/stream, with the password; the socket stays open."""
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
-    key = base64.b64encode(os.urandom(16)).decode()
-    login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    sock.sendall(
-        f"GET /_stcore/stream HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\nOrigin: {proxy.url}\r\n"
-        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: 13\r\nAuthorization: Basic {login}\r\n\r\n".encode()
-    )
-    status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
-    return sock, status
+    sock, answer = raw_request(proxy.port, websocket_head(f"127.0.0.1:{proxy.port}", proxy.url))
+    return sock, answer.split(b"\r\n", 1)[0].decode()
 
 
 def test_sessions_open_at_once_are_limited_per_client(proxy) -> None:
@@ -293,32 +149,6 @@ def test_uploads_above_max_image_bytes_stop_at_the_proxy_and_smaller_ones_need_t
     # Within the limit the app answers: without the XSRF cookie and header Streamlit refuses it.
     assert small.status_code == 403
     assert "xsrf" in small.text.lower()
-
-
-def test_tls_with_a_local_certificate(proxy) -> None:
-    with tempfile.TemporaryDirectory(prefix="dy-proxy-tls-") as folder:  # readable by the proxy's user
-        Path(folder).chmod(0o755)
-        check_tls(proxy, Path(folder) / "cert.pem", Path(folder) / "key.pem")
-
-
-def check_tls(proxy, cert: Path, key: Path) -> None:
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    cert.chmod(0o644)
-    key.chmod(0o644)
-    https_port = free_port()
-    with proxy(PROXY_TLS_CERT=str(cert), PROXY_TLS_KEY=str(key), PROXY_HTTPS_PORT=str(https_port)) as p:
-        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
-            assert client.get(f"{p.https_url}/").status_code == 401
-            secure = client.get(f"{p.https_url}/", auth=AUTH)
-        plain = httpx.get(f"{p.url}/", auth=AUTH)
-    assert secure.status_code == 200
-    assert secure.headers["strict-transport-security"] == "max-age=31536000"
-    assert plain.status_code == 308
-    assert plain.headers["location"] == f"https://127.0.0.1:{https_port}/"
 
 
 @pytest.mark.parametrize(
@@ -376,7 +206,7 @@ def test_a_search_in_chromium_through_the_proxy_renders_results_and_no_payload_h
         metrics = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
         assert 'dyimages_app_query_cache_total{kind="results",outcome="miss"} 1.0' in metrics
         # nginx logs a websocket when it closes (the browser is gone now): it went through the proxy.
-        access_log = p.log.parent / "access.log"
+        access_log = p.access_log
         deadline = time.monotonic() + 10
         while 'GET /_stcore/stream HTTP/1.1" 101' not in access_log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)

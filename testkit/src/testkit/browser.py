@@ -47,10 +47,12 @@ def streamlit_app(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[WebDriver]:
+def chromium(extra_flags: tuple[str, ...] = ()) -> Iterator[WebDriver]:
+    """Headless Chromium; ``extra_flags`` for a test's own needs (a resolver rule for a non-local name,
+    a pinned test certificate)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:

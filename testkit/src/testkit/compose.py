@@ -94,6 +94,7 @@ def rendered(dotenv: dict[str, str], files: tuple[Path, ...] = (COMPOSE,)) -> tu
     it ("docker compose config" or "testkit"). Nothing of this process's environment takes part."""
     binary = compose_binary()
     if binary is None:
+        assert not os.environ.get("DYIMAGES_COMPOSE_REQUIRED"), "DYIMAGES_COMPOSE_REQUIRED: no compose CLI found"
         return _rendered_here(dotenv, files), "testkit"
     with tempfile.TemporaryDirectory(prefix="dy-compose-") as folder:
         env_file = Path(folder) / ".env"
