@@ -12,8 +12,11 @@ RabbitMQ) is not answering. With ``--json`` the result is one JSON object on std
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from dyimages_common import version
 from search_app.cli import failures, maintenance, reindex, search, stats
 
 app = typer.Typer(
@@ -26,6 +29,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"dyimages {version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def options(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the release and exit.")
+    ] = False,
+) -> None:
+    """Options before the command: ``--version`` prints the release (one version for every package)."""
+
+
 app.command("stats")(stats.stats)
 app.command("search")(search.search_command)
 app.command("failures")(failures.failures)

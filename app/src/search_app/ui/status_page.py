@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dyimages_common import version
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.reasons import Reason
 from dyimages_common.store.errors import StoreUnavailable
@@ -32,6 +33,7 @@ def _number(value: int | None) -> str:
 def render() -> None:
     settings = resources.settings()
     st.title("Status")
+    st.caption(f"DY Images {version()}")
     st.button("Refresh", icon=":material/refresh:", key="refresh")
     with st.spinner("Asking the services…"):
         try:
