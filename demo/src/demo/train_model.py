@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 # Before torch loads its OpenMP runtime: threads that spin while waiting for work made every step
-# ~30x slower on a machine whose cores other processes share (the service sets the same policy).
+# many times slower on a machine whose cores other processes share (bench/RESULTS.md; the service
+# sets the same policy).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np

@@ -31,8 +31,8 @@ def run() -> int:
     settings = settings_or_exit(EmbeddingSettings)
     # torch's OpenMP threads spin while they wait for work by default. Where the CPU is shared (the
     # compose stack on one host, a busy laptop) a spinning thread steals the core its partner
-    # needs: ViT-B-32 ran 3x slower here with 2 threads. Waiting passively costs little when the
-    # cores are free. The worker processes inherit the variable; an explicit value is kept.
+    # needs (the model ran several times slower with 2 threads: bench/RESULTS.md). Waiting passively
+    # costs little when the cores are free. The worker processes inherit the variable; an explicit value is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     configure_logging("embedding", settings.log_level, settings.log_format)
     # Before anything imports prometheus_client: every process of the service shares one directory.

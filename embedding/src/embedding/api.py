@@ -48,8 +48,8 @@ def _cpu_count() -> int:
 def thread_counts(settings: EmbeddingSettings, device: str) -> tuple[int, int]:
     """(torch intra-op threads, decode threads) unless the settings fix them.
 
-    On CPU the model needs every core, and one decode thread per four cores keeps it fed (a
-    640x480 JPEG decodes and preprocesses in about 9 ms, ViT-B-32 takes about 70 ms per image).
+    On CPU the model needs every core, and one decode thread per four cores keeps it fed (decoding
+    and preprocessing a photo takes a small part of the model's time per image: bench/RESULTS.md).
     On a GPU the CPU only decodes: one thread per core, each running its preprocessing alone
     (torch's own threads would multiply with them).
     """
@@ -183,8 +183,9 @@ class EmbeddingAPI(ls.LitAPI):
         return results
 
     def encode_response(self, output: Result) -> Response:
-        # pydantic-core's JSON writer (Rust) instead of json.dumps: 4x faster for 256 vectors, and
-        # this runs in the model worker. Floats keep every bit (float32 -> float64 -> shortest text).
+        # pydantic-core's JSON writer (Rust) instead of json.dumps: faster for a batch of vectors
+        # (bench/RESULTS.md), and this runs in the model worker. Floats keep every bit (float32 ->
+        # float64 -> shortest text).
         vectors = [None if vector is None else vector.tolist() for vector in output.vectors]
         body = pydantic_core.to_json(
             {

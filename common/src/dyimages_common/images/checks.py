@@ -153,8 +153,8 @@ def decode_memory(data: bytes, *, max_bytes: int, max_pixels: int) -> int:
     Pillow keeps 1 byte per pixel for grey and palette images and 4 for the others. A JPEG decodes
     at 1/8 scale, but a progressive one first holds every DCT coefficient of the full-size image
     (2 bytes per sample of each component, at its sampling factors). Pillow decodes WebP through
-    libwebp's animation decoder, which keeps its own RGBA canvases (measured: about four times the
-    image's size in all; five are counted). libheif and libavif decode into planes of their own
+    libwebp's animation decoder, which keeps its own RGBA canvases (several times the image's size in
+    all, bench/RESULTS.md; five are counted). libheif and libavif decode into planes of their own
     (YCbCr, up to 16 bits per sample) and convert them to RGB before Pillow copies the result (six
     are counted). Each decode also gets DECODE_OVERHEAD for the decoders' working buffers (zlib's
     window, libjpeg's row buffers, Pillow's line buffer).
