@@ -19,11 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
+from testkit import REPO_ROOT
 from testkit.compose import DUMMY_DOTENV, load_compose, rendered
 from testkit.settings_readers import (
+    OVERRIDE_SETTINGS,
     SETTINGS_CLASSES,
     documented,
+    load_class,
     reads,
     says_compose_sets,
     settings_class,
@@ -74,7 +78,7 @@ def test_every_settings_class_is_one_a_service_loads() -> None:
     """A second settings class in a member (another process) must be mapped to what runs it, so that
     its settings are held to these rules too."""
     for member, known in SETTINGS_CLASSES.items():
-        extra = settings_classes_in(member) - {known}
+        extra = settings_classes_in(member) - {known} - set(OVERRIDE_SETTINGS)
         assert extra == set(), (
             f"{member} defines settings classes {sorted(extra)} that no compose service is known to load: "
             "map each in testkit/settings_readers.py"
@@ -87,6 +91,24 @@ def test_every_field_of_every_settings_class_is_documented(member: str) -> None:
 
     missing = variable_names(settings_class(member)) - set(documented())
     assert missing == set(), f".env.example does not document {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", sorted(OVERRIDE_SETTINGS))
+def test_a_settings_class_an_override_runs_is_documented_and_reaches_its_service(path: str) -> None:
+    """The override file merged onto docker-compose.yml (as compose merges it) gives the service
+    every variable of the class it runs there, and `.env.example` documents each."""
+    from testkit.compose import COMPOSE, variable_names
+
+    file, service = OVERRIDE_SETTINGS[path]
+    names = variable_names(load_class(path))
+    assert names - set(documented()) == set(), f".env.example does not document {sorted(names - set(documented()))}"
+    raw = yaml.safe_load((REPO_ROOT / file).read_text())["services"][service].get("environment") or {}
+    base = load_compose()["services"][service].get("environment") or {}
+    missing = names - set(base) - set(raw)
+    assert missing == set(), f"{file} does not give {service} {sorted(missing)}"
+    dotenv = {**DUMMY_DOTENV, "COMPOSE_PROFILES": "direct"}
+    services, _ = rendered(dotenv, files=(COMPOSE, REPO_ROOT / file))
+    assert service in services
 
 
 def test_every_setting_a_service_reads_is_documented_and_in_its_compose_environment(

@@ -31,13 +31,22 @@ SETTINGS_CLASSES = {
     "embedding": "embedding.settings:EmbeddingSettings",
     "app": "search_app.settings:AppSettings",
 }
+# Settings classes that a compose override file runs in place of the member's own, for one service:
+# ``module:Class`` -> (override file, service). Their variables are held to the same rules there.
+OVERRIDE_SETTINGS = {
+    "embedding.ray_serve.settings:RaySettings": ("docker-compose.ray.yml", "embedding"),
+}
 _ENVIRON_READ = re.compile(r"""os\.(?:environ\.get|environ\.setdefault|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']|"""
                            r"""os\.environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]""")  # fmt: skip
 _ENTRYPOINT_DEFAULT = re.compile(r'^: "\$\{([A-Z][A-Z0-9_]+):=', re.M)
 
 
 def settings_class(member: str) -> type[BaseSettings]:
-    module_name, class_name = SETTINGS_CLASSES[member].split(":")
+    return load_class(SETTINGS_CLASSES[member])
+
+
+def load_class(path: str) -> type[BaseSettings]:
+    module_name, class_name = path.split(":")
     return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
 
 
