@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from testkit import REPO_ROOT
@@ -45,3 +47,20 @@ def test_typed_query_shows_the_nearest_image_first(library: Library, tmp_path: P
     (ARTIFACTS / "browser-search.json").write_text(
         json.dumps({"query": QUERY, "points": len(library.pictures), "enter_to_rendered_ms": round(seconds * 1000, 1)})
     )
+
+
+def test_a_bookmarked_search_opens_with_the_same_first_hit(library: Library, tmp_path: Path) -> None:
+    """The URL after a search, opened in a fresh browser, shows the same results in the same order."""
+    env = {**library.env, "APP_TOP_K": "4", "APP_THUMBNAIL_PX": str(THUMBNAIL_PX)}
+    with streamlit_app(env, tmp_path / "streamlit.log") as url:
+        with chromium() as driver:
+            search_in_browser(driver, url, QUERY, expected_results=4)
+            WebDriverWait(driver, 30).until(lambda d: "q=" in d.current_url)
+            bookmark, searched = driver.current_url, [image["alt"] for image in result_images(driver)]
+        with chromium() as driver:
+            driver.get(bookmark)
+            WebDriverWait(driver, 60).until(lambda d: len(result_images(d)) >= 4)
+            opened = [image["alt"] for image in result_images(driver)]
+    assert parse_qs(urlsplit(bookmark).query)["q"] == [QUERY]
+    assert opened[0] == searched[0]
+    assert opened == searched

@@ -16,7 +16,7 @@ from search_app.search.engine import index_size, search
 from search_app.search.model import Query
 from search_app.search.vectors import IndexMismatch, QueryError
 from search_app.settings import AppSettings
-from search_app.ui import resources
+from search_app.ui import bookmark, resources
 from search_app.ui.controls import like_banner, query_inputs, sidebar
 from search_app.ui.results import result_grid
 
@@ -70,6 +70,7 @@ def render() -> None:
     except StoreUnavailable as exc:
         _service_down(settings, exc)
         return
+    bookmark.restore(settings, clients)
     filters, top_k = sidebar(settings, clients)
     text, image = query_inputs(settings)
     like = st.session_state["like"]
@@ -79,8 +80,9 @@ def render() -> None:
 
     if st.session_state.get("signature") != request.signature:
         st.session_state["signature"] = request.signature
-        st.session_state["shown"] = top_k
+        st.session_state["shown"] = st.session_state.pop("bookmark_shown", top_k)
     shown = st.session_state["shown"]
+    bookmark.save(text, like, filters, top_k, shown)
 
     try:
         if not text.strip() and request.query.is_empty() and not request.query.is_browse():
