@@ -25,12 +25,20 @@ from pathlib import Path
 import psutil
 
 from embedding.ray_serve.compat import HEAD_METRIC_PORT_ENV, NODE_ENV, loopback_node_ip, replica_process_title
-from embedding.ray_serve.settings import APP_NAME, DEPLOYMENT_NAME
+from embedding.ray_serve.settings import DEPLOYMENT_NAME
 from testkit.embedding import EmbeddingService, embedding_env
 from testkit.procs import free_port, stop, wait_http_ok
 
+DEFAULT_APP = "embedding"  # what the head deploys, at / on the proxy
+# Replicas of the tests' applications: a quarter CPU each (one model thread), one replica unless a test
+# asks for more, so that several applications fit on a head and a worker of one CPU each.
+TEST_REPLICAS = {
+    "EMBEDDING_RAY_REPLICA_CPUS": "0.25",
+    "EMBEDDING_RAY_MIN_REPLICAS": "1",
+    "EMBEDDING_RAY_MAX_REPLICAS": "1",
+}
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's floor is 75 MiB; nothing big travels through it here
-NODE_START_TIMEOUT_S = 180.0
+NODE_START_TIMEOUT_S = 600.0  # nodes on a busy 2-core host take minutes; a node that fails exits sooner
 
 
 def _ray_cli() -> str:
@@ -48,6 +56,10 @@ def _node_options(cpus: int) -> list[str]:
         str(free_port()),
         "--disable-usage-stats",
     ]
+
+
+class NodeFailed(RuntimeError):
+    """A Ray node exited or did not come up; the message carries the end of the nodes' logs."""
 
 
 @dataclass
@@ -89,9 +101,17 @@ class RayCluster:
                 return
             for process in [self.head, *self.workers]:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited with {process.returncode} (logs in {self.log_dir})")
+                    raise NodeFailed(f"a Ray node exited with {process.returncode}\n{self.log_tails()}")
             time.sleep(1.0)
-        raise TimeoutError(f"{count} Ray nodes not up after {timeout} s (logs in {self.log_dir})")
+        raise NodeFailed(f"{count} Ray nodes not up after {timeout} s\n{self.log_tails()}")
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every node's log (a failed start says why there)."""
+        tails = []
+        for log in sorted(self.log_dir.glob("ray-*.log")):
+            text = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            tails.append(f"--- {log}\n" + "\n".join(text[-lines:]))
+        return "\n".join(tails)
 
     def alive_nodes(self) -> int:
         """Raylets running under this cluster's processes (each node runs exactly one)."""
@@ -106,32 +126,52 @@ class RayCluster:
                 found += [root, *root.children(recursive=True)]
         return found
 
-    def replica_pids(self) -> list[int]:
-        """The embedding replicas' worker processes (by their process title)."""
-        title = replica_process_title(APP_NAME, DEPLOYMENT_NAME)
+    def replica_pids(self, app: str = DEFAULT_APP) -> list[int]:
+        """The worker processes of ``app``'s embedding replicas (by their process title)."""
+        title = replica_process_title(app, DEPLOYMENT_NAME)
         return [p.pid for p in self.processes() if _cmdline(p).startswith(title)]
 
-    def deploy(self, images_dir: Path, **extra: str) -> EmbeddingService:
-        """Deploy (or redeploy, replacing the replicas) the embedding service with these settings."""
-        env = {
-            **embedding_env(images_dir, self.serve_port),
-            "RAY_ADDRESS": self.address,
-            "EMBEDDING_RAY_MIN_REPLICAS": "1",
-            "EMBEDDING_RAY_MAX_REPLICAS": str(len(self.workers) + 1),
-            **extra,
-        }
-        log_path = self.log_dir / "ray-deploy.log"
+    def _run(self, command: str, env: dict[str, str], log_path: Path) -> None:
         with log_path.open("ab") as log:
             subprocess.run(
-                [sys.executable, "-m", "embedding.ray_serve", "deploy"],
+                [sys.executable, "-m", "embedding.ray_serve", command],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=True,
                 timeout=NODE_START_TIMEOUT_S,
             )
-        wait_http_ok(f"{self.url}/health", timeout=NODE_START_TIMEOUT_S, process=self.head)
-        return EmbeddingService(url=self.url, env=env, log_path=log_path, pid=self.head.pid)
+
+    def deploy(self, app: str, images_dir: Path, route: str | None = None, **extra: str) -> EmbeddingService:
+        """Deploy (or redeploy) the embedding service as the application ``app``, at ``route`` on the
+        proxy (default ``/app``)."""
+        route = route or f"/{app}"
+        env = {
+            **embedding_env(images_dir, self.serve_port),
+            **TEST_REPLICAS,
+            "RAY_ADDRESS": self.address,
+            "EMBEDDING_RAY_APP": app,
+            "EMBEDDING_RAY_ROUTE_PREFIX": route,
+            **extra,
+        }
+        log_path = self.log_dir / f"ray-deploy-{app}.log"
+        self._run("deploy", env, log_path)
+        url = self.url + route.rstrip("/")
+        wait_http_ok(f"{url}/health", timeout=NODE_START_TIMEOUT_S, process=self.head)
+        return EmbeddingService(url=url, env=env, log_path=log_path, pid=self.head.pid)
+
+    def delete(self, service: EmbeddingService) -> None:
+        """Remove a deployed application (its replicas stop, their CPUs go back to the cluster)."""
+        self._run("delete", service.env, service.log_path)
+
+    @contextlib.contextmanager
+    def service(self, app: str, images_dir: Path, **extra: str) -> Iterator[EmbeddingService]:
+        """:meth:`deploy` for the time of a ``with`` block, then :meth:`delete`."""
+        service = self.deploy(app, images_dir, **extra)
+        try:
+            yield service
+        finally:
+            self.delete(service)
 
     def stop(self) -> None:
         for process in [*reversed(self.workers), self.head]:
@@ -155,7 +195,30 @@ def ray_cluster(
     images_dir: Path, log_dir: Path, *, workers: int = 1, head_cpus: int = 1, worker_cpus: int = 1, **extra: str
 ) -> Iterator[RayCluster]:
     """A head (``python -m embedding.ray_serve head``, the service deployed with ``extra`` settings)
-    and ``workers`` worker nodes; everything stopped afterwards."""
+    and ``workers`` worker nodes; everything stopped afterwards.
+
+    A node that fails to start is started again, once, with the whole cluster: on a loaded 2-core
+    machine Ray's own start-up deadlines are sometimes missed (the failure and its logs are printed).
+    """
+    for attempt in (1, 2):
+        try:
+            cluster = _start(images_dir, log_dir / f"attempt-{attempt}", workers, head_cpus, worker_cpus, extra)
+        except NodeFailed as failed:
+            if attempt == 2:
+                raise
+            print(f"the Ray cluster did not start, starting it again: {failed}", flush=True)
+            continue
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+            shutil.rmtree(cluster.root, ignore_errors=True)
+        return
+
+
+def _start(
+    images_dir: Path, log_dir: Path, workers: int, head_cpus: int, worker_cpus: int, extra: dict[str, str]
+) -> RayCluster:
     root = Path(tempfile.mkdtemp(prefix="dyray-", dir="/tmp"))  # Ray's socket paths must stay short
     log_dir.mkdir(parents=True, exist_ok=True)
     gcs_port, serve_port = free_port(), free_port()
@@ -163,8 +226,7 @@ def ray_cluster(
     env = {
         **os.environ,
         **embedding_env(images_dir, serve_port),
-        "EMBEDDING_RAY_MIN_REPLICAS": "1",
-        "EMBEDDING_RAY_MAX_REPLICAS": str(workers + 1),
+        **TEST_REPLICAS,
         **{name: str(free_port()) for name in HEAD_METRIC_PORT_ENV},
         **extra,
     }
@@ -194,8 +256,12 @@ def ray_cluster(
         cluster.wait_for_nodes(1)
         for _ in range(workers):
             cluster.add_worker(worker_cpus)
-        wait_http_ok(f"{cluster.url}/health", timeout=NODE_START_TIMEOUT_S, process=head)
-        yield cluster
-    finally:
+        try:
+            wait_http_ok(f"{cluster.url}/health", timeout=NODE_START_TIMEOUT_S, process=head)
+        except (RuntimeError, TimeoutError) as exc:
+            raise NodeFailed(f"the service on Ray did not become healthy: {exc}\n{cluster.log_tails()}") from exc
+    except BaseException:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+        raise
+    return cluster

@@ -5,6 +5,7 @@
   head and every Ray process it started. What compose's ``ray-head`` runs; workers join with
   ``ray start --address <head>:6379 --block``.
 * ``deploy``: deploys (or updates) the application on the running cluster at ``RAY_ADDRESS`` and exits.
+* ``delete``: removes the application ``EMBEDDING_RAY_APP`` from that cluster (its replicas stop).
 
 Both read the embedding service's settings from the environment (``EMBEDDING_PORT`` is the Serve
 proxy's port); a wrong value exits 2 with one line, a deployment that fails exits 1.
@@ -34,7 +35,7 @@ from embedding.ray_serve.settings import RaySettings
 log = logging.getLogger("embedding.ray_serve")
 
 HEAD_DEFAULTS = ("--port", "6379", "--num-cpus", "0", "--include-dashboard", "false", "--disable-usage-stats")
-CONNECT_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 600.0  # a head on a busy host registers its node minutes after it started
 
 
 def _ray_cli() -> str:
@@ -85,6 +86,19 @@ def deploy(settings: RaySettings, head: subprocess.Popen[bytes] | None = None) -
     return 0
 
 
+def delete(settings: RaySettings) -> int:
+    """Remove the application from the cluster at RAY_ADDRESS; 0 once its replicas are gone."""
+    from ray import serve
+
+    try:
+        _connect(settings.ray_address, None)
+        serve.delete(settings.embedding_ray_app)
+    except Exception:
+        log.exception("removing the embedding service from Ray failed")
+        return 1
+    return 0
+
+
 def head(settings: RaySettings, ray_start_options: list[str]) -> int:
     """Start a Ray head with ``ray_start_options`` over :data:`HEAD_DEFAULTS`, deploy, wait for a signal."""
     given = {option.split("=")[0] for option in ray_start_options if option.startswith("--")}
@@ -121,6 +135,14 @@ def _deploy() -> None:
     settings = settings_or_exit(RaySettings)
     configure_logging("embedding", settings.log_level, settings.log_format)
     raise typer.Exit(deploy(settings))
+
+
+@app.command("delete")
+def _delete() -> None:
+    """Remove the application EMBEDDING_RAY_APP from the Ray cluster at RAY_ADDRESS."""
+    settings = settings_or_exit(RaySettings)
+    configure_logging("embedding", settings.log_level, settings.log_format)
+    raise typer.Exit(delete(settings))
 
 
 @app.command(

@@ -16,7 +16,7 @@ from ray.serve import Application
 
 from embedding.ray_serve.metrics_hub import MetricsHub
 from embedding.ray_serve.replica import Embedder
-from embedding.ray_serve.settings import APP_NAME, RaySettings
+from embedding.ray_serve.settings import RaySettings
 
 
 def autoscaling(settings: RaySettings) -> dict[str, Any]:
@@ -47,6 +47,12 @@ def build_app(settings: RaySettings) -> Application:
     return embedder.bind(settings, MetricsHub.bind())
 
 
+def from_environment(args: dict[str, str]) -> Application:
+    """Serve's application builder, for ``serve run embedding.ray_serve.app:from_environment`` and a KubeRay
+    RayService's ``import_path``: the settings from the environment of the process that builds it."""
+    return build_app(RaySettings())
+
+
 def http_options(settings: RaySettings) -> dict[str, Any]:
     """Serve's proxy: the embedding service's host and port, and its request timeout (the clients')."""
     return {
@@ -60,4 +66,9 @@ def deploy(settings: RaySettings) -> None:
     """Start Serve on the connected cluster (if it is not running) and deploy the application; returns
     once every replica has loaded the model."""
     serve.start(proxy_location=settings.embedding_ray_proxy, http_options=http_options(settings))
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(
+        build_app(settings),
+        name=settings.embedding_ray_app,
+        route_prefix=settings.embedding_ray_route_prefix,
+        blocking=False,
+    )

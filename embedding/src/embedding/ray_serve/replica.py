@@ -76,9 +76,9 @@ def _items(batch: list[Piece]) -> int:
 
 def replica_threads(settings: RaySettings, device: str) -> RaySettings:
     """On a CPU, model threads for the CPUs Ray reserved for the replica, not for every core of its node."""
-    cpus = int(settings.embedding_ray_replica_cpus)
-    if device != "cpu" or cpus < 1:
+    if device != "cpu" or settings.embedding_ray_replica_cpus == 0:
         return settings
+    cpus = max(1, round(settings.embedding_ray_replica_cpus))
     return settings.model_copy(
         update={
             "embedding_torch_threads": settings.embedding_torch_threads or cpus,

@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 
 from embedding.settings import EmbeddingSettings
 
-APP_NAME = "embedding"
 DEPLOYMENT_NAME = "Embedder"
 
 
@@ -33,6 +32,17 @@ class RaySettings(EmbeddingSettings):
     )
     embedding_ray_replica_cpus: float = Field(1.0, ge=0, le=512, description="CPUs Ray reserves per replica.")
     embedding_ray_replica_gpus: float = Field(0.0, ge=0, le=64, description="GPUs Ray reserves per replica.")
+    embedding_ray_app: str = Field(
+        "embedding",
+        pattern="^[a-z0-9][a-z0-9-]*$",
+        description="The Serve application's name; another name deploys a second service beside it.",
+    )
+    embedding_ray_route_prefix: str = Field(
+        "/",
+        pattern="^/[a-z0-9-]*$",
+        description="Where the application answers on the proxy: / (EMBEDDING_SERVICE_URL is the proxy), "
+        "or /name (the URL ends in /name).",
+    )
     embedding_ray_proxy: str = Field(
         "HeadOnly",
         pattern="^(HeadOnly|EveryNode)$",
