@@ -15,6 +15,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from testkit import REPO_ROOT
+from testkit.lock import closure
 
 pytestmark = pytest.mark.unit
 
@@ -61,30 +62,11 @@ def test_our_services_build_from_one_dockerfile_one_target_each(compose: dict[st
     assert "HEALTHCHECK" not in dockerfile
 
 
-def _locked_closure(package: str, extras: tuple[str, ...] = ()) -> set[str]:
-    """Every package `uv sync --frozen --no-dev --package PACKAGE [--extra ...]` installs, from uv.lock
-    (markers ignored: a superset of what one platform gets)."""
-    locked = {entry["name"]: entry for entry in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
-    seen: set[str] = set()
-    todo = [(package, extras)]
-    while todo:
-        name, wanted = todo.pop()
-        entry = locked[name]
-        dependencies = list(entry.get("dependencies", []))
-        for extra in wanted:
-            dependencies += entry.get("optional-dependencies", {})[extra]
-        if name in seen and not wanted:
-            continue
-        seen.add(name)
-        todo += [(dep["name"], tuple(dep.get("extra", ()))) for dep in dependencies]
-    return seen
-
-
 def test_the_cpu_embedding_image_installs_no_pytorch_and_the_export_image_does() -> None:
-    serving = _locked_closure("dyimages-embedding")
+    serving = closure("dyimages-embedding", every_platform=True)
     assert {"onnxruntime", "litserve", "pillow"} <= serving
     assert sorted(p for p in serving if TORCH_PACKAGES.match(p)) == []
-    export = _locked_closure("dyimages-embedding", ("torch",))
+    export = closure("dyimages-embedding", ("torch",), every_platform=True)
     assert {"torch", "torchvision", "open-clip-torch", "onnx"} <= export
 
 

@@ -12,15 +12,13 @@ import functools
 import importlib.metadata
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.markers import Marker
 
-from testkit import REPO_ROOT
+from testkit import REPO_ROOT, lock
 
 PERMISSIVE = frozenset(
     {"MIT", "MIT-0", "MIT-CMU", "BSD", "0BSD", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0"}
@@ -92,11 +90,6 @@ class Constraint:
     images: tuple[str, ...]
 
 
-@functools.cache
-def _locked() -> dict[str, dict[str, Any]]:
-    return {entry["name"]: entry for entry in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
-
-
 def _image(service: dict[str, Any], args: dict[str, str]) -> tuple[str, tuple[str, tuple[str, ...]]]:
     """A built service's image by tag name, with its workspace package and extras."""
     tag = service["image"].split(":")[0].removeprefix("dyimages-")
@@ -112,32 +105,12 @@ def images() -> dict[str, tuple[str, tuple[str, ...]]]:
     for name, override in gpu.items():
         if "build" in override:
             built.update([_image(override, {**base[name]["build"]["args"], **override["build"].get("args", {})})])
-    locked = _locked()
+    locked = lock.locked()
     for package in sorted({package for package, _ in built.values()}):
         in_images = {extra for other, extras in built.values() if other == package for extra in extras}
         for extra in sorted(set(locked[package].get("optional-dependencies", {})) - in_images):
             built[f"{package.removeprefix('dyimages-')}[{extra}]"] = (package, (extra,))
     return built
-
-
-def closure(package: str, extras: tuple[str, ...]) -> set[str]:
-    """What ``uv sync --package PACKAGE --extra ...`` installs from uv.lock, markers read for this Python."""
-    locked = _locked()
-    seen: set[str] = set()
-    todo = [(package, extras)]
-    while todo:
-        name, wanted = todo.pop()
-        if name in seen and not wanted:
-            continue
-        seen.add(name)
-        entry = locked[name]
-        dependencies = [*entry.get("dependencies", [])]
-        for extra in wanted:
-            dependencies += entry.get("optional-dependencies", {})[extra]
-        for dependency in dependencies:
-            if "marker" not in dependency or Marker(dependency["marker"]).evaluate():
-                todo.append((dependency["name"], tuple(dependency.get("extra", ()))))
-    return seen
 
 
 @functools.cache
@@ -181,7 +154,7 @@ def constraints() -> list[Constraint]:
     """Every runtime package and bundled library that is not permissive, with the images that carry it."""
     carriers: dict[tuple[str, str, str], set[str]] = {}
     for image, (package, extras) in images().items():
-        for distribution in closure(package, extras) - {package, "dyimages-common"}:
+        for distribution in lock.closure(package, extras) - {package, "dyimages-common"}:
             version = importlib.metadata.version(distribution)
             items = {distribution: declared(distribution)} | _bundled(distribution)
             for name, licence in items.items():
