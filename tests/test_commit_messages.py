@@ -22,6 +22,8 @@ GRANDFATHERED = {
     "409897b": "subject of 73 characters",
     "1117dd2": "quotes the two tags this check flags",
     "75a982c": "subject of 74 characters",
+    "f27a82f": "subject of 73 characters",
+    "56e2c9f": "subject of 74 characters",
 }
 MAX_SUBJECT = 72
 _TAG = re.compile(r"\b[HD]\d{1,2}[a-z]?\b")
