@@ -427,3 +427,29 @@ def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_passwo
     keys = stack.exec("redis", "redis-cli", "--scan", "--pattern", "dyimages:query:*").stdout.split()
     assert keys, "the query cache's keys are in the redis service"
     REPORT["public"] = {"proxy": "401 without password, 200 with; app port unpublished", "cache_hits": hits_after}
+
+
+@pytest.mark.timeout(2400)
+def test_the_ray_variant_serves_the_same_index_with_two_worker_containers(stack: Stack) -> None:
+    """``docker-compose.ray.yml``: the ``embedding`` service is the Ray head (the Serve proxy on the same
+    URL), two ``ray-worker`` containers run the replicas. The index the LitServe tier built is searched
+    through it and the photo comes first (the same model, the same vector). Two indexers cannot share
+    the embedded store (one process at a time; no Qdrant server image here), so ``--scale indexer=2``
+    is checked in compose's own rendering only: nothing that scales has a container name or a port."""
+    files = ("docker-compose.yml", str(OVERRIDE), "docker-compose.ray.yml")
+    scaled = json.loads(stack.compose("config", "--format", "json", files=files).stdout)["services"]
+    for name in ("indexer", "ray-worker"):
+        assert "container_name" not in scaled[name], name
+        assert not scaled[name].get("ports"), name
+    stack.compose("down")
+    stack.compose("build", "embedding", "ray-worker", files=files, timeout=3600)
+    stack.compose("up", "-d", "--scale", "ray-worker=2", "embedding", "ray-worker", "app", files=files, timeout=1200)
+    stack.wait_healthy(("embedding", "app"), timeout=900)
+    workers = [row for row in stack.containers() if row["Service"] == "ray-worker" and row["State"] == "running"]
+    assert len(workers) == 2, workers
+    fetch = "import urllib.request as u; print(u.urlopen('http://embedding:8000/info', timeout=10).read().decode())"
+    assert json.loads(stack.exec("app", "python", "-c", fetch).stdout)["dim"] > 0
+    found = stack.search_image("rocket")  # the query vector comes from a replica on a worker container
+    assert found["results"][0]["url"] == _photo_url("rocket")
+    REPORT["ray"] = {"workers": len(workers), "first": found["results"][0]["url"]}
+    stack.compose("down", files=files)
