@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import pytest
 
@@ -84,16 +85,21 @@ def test_download_reasons_hold_only_what_a_download_can_fail_with() -> None:
     assert len(set(DOWNLOAD_REASONS)) == len(DOWNLOAD_REASONS)
 
 
-def test_a_new_member_joins_the_lists_of_its_stage() -> None:
-    """The lists are derived, not kept: the module with one more download member lists it at once."""
+def _with_member(after: str, line: str) -> dict[str, Any]:
+    """The reasons module's own source run with ``line`` added after the member ``after``."""
     source = inspect.getsource(reasons)
-    anchor = '    REFUSED_ADDRESS = "refused_address", Stage.FETCH\n'
-    assert anchor in source
-    namespace: dict[str, object] = {"__name__": "reasons_plus_one"}
-    exec(
-        compile(source.replace(anchor, anchor + '    TOO_SLOW = "too_slow", Stage.FETCH\n'), "reasons", "exec"),
-        namespace,
-    )
-    extended = namespace["Reason"]
-    assert extended.TOO_SLOW in namespace["DOWNLOAD_REASONS"]  # type: ignore[attr-defined]
-    assert len(namespace["DOWNLOAD_REASONS"]) == len(DOWNLOAD_REASONS) + 1  # type: ignore[arg-type]
+    anchor = next(row for row in source.splitlines(keepends=True) if row.lstrip().startswith(f"{after} = "))
+    namespace: dict[str, Any] = {"__name__": "reasons_plus_one"}
+    exec(compile(source.replace(anchor, anchor + line), "reasons", "exec"), namespace)
+    return namespace
+
+
+def test_a_new_member_joins_the_lists_of_its_stage() -> None:
+    """The lists are derived, not kept: the module with one more member lists it at once where it belongs."""
+    fetch = _with_member("REFUSED_ADDRESS", '    TOO_SLOW = "too_slow", Stage.FETCH\n')
+    assert fetch["Reason"].TOO_SLOW in fetch["DOWNLOAD_REASONS"]
+    assert len(fetch["DOWNLOAD_REASONS"]) == len(DOWNLOAD_REASONS) + 1
+    assert fetch["Reason"].TOO_SLOW not in fetch["LIBRARY_REASONS"]
+    check = _with_member("TOO_LARGE", '    TOO_WIDE = "too_wide", Stage.BYTES\n')
+    assert check["Reason"].TOO_WIDE in check["LIBRARY_REASONS"]
+    assert check["Reason"].TOO_WIDE in check["DOWNLOAD_REASONS"]

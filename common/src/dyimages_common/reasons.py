@@ -204,15 +204,6 @@ def reasons_at(*stages: Stage) -> tuple[Reason, ...]:
 # What a failed URL can record (the downloader; UNKNOWN for a word another version wrote), and so what
 # `dyimages retry --reason` accepts.
 DOWNLOAD_REASONS = reasons_at(Stage.FETCH, Stage.ANSWER, Stage.BYTES, Stage.NONE)
-# What a file of the photo library can fail with (the scanner), also accepted by `dyimages retry --reason`.
-LIBRARY_REASONS: tuple[Reason, ...] = (
-    Reason.UNSAFE_PATH,
-    Reason.UNREADABLE,
-    Reason.TOO_LARGE,
-    Reason.NOT_AN_IMAGE,
-    Reason.UNSUPPORTED_FORMAT,
-    Reason.TOO_COMPLEX,
-    Reason.TOO_MANY_PIXELS,
-    Reason.CORRUPT_IMAGE,
-    Reason.UNKNOWN,
-)
+# What a file of the photo library can fail with (the scanner: reading the file, then the image checks),
+# also accepted by `dyimages retry --reason`.
+LIBRARY_REASONS = (Reason.UNSAFE_PATH, Reason.UNREADABLE, *reasons_at(Stage.BYTES, Stage.NONE))
