@@ -36,6 +36,9 @@ def streamlit_command(settings: AppSettings) -> list[str]:
         "--server.enableCORS", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
+        # An error nobody caught shows a generic line, never its message, type or traceback (they go to
+        # the log): public users must not read paths, hosts or data. Not "false", which still shows the trace.
+        "--client.showErrorDetails", "none",
     ]  # fmt: skip
 
 
