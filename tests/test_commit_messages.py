@@ -24,6 +24,7 @@ GRANDFATHERED = {
     "75a982c": "subject of 74 characters",
     "f27a82f": "subject of 73 characters",
     "56e2c9f": "subject of 74 characters",
+    "582fa35": "subject of 73 characters",
 }
 MAX_SUBJECT = 72
 _TAG = re.compile(r"\b[HD]\d{1,2}[a-z]?\b")
