@@ -51,10 +51,11 @@ def test_every_filtered_ordered_or_matched_field_is_indexed_with_its_kind() -> N
         min_height=10,
         date_from=date(2020, 1, 1),
         date_to=date(2020, 12, 31),
+        folder="2024/summer",
     )
     used = conditions(to_filter(every))
     used += [c for p in word_prefetches(np.ones(4), every, None, ["bicycle"], 10) for c in conditions(p.filter)]
-    assert {c.key for c in used} == {"domains", "content_type", "width", "height", "date", "words"}
+    assert {c.key for c in used} == {"domains", "content_type", "width", "height", "date", "words", "folders"}
     for condition in used:
         assert PAYLOAD_INDEXES.get(condition.key) == kind(condition), f"{condition.key} is not indexed as it is used"
     assert PAYLOAD_INDEXES[date_order("newest").key] == models.PayloadSchemaType.DATETIME

@@ -71,7 +71,7 @@ def test_poison_messages_are_dead_lettered_with_a_reason_and_the_rest_indexed(ri
     not_an_image = message_for(garbage, "https://a.example/fake.jpg")
     write_atomic(rig.images_dir, not_an_image.path, garbage)
     missing = message_for(jpeg(3_999), "https://a.example/never-stored.jpg")
-    wrong_version = good[0].model_dump_json().replace('"schema_version":1', '"schema_version":2').encode()
+    wrong_version = good[0].model_dump_json().replace('"schema_version":1', '"schema_version":3').encode()
     poison = {
         b"{not json": "invalid_json",
         wrong_version: "unsupported_schema",

@@ -67,7 +67,7 @@ def test_a_batch_groups_messages_by_image_and_names_each_refusal() -> None:
     bodies = [
         good.model_dump_json().encode(),
         b"{not json",
-        good.model_dump_json().replace('"schema_version":1', '"schema_version":2').encode(),
+        good.model_dump_json().replace('"schema_version":1', '"schema_version":3').encode(),
         good.model_dump_json().replace('"path":"', '"path":"../').encode(),
         message_for(same, "https://b.example/2.jpg").model_dump_json().encode(),
         message_for(jpeg(7), "https://a.example/3.jpg").model_dump_json().encode(),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from downloader.library.changes import Known, Settling, plan_changes
-from downloader.library.walk import Stat, walk_library
+from dyimages_common.library.walk import Stat, walk_library
 from dyimages_common.reasons import Reason
 
 pytestmark = pytest.mark.unit

@@ -16,6 +16,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from dyimages_common.images.heif import register_heif
 from dyimages_common.images.storage import sha256_hex
 from dyimages_common.library import state as library_state
 from dyimages_common.messaging.messages import LibraryFiles, parse_message
@@ -24,7 +25,7 @@ from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
 from dyimages_common.urls.refetch import RetryRequest, publish_retry_request
 from testkit.exif_photos import photo
-from testkit.images import jpeg, png
+from testkit.images import encode, jpeg, make_image, png
 from testkit.photo_library import HOSTILE, add_hostile_files, running_downloader
 from testkit.rabbit import AMQP_URL, rabbit_env, read_messages
 
@@ -67,6 +68,10 @@ def test_a_changing_folder_is_followed_and_hostile_files_get_a_reason(tmp_path: 
     (root / "a.jpg").write_bytes(a)
     (root / "sub" / "b.png").write_bytes(b)
     (root / "copy of a.jpg").write_bytes(a)
+    register_heif()
+    phone, web = encode(make_image(5), "HEIF"), encode(make_image(6), "AVIF")  # an iPhone's, a browser's
+    (root / "sub" / "IMG_0005.HEIC").write_bytes(phone)
+    (root / "sub" / "web.avif").write_bytes(web)
     add_hostile_files(root, tmp_path / "outside")
     env = {
         **rabbit_env(rabbit_queue),
@@ -81,7 +86,9 @@ def test_a_changing_folder_is_followed_and_hostile_files_get_a_reason(tmp_path: 
     latest: Latest = {}
     declare(rabbit_queue)
     with running_downloader(env, tmp_path / "downloader.log"):
-        collect(rabbit_queue, latest, lambda seen: len(seen) == 2, "message for each of the two photos")
+        collect(rabbit_queue, latest, lambda seen: len(seen) == 4, "message for each of the four photos")
+        assert latest[sha256_hex(phone)].content_type == "image/heic"
+        assert latest[sha256_hex(web)].content_type == "image/avif"
         assert paths(latest, a) == ("a.jpg", "copy of a.jpg")  # same content, one message with both paths
         assert paths(latest, b) == ("sub/b.png",)
         assert latest[sha256_hex(a)].camera == "Canon EOS R6"
@@ -116,7 +123,7 @@ def test_a_changing_folder_is_followed_and_hostile_files_get_a_reason(tmp_path: 
         collect(rabbit_queue, latest, lambda seen: paths(seen, a) == ("2024/a.jpg",), "the deleted copy")
         # Nothing else changed, so nothing else was sent; the bomb stays refused until someone asks.
         assert paths(latest, slow) == ("slow.jpg",)
-        assert len(latest) == 4
+        assert len(latest) == 6
         request = RetryRequest(reason=Reason.TOO_MANY_PIXELS, requested_by="test")
         publish_retry_request(load_settings(RabbitSettings, **_rabbit(rabbit_queue)), request)
         bomb_file = (root / "hostile" / "bomb.png").read_bytes()

@@ -75,11 +75,11 @@ class BatchEmbedder:
         is tried ``INDEXER_EMBED_ATTEMPTS`` times and then failed with the reason, so one poison
         image cannot hold an indexer slot for good, nor hold back the rest of its batch.
         """
-        paths = [image.path for image in images]
+        refs = [image.ref for image in images]  # a stored file, or a photo of the library
         failures = 0
         while True:
             try:
-                result = await self.client.embed_image_paths(paths)
+                result = await self.client.embed_images(refs)
             except EmbeddingRequestError as exc:
                 if len(images) == 1:
                     return [(images[0], None, ItemFailure(reason=Reason.EMBED_REFUSED, detail=str(exc)))]

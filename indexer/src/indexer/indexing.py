@@ -61,23 +61,19 @@ class BatchIndexer:
         images, refusals = parse_batch([message.body for message in batch])
         unindexable: list[Unindexable] = [(r.index, r.reason, r.detail) for r in refusals]
         written: list[Image] = []
-        if images:
-            started = time.perf_counter()
-            embedded = await self._embedder.embed(images)
-            metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
-            to_write: list[ImageVector] = []
-            for image, vector, failure in embedded:
-                if vector is None:
-                    failure = failure or ItemFailure(
-                        reason=Reason.EMBED_FAILED, detail="the embedding service gave no reason"
-                    )
-                    unindexable += [(index, failure.reason, failure.detail) for index in image.indices]
-                    continue
-                self._check_size(vector.shape)
-                to_write.append(ImageVector(image.sha256, vector, image.events))
-                written.append(image)
-            if to_write:
-                await self._write(to_write)
+        # A library photo whose point every target holds is not embedded again (a rename, a copy, a
+        # deletion): only its paths change, and a point left with no source is removed.
+        keep_vector = await self._held_everywhere(images)
+        to_write = [ImageVector(image.sha256, None, image.events) for image in images if image.sha256 in keep_vector]
+        written += [image for image in images if image.sha256 in keep_vector]
+        to_embed = [image for image in images if image.sha256 not in keep_vector]
+        if to_embed:
+            vectors, failed = await self._embed(to_embed)
+            unindexable += failed
+            to_write += vectors
+            written += [image for image in to_embed if image.sha256 in {v.sha256 for v in vectors}]
+        if to_write:
+            await self._write(to_write)
         for index, reason, detail in unindexable:
             await self._dead_letters.send(batch[index], reason, detail)
             self._progress.dead_lettered += 1
@@ -87,6 +83,31 @@ class BatchIndexer:
         metrics.INDEXED.inc(len(indexed))
         self._progress.indexed += len(indexed)
         log.debug("batch: %d indexed, %d dead-lettered", len(indexed), len(unindexable))
+
+    async def _held_everywhere(self, images: list[Image]) -> set[str]:
+        """The library-only images that need no vector: no path left, or a point in every write target."""
+        library = [image for image in images if image.from_library_only]
+        gone = {image.sha256 for image in library if not image.library_paths}
+        asked = [image.sha256 for image in library if image.library_paths]
+        return gone | (await self._store.held_everywhere(asked) if asked else set())
+
+    async def _embed(self, images: list[Image]) -> tuple[list[ImageVector], list[Unindexable]]:
+        """Vectors for ``images``, and the messages of those that have none (with the reason)."""
+        started = time.perf_counter()
+        embedded = await self._embedder.embed(images)
+        metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        vectors: list[ImageVector] = []
+        unindexable: list[Unindexable] = []
+        for image, vector, failure in embedded:
+            if vector is None:
+                failure = failure or ItemFailure(
+                    reason=Reason.EMBED_FAILED, detail="the embedding service gave no reason"
+                )
+                unindexable += [(index, failure.reason, failure.detail) for index in image.indices]
+                continue
+            self._check_size(vector.shape)
+            vectors.append(ImageVector(image.sha256, vector, image.events))
+        return vectors, unindexable
 
     def _check_size(self, shape: tuple[int, ...]) -> None:
         if shape != (self.model.dim,):

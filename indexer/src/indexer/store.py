@@ -90,6 +90,16 @@ class Store:
     def _write(self, images: Sequence[ImageVector], model: str) -> int:
         return max(self.index.write(target, images, model=model) for target in self._targets())
 
+    def _held_everywhere(self, sha256s: Sequence[str]) -> set[str]:
+        return set.intersection(*(self.index.held(sha256s, target) for target in self._targets()))
+
+    async def held_everywhere(self, sha256s: Sequence[str]) -> set[str]:
+        """The images with a point in every write target: a library photo among them needs no vector."""
+        try:
+            return await self._call(lambda: self._held_everywhere(sha256s))
+        except CollectionMismatchError as exc:
+            raise ModelChanged(f"the index changed under this indexer: {exc}") from exc
+
     async def write(self, images: Sequence[ImageVector], *, model: str) -> int:
         """Write to every target; returns the most rounds any target took.
 

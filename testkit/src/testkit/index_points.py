@@ -6,6 +6,7 @@ written by hand), the write is the seam's conditional write, the collection is m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from dyimages_common.images.storage import stored_path
-from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.messaging.messages import ImageDownloaded, ImageMessage, LibraryFiles
 from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.store import builds as index_builds
 from dyimages_common.store.factory import open_store
@@ -42,9 +43,11 @@ def add_point(
     size: tuple[int, int] = (64, 48),
     model: str = MODEL,
     downloaded_at: datetime | None = None,
+    library_paths: Sequence[str] = (),
     **exif: Any,
 ) -> None:
-    """Index one image (``exif``: taken_at, camera, orientation) with this vector."""
+    """Index one image (``exif``: taken_at, camera, orientation) with this vector; with ``library_paths``, as
+    found in the photo folder too (a library message beside the download's)."""
     extension = {"image/png": "png", "image/webp": "webp", "image/gif": "gif"}.get(content_type, "jpg")
     event = ImageDownloaded(
         sha256=sha256,
@@ -57,6 +60,12 @@ def add_point(
         downloaded_at=downloaded_at or datetime.now(UTC),
         **exif,
     )
+    events: list[ImageMessage] = [event]
+    if library_paths:
+        facts = event.model_dump(include={"content_type", "width", "height", "bytes", *exif})
+        events.append(
+            LibraryFiles(sha256=sha256, paths=tuple(library_paths), seq=1, modified_at=event.downloaded_at, **facts)
+        )
     vector = np.asarray(vector, dtype=np.float32)
     for target in index_builds.write_targets(index, dim=len(vector), model=model, pretrained=None):
-        index.write(target, [ImageVector(sha256, vector, [event])], model=model)
+        index.write(target, [ImageVector(sha256, vector, events)], model=model)

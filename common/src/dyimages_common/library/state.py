@@ -20,9 +20,15 @@ the message's (the newer list of paths wins on the point).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from dyimages_common.library.walk import Stat
+from dyimages_common.messaging.messages import MAX_LIBRARY_PATHS, LibraryFiles
 from dyimages_common.urls.state import read_only
 
 SCHEMA = """
@@ -53,6 +59,31 @@ STATUSES = ("done", "failed")
 TABLE = "files"
 
 
+class ImageFacts(BaseModel):
+    """What the check found in a photo's bytes; kept once per distinct content (``images.facts``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+    taken_at: AwareDatetime | None = None
+    camera: str | None = None
+    orientation: int | None = None
+
+
+def library_message(sha256: str, facts: ImageFacts, files: Sequence[tuple[str, int]], seq: int) -> LibraryFiles:
+    """The message saying which library files (path, mtime_ns; sorted) hold ``sha256`` now; none: no file."""
+    return LibraryFiles(
+        sha256=sha256,
+        paths=tuple(path for path, _ in files[:MAX_LIBRARY_PATHS]),
+        seq=seq,
+        modified_at=datetime.fromtimestamp(min(m for _, m in files) / 1e9, UTC) if files else datetime.now(UTC),
+        **facts.model_dump(),
+    )
+
+
 def library_state_path(state_db: Path) -> Path:
     """Where the library's state lives: beside the URL state (STATE_DB), in the same volume."""
     return state_db.with_name("library.sqlite3")
@@ -67,6 +98,7 @@ class LibraryFile:
     sha256: str | None
     last_error: str | None
     updated_at: str
+    stat: Stat  # what the scanner saw when it recorded the file
 
 
 @dataclass(frozen=True)
@@ -81,8 +113,10 @@ def all_files(state: Path) -> list[LibraryFile]:
     with read_only(state, TABLE) as connection:
         if connection is None:
             return []
-        rows = connection.execute("SELECT path, status, sha256, last_error, updated_at FROM files").fetchall()
-    return [LibraryFile(*row) for row in rows]
+        rows = connection.execute(
+            "SELECT path, status, sha256, last_error, updated_at, size, mtime_ns, ctime_ns, inode FROM files"
+        ).fetchall()
+    return [LibraryFile(*row[:5], stat=Stat(*row[5:])) for row in rows]
 
 
 def failures(state: Path, limit: int = 50) -> list[LibraryFailure]:
@@ -115,3 +149,20 @@ def unpublished_shas(state: Path) -> set[str]:
         if connection is None:
             return set()
         return {row[0] for row in connection.execute("SELECT DISTINCT sha256 FROM outbox")}
+
+
+def current_messages(state: Path) -> list[LibraryFiles]:
+    """A message for every content the library holds now, numbered with the newest ``seq`` so far (what
+    ``dyimages reindex`` republishes: a later change of the scanner still wins over it)."""
+    with read_only(state, TABLE) as connection:
+        if connection is None:
+            return []
+        row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        seq = max(1, row[0] if row else 1)
+        facts = {sha: ImageFacts.model_validate_json(text) for sha, text in connection.execute("SELECT * FROM images")}
+        files: dict[str, list[tuple[str, int]]] = {}
+        for path, sha, mtime in connection.execute(
+            "SELECT path, sha256, mtime_ns FROM files WHERE status = 'done' ORDER BY path"
+        ):
+            files.setdefault(sha, []).append((path, mtime))
+    return [library_message(sha, facts[sha], found, seq) for sha, found in sorted(files.items()) if sha in facts]

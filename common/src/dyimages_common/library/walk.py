@@ -1,4 +1,5 @@
-"""One look at the whole photo folder from stat alone: which photos are there, and which are refused.
+"""One look at the whole photo folder from stat alone: which photos are there, and which are refused
+(the downloader's scanner and `dyimages audit` look the same way).
 
 No file's bytes are read here: ``os.scandir`` lists each folder and one ``lstat`` per photo-named entry
 gives size, times and inode, which is all a rescan needs to see that nothing changed. Names starting

@@ -36,4 +36,9 @@ class StoreConflict(RuntimeError):
     """Other writers kept changing the same points for every round: retry the batch later."""
 
 
+class VectorNeeded(RuntimeError):
+    """A point to be written without a vector (only its sources change) is not there (another writer removed
+    it meanwhile): the image must be embedded. The batch goes back to the queue and is embedded next time."""
+
+
 KNOWN = (StoreUnavailable, StoreFolderError, CollectionMissing, CollectionMismatchError, StoreConflict)

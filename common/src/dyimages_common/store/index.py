@@ -99,6 +99,13 @@ class ImageIndex:
         rows = self._call(lambda: self._engine.retrieve(name, [point_id(sha256)]))
         return ImagePoint.from_payload(rows[0].payload) if rows else None
 
+    def held(self, sha256s: Sequence[str], collection: str | None = None) -> set[str]:
+        """Which of these images have a point in ``collection`` (default: the serving one)."""
+        name = collection or self.name
+        ids = {point_id(sha256): sha256 for sha256 in sha256s}
+        rows = self._call(lambda: self._engine.retrieve(name, list(ids))) if ids else []
+        return {ids[row.id] for row in rows}
+
     def vector_of(self, sha256: str) -> np.ndarray | None:
         """The stored vector of an image ("more like this"), or None when it is not indexed."""
         rows = self._searching(lambda name: self._engine.retrieve(name, [point_id(sha256)], vectors=True))

@@ -22,14 +22,15 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
-from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.library.paths import folders_of
+from dyimages_common.messaging.messages import ImageDownloaded, ImageMessage, LibraryFiles
 
 # Fixed namespace: the same SHA-256 gives the same point id in every process, forever.
 POINT_NAMESPACE = uuid.UUID("5d9b7c1e-8f4a-4c43-9a57-2f0d6f1b9e21")
 
 REVISION_FIELD = "revision"
 # Payload fields for the store's own use (write bookkeeping, the word index's text), not shown to people.
-INTERNAL_FIELDS = frozenset({REVISION_FIELD, "words"})
+INTERNAL_FIELDS = frozenset({REVISION_FIELD, "words", "library_seq"})
 
 
 class IndexKind(enum.StrEnum):
@@ -77,6 +78,8 @@ class ImagePoint(BaseModel):
     url: str = ""  # the first source URL
     urls: list[str] = Field(default_factory=list)
     domains: list[str] = _indexed(IndexKind.KEYWORD, default_factory=list)
+    library_paths: list[str] = Field(default_factory=list)  # files of the photo library (PHOTOS_DIR) holding it
+    library_seq: int | None = None  # the scanner's number for that list: an older list never replaces it
     content_type: str = _indexed(IndexKind.KEYWORD, default="")
     width: int = _indexed(IndexKind.INTEGER, default=0)
     height: int = _indexed(IndexKind.INTEGER, default=0)
@@ -106,11 +109,23 @@ class ImagePoint(BaseModel):
         """The photo's own date when its EXIF says it, else when it was downloaded."""
         return self.taken_at or self.downloaded_at
 
+    @computed_field(json_schema_extra={"index": IndexKind.KEYWORD.value})  # type: ignore[prop-decorator]
+    @property
+    def folders(self) -> list[str]:
+        """Every folder of the library holding it, at every depth: what the folder filter matches."""
+        return _unique(folder for path in self.library_paths for folder in folders_of(path))
+
+    @property
+    def has_source(self) -> bool:
+        """A URL or a library file still leads to it; a point without one is removed."""
+        return bool(self.urls or self.library_paths)
+
     @computed_field(json_schema_extra={"index": IndexKind.TEXT.value})  # type: ignore[prop-decorator]
     @property
     def words(self) -> str:
-        """File names and paths of every source URL, and the camera: what word matching searches."""
+        """File names and paths of every source URL and library file, and the camera: what word matching searches."""
         paths = [unquote(urlsplit(url).path).replace("/", " ") for url in self.urls]
+        paths += [path.replace("/", " ") for path in self.library_paths]
         return " ".join(_unique([*paths, self.camera])).strip()
 
     @classmethod
@@ -132,7 +147,7 @@ class ImagePoint(BaseModel):
     def merged(
         cls,
         existing: ImagePoint | None,
-        events: Sequence[ImageDownloaded],
+        events: Sequence[ImageMessage],
         *,
         model: str,
         indexed_at: datetime,
@@ -140,14 +155,19 @@ class ImagePoint(BaseModel):
     ) -> ImagePoint:
         """The point to write for one image: ``events`` (messages for the same sha256) merged into
         ``existing``. The same bytes reached from several URLs are one point: ``urls`` is the union in the
-        order first seen (``url`` the first), ``downloaded_at`` the earliest, EXIF facts the first known."""
+        order first seen (``url`` the first), ``downloaded_at`` the earliest, EXIF facts the first known.
+        A library message makes ``library_paths`` its list, unless the point holds a newer one (higher
+        ``seq``): the scanner's messages may arrive in any order. The result may have no source left
+        (:attr:`has_source`): the writer then removes the point."""
         if not events:
             raise ValueError("a point needs at least one message")
         first = events[0]
         if any(event.sha256 != first.sha256 for event in events):
             raise ValueError("messages for different images cannot share a point")
-        urls = _unique([*(existing.urls if existing else ()), *(event.url for event in events)])
-        earliest = min(event.downloaded_at for event in events)
+        web = [event for event in events if isinstance(event, ImageDownloaded)]
+        urls = _unique([*(existing.urls if existing else ()), *(event.url for event in web)])
+        library_paths, library_seq = _library_paths(existing, [e for e in events if isinstance(e, LibraryFiles)])
+        earliest = min(e.downloaded_at if isinstance(e, ImageDownloaded) else e.modified_at for e in events)
 
         def known(name: str) -> Any:
             values = [getattr(existing, name, None), *(getattr(event, name) for event in events)]
@@ -155,10 +175,12 @@ class ImagePoint(BaseModel):
 
         return cls(
             sha256=first.sha256,
-            path=first.path,
-            url=urls[0],
+            path=web[0].path if web else (existing.path if existing else ""),
+            url=urls[0] if urls else "",
             urls=urls,
             domains=_unique(url_domain(url) for url in urls),
+            library_paths=library_paths,
+            library_seq=library_seq,
             content_type=first.content_type,
             width=first.width,
             height=first.height,
@@ -171,6 +193,17 @@ class ImagePoint(BaseModel):
             orientation=known("orientation"),
             revision=revision,
         )
+
+
+def _library_paths(existing: ImagePoint | None, events: Sequence[LibraryFiles]) -> tuple[list[str], int | None]:
+    """The library paths after ``events``: the newest message's list, unless the point's is newer."""
+    kept = (list(existing.library_paths), existing.library_seq) if existing else ([], None)
+    if not events:
+        return kept
+    newest = max(events, key=lambda event: event.seq)
+    if kept[1] is not None and kept[1] > newest.seq:
+        return kept
+    return list(newest.paths), newest.seq
 
 
 def payload_indexes(model: type[BaseModel] = ImagePoint) -> dict[str, IndexKind]:

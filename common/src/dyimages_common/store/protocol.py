@@ -37,6 +37,10 @@ class ImageStore(Protocol):
 
     def point(self, sha256: str, collection: str | None = None) -> ImagePoint | None: ...
 
+    def held(self, sha256s: Sequence[str], collection: str | None = None) -> set[str]:
+        """Which of these images have a point in ``collection`` (the indexer embeds only the others)."""
+        ...
+
     def vector_of(self, sha256: str) -> np.ndarray | None: ...
 
     def points(

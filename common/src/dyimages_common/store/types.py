@@ -34,6 +34,7 @@ class PointFilter:
     date_from: date | None = None
     date_to: date | None = None
     exclude_ids: tuple[str, ...] = ()
+    folder: str | None = None  # a folder of the photo library (``2024/summer``): photos in it or below it
 
     def day_range(self) -> tuple[datetime | None, datetime | None]:
         """The date bounds as instants: ``[start of date_from, start of the day after date_to)`` in UTC."""

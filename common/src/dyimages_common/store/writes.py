@@ -6,6 +6,9 @@ messages in (:meth:`ImagePoint.merged`), and writes with a condition: a new poin
 absent, an existing one only if its ``revision`` is still the one read. It then reads the revisions
 back; a point some other writer changed in between is merged and written again. Every engine applies
 the condition atomically per point (:meth:`~dyimages_common.store.engine.Engine.update_if`).
+
+An image may come without a vector (a library photo renamed, copied or deleted): its stored vector is
+kept. A point the merge leaves with no source (no URL, no library file) is deleted, on the same condition.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from dyimages_common.store.engine import Engine
-from dyimages_common.store.errors import StoreConflict
+from dyimages_common.store.errors import StoreConflict, VectorNeeded
 from dyimages_common.store.points import REVISION_FIELD, ImagePoint, point_id
 from dyimages_common.store.types import ImageVector, PointFilter, Row
 
@@ -35,27 +38,44 @@ def write_images(engine: Engine, collection: str, images: Sequence[ImageVector],
     """Write one point per image, merging payloads with what is stored; return the rounds it took."""
     pending = {point_id(image.sha256): image for image in images}
     for round_number in range(1, MAX_WRITE_ROUNDS + 1):
-        stored = {row.id: row.payload for row in engine.retrieve(collection, list(pending))}
+        keep_vectors = any(image.vector is None for image in pending.values())
+        stored = {row.id: row for row in engine.retrieve(collection, list(pending), vectors=keep_vectors)}
         revision, now = uuid.uuid4().hex, datetime.now(UTC)
         inserts: list[Row] = []
         # The condition holds for a whole call, so updates go in one call per revision read: one condition
         # for the batch ("any revision read") would let a point that another writer changed to a revision
         # read for a *different* point of this batch be overwritten, losing its new URLs.
         updates: dict[str | None, list[Row]] = {}
+        deletes: dict[str | None, list[str]] = {}
+        nothing_to_do: set[str] = set()
         for pid, image in pending.items():
             old = stored.get(pid)
-            existing = ImagePoint.from_payload(old) if old is not None else None
+            existing = ImagePoint.from_payload(old.payload) if old is not None else None
             point = ImagePoint.merged(existing, image.events, model=model, indexed_at=now, revision=revision)
-            row = Row(id=pid, payload=point.to_payload(), vector=image.vector)
+            expected = (old.payload.get(REVISION_FIELD) or None) if old is not None else None
+            if not point.has_source:
+                if old is None:
+                    nothing_to_do.add(pid)
+                else:
+                    deletes.setdefault(expected, []).append(pid)
+                continue
+            vector = image.vector if image.vector is not None else (old.vector if old is not None else None)
+            if vector is None:
+                raise VectorNeeded(f"the point of {image.sha256} is gone: its image must be embedded")
+            row = Row(id=pid, payload=point.to_payload(), vector=vector)
             if old is None:
                 inserts.append(row)
             else:
-                updates.setdefault(old.get(REVISION_FIELD) or None, []).append(row)
+                updates.setdefault(expected, []).append(row)
         if inserts:
             engine.insert_new(collection, inserts)
         for expected, rows in updates.items():
             engine.update_if(collection, rows, expected)
-        done = _settled(engine, collection, list(pending), revision)
+        for expected, ids in deletes.items():
+            engine.delete_if(collection, ids, expected)
+        done = _settled(engine, collection, list(pending), revision) | nothing_to_do
+        deleted = [pid for ids in deletes.values() for pid in ids]
+        done |= set(deleted) - {row.id for row in engine.retrieve(collection, deleted)} if deleted else set()
         pending = {pid: image for pid, image in pending.items() if pid not in done}
         if not pending:
             return round_number

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from downloader.library.walk import Refusal, Stat, Walk
+from dyimages_common.library.walk import Refusal, Stat, Walk
 
 
 @dataclass(frozen=True, slots=True)

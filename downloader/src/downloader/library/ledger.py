@@ -16,30 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
-
 from downloader.library.changes import Known
-from downloader.library.walk import NO_STAT, Stat
-from dyimages_common.library.state import SCHEMA
-from dyimages_common.messaging.messages import MAX_LIBRARY_PATHS, LibraryFiles
+from dyimages_common.library.state import SCHEMA, ImageFacts, library_message
+from dyimages_common.library.walk import NO_STAT, Stat
+from dyimages_common.messaging.messages import MAX_LIBRARY_PATHS
 from dyimages_common.reasons import Reason
 from dyimages_common.urls.state import connect_for_writing
 
 log = logging.getLogger(__name__)
-
-
-class ImageFacts(BaseModel):
-    """What the check found in a photo's bytes; kept once per distinct content."""
-
-    model_config = ConfigDict(frozen=True)
-
-    content_type: str
-    width: int
-    height: int
-    bytes: int
-    taken_at: AwareDatetime | None = None
-    camera: str | None = None
-    orientation: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,10 +57,6 @@ class Changes:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _time(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 class LibraryLedger:
@@ -186,14 +166,7 @@ class LibraryLedger:
             )
         seq = self._db.execute("INSERT INTO outbox (sha256, message) VALUES (?, '')", (sha256,)).lastrowid
         assert seq is not None
-        message = LibraryFiles(
-            sha256=sha256,
-            paths=tuple(path for path, _ in rows[:MAX_LIBRARY_PATHS]),
-            seq=seq,
-            modified_at=_time(min(mtime for _, mtime in rows)) if rows else datetime.now(UTC),
-            **facts.model_dump(),
-        )
-        body = message.model_dump_json()
+        body = library_message(sha256, facts, rows, seq).model_dump_json()
         self._db.execute("UPDATE outbox SET message = ? WHERE seq = ?", (body, seq))
         if not rows:
             self._db.execute("DELETE FROM images WHERE sha256 = ?", (sha256,))

@@ -17,12 +17,13 @@ from typing import TypeVar
 
 from downloader.budget import ByteBudget
 from downloader.library import metrics
-from downloader.library.ledger import ImageFacts, Read, Refused
-from downloader.library.walk import Stat, look_at
+from downloader.library.ledger import Read, Refused
 from downloader.storing import ImageKeeper
 from dyimages_common.images.checks import ImageRejected
 from dyimages_common.images.storage import sha256_hex
 from dyimages_common.library.paths import LibraryFileError, read_library_file
+from dyimages_common.library.state import ImageFacts
+from dyimages_common.library.walk import Stat, look_at
 from dyimages_common.reasons import Reason
 
 T = TypeVar("T")

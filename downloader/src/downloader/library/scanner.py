@@ -31,11 +31,11 @@ from downloader.library import metrics
 from downloader.library.changes import Known, Settling, plan_changes
 from downloader.library.ledger import Changes, LibraryLedger, Read, Refused
 from downloader.library.reader import PhotoReader, with_cpu
-from downloader.library.walk import LibraryMissing, Refusal, Stat, look_at, walk_library
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
 from downloader.storing import ImageKeeper
 from dyimages_common.library.state import library_state_path
+from dyimages_common.library.walk import LibraryMissing, Refusal, Stat, look_at, walk_library
 from dyimages_common.urls.refetch import RetryRequest
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,8 @@ def to_filter(where: PointFilter, *, extra: Sequence[Condition] = ()) -> edge.Fi
     if start is not None or end is not None:
         bounds = edge.RangeDateTime(gte=start.isoformat() if start else None, lt=end.isoformat() if end else None)
         must.append(edge.FieldCondition(key="date", range=bounds))
+    if where.folder:
+        must.append(edge.FieldCondition(key="folders", match=edge.MatchValue(where.folder)))
     must_not: list[Condition] = [edge.HasIdCondition(set(where.exclude_ids))] if where.exclude_ids else []
     if not must and not must_not:
         return None

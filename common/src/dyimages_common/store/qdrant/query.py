@@ -36,6 +36,8 @@ def to_filter(where: PointFilter, *, extra: Sequence[models.Condition] = ()) -> 
     start, end = where.day_range()
     if start is not None or end is not None:
         must.append(models.FieldCondition(key="date", range=models.DatetimeRange(gte=start, lt=end)))
+    if where.folder:
+        must.append(models.FieldCondition(key="folders", match=models.MatchValue(value=where.folder)))
     must_not: list[models.Condition] = (
         [models.HasIdCondition(has_id=list(where.exclude_ids))] if where.exclude_ids else []
     )
