@@ -6,7 +6,9 @@ README's library sizes.
 (``--vectors``: ``clustered``, the default, or ``uniform``.)
 
 Engines: ``edge`` (Qdrant Edge, the embedded default), ``edge-sq8`` (Edge with int8 scalar
-quantization), ``local`` (qdrant-client's pure-Python embedded mode). Sizes per engine: Edge 10,000,
+quantization), ``local`` (qdrant-client's pure-Python embedded mode), ``milvus`` (Milvus 2.3.5's
+standalone server through pymilvus, in a virtual environment of its own: :mod:`bench.vectorstore_milvus`;
+10,000 and 100,000, quick 10,000; its own fields, ``MILVUS_LINE``). Sizes per engine: Edge 10,000,
 100,000 and 1,000,000 (``--quick``: 10,000 and 100,000, so the ``edge_100k_*`` fields are always there);
 ``edge-sq8`` 100,000 (and 1,000,000 without ``--quick``); ``local`` 10,000 (quick 2,000) only: its 100,000
 took 44 s to open and 3.2 GB (docs/vector-store.md). ``--sizes`` sets one list for every engine.
@@ -40,19 +42,37 @@ import argparse
 import importlib.metadata
 import json
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.vectorstore_sides import DIM, TOP_K, filter_mask, query_vectors, sha_of, vectors
+from bench.vectorstore_data import DIM, TOP_K, exact_top, filter_mask, ms_at, query_vectors, recall, sha_of
+from bench.vectorstore_milvus import measure_milvus
 from testkit.procs import start_module, stop
 
-ENGINES = ("edge", "edge-sq8", "local")
-SIZES = {"edge": (10_000, 100_000, 1_000_000), "edge-sq8": (100_000, 1_000_000), "local": (10_000,)}
-QUICK_SIZES = {"edge": (10_000, 100_000), "edge-sq8": (100_000,), "local": (2_000,)}
+ENGINES = ("edge", "edge-sq8", "local", "milvus")
+SIZES = {
+    "edge": (10_000, 100_000, 1_000_000),
+    "edge-sq8": (100_000, 1_000_000),
+    "local": (10_000,),
+    "milvus": (10_000, 100_000),
+}
+QUICK_SIZES = {"edge": (10_000, 100_000), "edge-sq8": (100_000,), "local": (2_000,), "milvus": (10_000,)}
+MILVUS_LINE = (
+    "server_start_s",
+    "insert_points_per_s",
+    "index_s",
+    "load_s",
+    "server_rss_mb",
+    "folder_mb",
+    "search_p50_ms",
+    "search_p99_ms",
+    "filtered_p50_ms",
+    "filtered_p99_ms",
+    "transport_p50_ms",
+    "recall_at_10",
+    "filtered_recall_at_10",
+)
 HEADLINE = {
     "edge_100k_p50_ms": "search_p50_ms",
     "edge_100k_filtered_p50_ms": "filtered_p50_ms",
@@ -83,7 +103,8 @@ PER_LINE = (
 
 def REQUIRED(figures: dict[str, Any]) -> list[str]:  # the name bench.__main__ reads
     """Every per-line field of every engine and size run, and the Edge 100k headline when it ran."""
-    names = [f"{engine}_{field}_{size}" for engine, size in figures.get("runs", []) for field in PER_LINE]
+    runs = figures.get("runs", [])
+    names = [f"{e}_{field}_{size}" for e, size in runs for field in (MILVUS_LINE if e == "milvus" else PER_LINE)]
     return names + (list(HEADLINE) if ["edge", 100_000] in figures.get("runs", []) else [])
 
 
@@ -119,28 +140,10 @@ def _side(workdir: Path, side: str, engine: str, folder: Path, count: int, queri
     return json.loads(result.read_text())
 
 
-def exact_top(count: int, wanted: np.ndarray, mask: np.ndarray | None, kind: str) -> list[set[int]]:
-    """The exact top 10 point numbers of each query (cosine = dot product of unit vectors)."""
-    scores = np.concatenate([block @ wanted.T for block in vectors(count, kind)])
-    if mask is not None:
-        scores[~mask] = -np.inf
-    top = np.argpartition(-scores, TOP_K, axis=0)[:TOP_K]
-    return [set(top[:, column].tolist()) for column in range(wanted.shape[0])]
-
-
-def recall(found: list[list[str]], exact: list[set[int]], numbers: dict[str, int]) -> float:
-    """Mean share of the exact top 10 that the store returned in its top 10."""
-    return statistics.fmean(
-        len({numbers[sha] for sha in hits} & truth) / len(truth) for hits, truth in zip(found, exact, strict=True)
-    )
-
-
-def _ms(values: list[float], share: float) -> float:
-    return round(float(np.percentile(values, share)), 3)
-
-
 def measure(engine: str, count: int, queries: int, kind: str, parent: Path) -> dict[str, Any]:
     """Every figure of one engine at one size (one JSON line)."""
+    if engine == "milvus":
+        return measure_milvus(count, queries, kind, parent)
     mask = filter_mask(count)
     if mask.sum() < TOP_K:
         raise ValueError(f"at {count} points the filter matches fewer than {TOP_K}: use more points")
@@ -165,7 +168,7 @@ def measure(engine: str, count: int, queries: int, kind: str, parent: Path) -> d
         "queries": queries,
         "insert_points_per_s": round(filled["insert_points_per_s"], 1),
         "settle_s": round(filled["settle_s"], 3),
-        "unsettled_p50_ms": _ms(filled["unsettled_ms"], 50),
+        "unsettled_p50_ms": ms_at(filled["unsettled_ms"], 50),
         "fill_peak_rss_mb": round(filled["peak_rss_mb"], 1),
         "folder_mb": round(folder_bytes / 2**20, 1),
         "open_s": round(searched["open_s"], 3),
@@ -173,12 +176,12 @@ def measure(engine: str, count: int, queries: int, kind: str, parent: Path) -> d
         "baseline_rss_mb": round(searched["baseline_rss_mb"], 1),
         "open_rss_mb": round(searched["open_rss_mb"], 1),
         "peak_rss_mb": round(searched["peak_rss_mb"], 1),
-        "search_p50_ms": _ms(plain["ms"], 50),
-        "search_p99_ms": _ms(plain["ms"], 99),
-        "search_cpu_p50_ms": _ms(plain["cpu_ms"], 50),
-        "filtered_p50_ms": _ms(filtered["ms"], 50),
-        "filtered_p99_ms": _ms(filtered["ms"], 99),
-        "filtered_cpu_p50_ms": _ms(filtered["cpu_ms"], 50),
+        "search_p50_ms": ms_at(plain["ms"], 50),
+        "search_p99_ms": ms_at(plain["ms"], 99),
+        "search_cpu_p50_ms": ms_at(plain["cpu_ms"], 50),
+        "filtered_p50_ms": ms_at(filtered["ms"], 50),
+        "filtered_p99_ms": ms_at(filtered["ms"], 99),
+        "filtered_cpu_p50_ms": ms_at(filtered["cpu_ms"], 50),
         "recall_at_10": round(recall(plain["hits"], exact_top(count, wanted, None, kind), numbers), 4),
         "filtered_recall_at_10": round(recall(filtered["hits"], exact_top(count, wanted, mask, kind), numbers), 4),
         "filter_matches": int(mask.sum()),
@@ -199,7 +202,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     for engine, count in args.plan:
         figures = measure(engine, count, args.queries, args.vectors, args.dir)
         print(json.dumps(figures), flush=True)
-        summary.update({f"{engine}_{field}_{count}": figures[field] for field in PER_LINE})
+        fields = MILVUS_LINE if engine == "milvus" else PER_LINE
+        summary.update({f"{engine}_{field}_{count}": figures[field] for field in fields})
         if (engine, count) == ("edge", 100_000):
             summary.update({name: figures[field] for name, field in HEADLINE.items()})
     return summary

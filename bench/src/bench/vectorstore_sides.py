@@ -1,19 +1,14 @@
-"""The two sides of ``bench vectorstore``, each run in a process of its own: the indexer's (fill) and the
-app's (search); and the data both sides and the exact reference share.
-
-Vectors are clustered like CLIP embeddings (unit vectors around ``CENTRES`` random centres, noise of
-``SPREAD`` per dimension, then normalised), or uniform noise with ``--vectors uniform``. Payloads come from
-the point model built from real ``ImageDownloaded`` messages; one point in twelve matches the filter.
+"""The two sides of ``bench vectorstore`` on our engines, each run in a process of its own: the indexer's
+(fill) and the app's (search). Payloads come from the point model built from real ``ImageDownloaded``
+messages; the vectors and the filter from :mod:`bench.vectorstore_data`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import resource
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,54 +16,25 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bench.vectorstore_data import (
+    BATCH,
+    COLLECTION,
+    DIM,
+    DOMAINS,
+    FILTER_DOMAIN,
+    FILTER_MIN_WIDTH,
+    MODEL,
+    TOP_K,
+    UNSETTLED_QUERIES,
+    WIDTHS,
+    query_vectors,
+    sha_of,
+    vectors,
+)
 from dyimages_common.images.storage import FORMATS, stored_path
 from dyimages_common.messaging.messages import ImageDownloaded
 
-COLLECTION = "images"
-MODEL = "ViT-B-32"
-DIM = 512
-BATCH = 32  # the indexer's default INDEXER_BATCH_SIZE: points per write
-CHUNK = 1000  # vectors are generated in chunks of this many, each from its own seed
-TOP_K = 10
-SEED = 20261201
-CENTRES, SPREAD = 500, 0.35 / np.sqrt(DIM)  # clustered: 500 centres, noise norm about 0.35 of a unit vector
-WIDTHS = (320, 640, 1024, 1920, 4032)  # a point's width is WIDTHS[i % 5]; height is 3/4 of it
-DOMAINS = 7  # a point's URL is on site{i % 7}.example
-FILTER_SITE, FILTER_MIN_WIDTH = 3, 1024
-FILTER_DOMAIN = f"site{FILTER_SITE}.example"
-UNSETTLED_QUERIES = 20
 _FORMATS = sorted(FORMATS.values())
-
-
-def _unit(block: np.ndarray) -> np.ndarray:
-    return (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _centres() -> np.ndarray:
-    return _unit(np.random.default_rng([SEED, 2**30]).standard_normal((CENTRES, DIM)))
-
-
-def vectors(count: int, kind: str) -> Iterator[np.ndarray]:
-    """The first ``count`` point vectors (unit, float32), in chunks of at most CHUNK rows."""
-    centres = _centres() if kind == "clustered" else None
-    for chunk, first in enumerate(range(0, count, CHUNK)):
-        rows, rng = min(CHUNK, count - first), np.random.default_rng([SEED, chunk])
-        if centres is None:
-            yield _unit(rng.standard_normal((rows, DIM)))
-        else:
-            yield _unit(centres[rng.integers(0, CENTRES, rows)] + SPREAD * rng.standard_normal((rows, DIM)))
-
-
-def query_vectors(count: int, kind: str) -> np.ndarray:
-    """Query vectors drawn like the points (near a centre when clustered), independent of them."""
-    rng = np.random.default_rng([SEED, 2**31])
-    if kind != "clustered":
-        return _unit(rng.standard_normal((count, DIM)))
-    return _unit(_centres()[rng.integers(0, CENTRES, count)] + SPREAD * rng.standard_normal((count, DIM)))
-
-
-def sha_of(number: int) -> str:
-    return hashlib.sha256(f"vectorstore-{number}".encode()).hexdigest()
 
 
 def message(number: int, downloaded_at: datetime) -> ImageDownloaded:
@@ -86,12 +52,6 @@ def message(number: int, downloaded_at: datetime) -> ImageDownloaded:
         bytes=40_000 + (number * 7919) % 2_000_000,
         downloaded_at=downloaded_at,
     )
-
-
-def filter_mask(count: int) -> np.ndarray:
-    """Which of the first ``count`` points the benchmark's filter matches (the exact side's filter)."""
-    numbers = np.arange(count)
-    return (numbers % DOMAINS == FILTER_SITE) & (np.asarray(WIDTHS)[numbers % len(WIDTHS)] >= FILTER_MIN_WIDTH)
 
 
 # --- the sides: each imports the store and the app inside, so its memory is its own side's alone ---
