@@ -8,7 +8,9 @@ cli_maintenance) reports errors and prints JSON the same way, and `cli.py` only 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -32,10 +34,19 @@ err = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (schema above).")]
 
 
+# Libraries that log or warn on their own when a service is away (a connection refused, a version check that
+# failed): the command says it once, in its own line, so these speak only at LOG_LEVEL=DEBUG.
+CHATTY_LIBRARIES = ("aiormq", "aio_pika", "pamqp", "httpx", "httpcore", "qdrant_client", "urllib3", "asyncio")
+
+
 def load_settings() -> AppSettings:
     """The app's settings (a wrong one: one line and exit 2) with logging configured from them."""
     settings = settings_or_exit(AppSettings)
     configure_logging("dyimages", settings.log_level, settings.log_format)
+    if settings.log_level != "DEBUG":
+        warnings.simplefilter("ignore")
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     return settings
 
 

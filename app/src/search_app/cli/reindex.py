@@ -14,7 +14,10 @@ from dyimages_common.process import exit_codes
 from dyimages_common.store import builds as index_builds
 from search_app.cli.context import err, fail, load_settings, out, rabbit_down, service_clients
 from search_app.ops.reindex import ReindexIncomplete, ReindexResult, finish, messages_for, publish_all, start
+from search_app.ops.reindex_lock import LockUnavailable, ReindexRunning, reindex_lock
 from search_app.ops.status import RABBIT_ERRORS
+from search_app.search.cache import forget_pages
+from search_app.settings import AppSettings
 
 
 def _progress(label: str) -> Progress:
@@ -39,9 +42,21 @@ def reindex(
     read the old collection until then; a failed or interrupted reindex leaves it serving, and running this
     again resumes. Embedded mode (QDRANT_PATH) allows one process at a time: there the command stops after
     publishing; start the indexer, and when it is idle stop it and run `dyimages reindex --finish`.
-    Exit 1 when the new collection is incomplete after --timeout (nothing swapped).
+    One reindex at a time: a second one (--finish included) refuses with one line while another runs (a lock
+    on RabbitMQ, freed when that command ends or dies). Exit 1 when the new collection is incomplete after
+    --timeout (nothing swapped) or another reindex is running; 3 when RabbitMQ does not answer.
     """
     settings = load_settings()
+    try:
+        with reindex_lock(settings):
+            _reindex(settings, finish_only=finish_only, wait=wait, timeout=timeout)
+    except ReindexRunning as exc:
+        fail(str(exc), exit_codes.REFUSED)
+    except LockUnavailable as exc:
+        fail(str(exc), exit_codes.SERVICE_DOWN)
+
+
+def _reindex(settings: AppSettings, *, finish_only: bool, wait: bool, timeout: float) -> None:
     embedded = settings.qdrant_path is not None
     with service_clients(settings) as clients:
         index = clients.index
@@ -95,6 +110,7 @@ def reindex(
             fail(str(exc), exit_codes.REFUSED)
         except RuntimeError as exc:  # nothing being built
             fail(str(exc), exit_codes.REFUSED)
+    forget_pages(settings.redis_url)  # cached pages name the old collection's images: never read again
     out.print(
         f"{settings.qdrant_collection} now searches {new} ({len(expected)} images)"
         + (f"; deleted {old}" if old else ""),
@@ -112,5 +128,6 @@ def drop(
         fail(f"this deletes index {settings.qdrant_collection!r}; run again with --yes to confirm", exit_codes.REFUSED)
     with service_clients(settings) as clients:
         deleted = index_builds.drop(clients.index)
+    forget_pages(settings.redis_url)
     gone = f"deleted {', '.join(deleted)}" if deleted else f"index {settings.qdrant_collection} did not exist"
     out.print(gone, soft_wrap=True, highlight=False)
