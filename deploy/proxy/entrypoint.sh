@@ -11,6 +11,9 @@
 #   PROXY_SESSION_RATE / _BURST   new UI sessions (websocket connections) per client
 #   PROXY_MAX_SESSIONS            open UI sessions per client at once
 #   PROXY_UPLOAD_RATE / _BURST    image uploads ("search by image") per client
+#   PROXY_API_UPSTREAM            the HTTP API, host:port (compose: api:8502); empty: no /api/
+#   PROXY_API_RATE / _BURST       API requests per client
+#   API_TOKEN                     a bearer token that stands in for the password on /api/ (empty: none)
 #   PROXY_TLS_CERT / PROXY_TLS_KEY  PEM files: HTTPS on PROXY_HTTPS_PORT, HTTP redirects there; until
 #                                 both are readable, HTTP serves ACME challenges and says HTTPS is not ready
 #   PROXY_TLS_CHECK_S             how often the certificate files are checked for a change (seconds)
@@ -42,6 +45,10 @@ say() { echo "proxy: $*" >&2; }
 : "${PROXY_MAX_SESSIONS:=10}"
 : "${PROXY_UPLOAD_RATE:=10r/m}"
 : "${PROXY_UPLOAD_BURST:=5}"
+: "${PROXY_API_UPSTREAM:=}"
+: "${PROXY_API_RATE:=5r/s}"
+: "${PROXY_API_BURST:=20}"
+: "${API_TOKEN:=}"
 : "${PROXY_TLS_CERT:=}"
 : "${PROXY_TLS_KEY:=}"
 : "${PROXY_TLS_CHECK_S:=60}"
@@ -66,11 +73,11 @@ esac
 case "$PROXY_USER" in
   "" | *:* | *" "*) fail "PROXY_USER must be a non-empty name without ':' or spaces" ;;
 esac
-for rate in "$PROXY_REQUEST_RATE" "$PROXY_SESSION_RATE" "$PROXY_UPLOAD_RATE"; do
+for rate in "$PROXY_REQUEST_RATE" "$PROXY_SESSION_RATE" "$PROXY_UPLOAD_RATE" "$PROXY_API_RATE"; do
   echo "$rate" | grep -Eq '^[0-9]+r/[sm]$' || fail "rate '$rate' is not like 20r/s or 10r/m"
 done
 for number in "$MAX_IMAGE_BYTES" "$PROXY_REQUEST_BURST" "$PROXY_SESSION_BURST" "$PROXY_UPLOAD_BURST" \
-  "$PROXY_MAX_SESSIONS" "$PROXY_HTTP_PORT" "$PROXY_HTTPS_PORT" "$PROXY_PUBLIC_HTTPS_PORT" "$PROXY_TLS_CHECK_S"; do
+  "$PROXY_API_BURST" "$PROXY_MAX_SESSIONS" "$PROXY_HTTP_PORT" "$PROXY_HTTPS_PORT" "$PROXY_PUBLIC_HTTPS_PORT" "$PROXY_TLS_CHECK_S"; do
   case "$number" in "" | *[!0-9]*) fail "'$number' is not a whole number" ;; esac
 done
 case "$PROXY_ALLOW_PLAIN_HTTP" in
@@ -82,6 +89,8 @@ esac
 for cidr in $(echo "$PROXY_TRUSTED_PROXIES" | tr ',' ' '); do
   echo "$cidr" | grep -Eq '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$' || fail "PROXY_TRUSTED_PROXIES: '$cidr' is not an address or CIDR"
 done
+[ -z "$API_TOKEN" ] || echo "$API_TOKEN" | grep -Eq '^[A-Za-z0-9._~-]{24,}$' \
+  || fail "API_TOKEN must be 24 or more letters, digits or ._~- (openssl rand -hex 24 makes one)"
 echo "$PROXY_REAL_IP_HEADER" | grep -Eq '^[A-Za-z0-9-]+$' || fail "PROXY_REAL_IP_HEADER: '$PROXY_REAL_IP_HEADER' is not a header name"
 
 umask 077
@@ -101,7 +110,8 @@ PROXY_CONF_DIR=$here
 PROXY_PAGES="$here/pages"
 export PROXY_UPSTREAM PROXY_REQUEST_RATE PROXY_REQUEST_BURST PROXY_SESSION_RATE PROXY_SESSION_BURST \
   PROXY_MAX_SESSIONS PROXY_UPLOAD_RATE PROXY_UPLOAD_BURST PROXY_DOMAIN PROXY_RUN_DIR PROXY_MAX_BODY \
-  PROXY_PAGES PROXY_ACCESS_LOG PROXY_CONF_DIR PROXY_ACME_DIR
+  PROXY_PAGES PROXY_ACCESS_LOG PROXY_CONF_DIR PROXY_ACME_DIR PROXY_API_UPSTREAM PROXY_API_RATE PROXY_API_BURST \
+  API_TOKEN
 
 # shellcheck source=render.sh
 . "$here/render.sh"

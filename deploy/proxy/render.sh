@@ -28,12 +28,39 @@ real_ip_lines() {
   printf 'real_ip_header %s;\n    real_ip_recursive on;' "$PROXY_REAL_IP_HEADER"
 }
 
+# The API's upstream, rate zone and credentials (http level) and its location (api.conf, which ui.conf
+# includes); both empty without PROXY_API_UPSTREAM. With API_TOKEN, "Authorization: Bearer API_TOKEN"
+# needs no password, and every request reaches the API with that header; without, none is accepted
+# and the API gets no credentials.
+api_http() {
+  PROXY_API_HTTP=""
+  : > "$PROXY_RUN_DIR/api.conf"
+  [ -n "$PROXY_API_UPSTREAM" ] || return 0
+  token_line="" forward='""'
+  if [ -n "$API_TOKEN" ]; then token_line="\"Bearer $API_TOKEN\" off;" forward="\"Bearer $API_TOKEN\""; fi
+  PROXY_API_HTTP="upstream dy_api {
+        server $PROXY_API_UPSTREAM;
+        keepalive 8;
+    }
+    limit_req_zone \$binary_remote_addr zone=dy_api:10m rate=$PROXY_API_RATE;
+    map \$http_authorization \$dy_api_realm {
+        $token_line
+        default \"DY Images\";
+    }
+    map \$http_authorization \$dy_api_authorization {
+        default $forward;
+    }"
+  envsubst '${PROXY_CONF_DIR} ${PROXY_API_BURST} ${PROXY_MAX_BODY}' \
+    < "$PROXY_CONF_DIR/api.conf.template" > "$PROXY_RUN_DIR/api.conf"
+}
+
 render() {
   PROXY_MODE=$(mode_of "$1")
   PROXY_LISTEN_HTTP=$(listen_lines "$PROXY_HTTP_PORT" "")
   PROXY_REAL_IP=$(real_ip_lines)
   PROXY_HTTPS_SERVER=""
   run=$PROXY_RUN_DIR
+  api_http
   envsubst '${PROXY_RUN_DIR} ${PROXY_PAGES} ${PROXY_CONF_DIR} ${PROXY_SESSION_BURST} ${PROXY_MAX_SESSIONS}
     ${PROXY_UPLOAD_BURST} ${PROXY_MAX_BODY} ${PROXY_REQUEST_BURST}' \
     < "$PROXY_CONF_DIR/ui.conf.template" > "$run/ui.conf"
@@ -59,11 +86,11 @@ render() {
         "location ^~ /_proxy/ { internal; alias $PROXY_PAGES/; }" \
         "location / { return 503; }" > "$run/http-wait.conf" ;;
   esac
-  export PROXY_MODE PROXY_LISTEN_HTTP PROXY_REAL_IP PROXY_HTTPS_SERVER
+  export PROXY_MODE PROXY_LISTEN_HTTP PROXY_REAL_IP PROXY_HTTPS_SERVER PROXY_API_HTTP
   # Only these variables: nginx's own $variables stay as they are.
   envsubst '${PROXY_UPSTREAM} ${PROXY_REQUEST_RATE} ${PROXY_REQUEST_BURST} ${PROXY_SESSION_RATE}
     ${PROXY_UPLOAD_RATE} ${PROXY_DOMAIN} ${PROXY_RUN_DIR} ${PROXY_ACCESS_LOG} ${PROXY_CONF_DIR}
-    ${PROXY_ACME_DIR} ${PROXY_MODE} ${PROXY_LISTEN_HTTP} ${PROXY_REAL_IP} ${PROXY_HTTPS_SERVER}' \
+    ${PROXY_ACME_DIR} ${PROXY_MODE} ${PROXY_LISTEN_HTTP} ${PROXY_REAL_IP} ${PROXY_HTTPS_SERVER} ${PROXY_API_HTTP}' \
     < "$PROXY_CONF_DIR/nginx.conf.template" > "$run/nginx.conf"
   case "$PROXY_MODE" in
     tls) say "https on :$PROXY_HTTPS_PORT (browsers: port $PROXY_PUBLIC_HTTPS_PORT), http on :$PROXY_HTTP_PORT redirects there -> $PROXY_UPSTREAM; user $PROXY_USER" ;;

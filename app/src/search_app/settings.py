@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from dyimages_common.settings import (
     EmbeddingClientSettings,
@@ -38,28 +38,6 @@ class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, State
     )
     redis_timeout_s: float = Field(0.1, gt=0, le=5, description="Connect and read timeout of each Redis call.")
     app_results_cache_ttl_s: int = Field(300, ge=1, description="Seconds a cached page of results is kept.")
-    api_host: str = Field("0.0.0.0", min_length=1, description="Address the HTTP API listens on.")  # noqa: S104
-    api_port: int = Field(8502, ge=1, le=65535, description="Port the HTTP API listens on.")
-    api_token: SecretStr = Field(
-        SecretStr(""),
-        description="Bearer token every API request must carry; empty: none asked (the proxy's password "
-        "still guards it under the public profile). No default: set your own, 24 characters or more.",
-    )
-    api_cors_origins: str = Field(
-        "", description="Comma-separated origins a browser may call the API from; empty: no CORS headers."
-    )
-
-    @field_validator("api_token")
-    @classmethod
-    def _strong_token(cls, token: SecretStr) -> SecretStr:
-        value = token.get_secret_value()
-        if value and (len(value) < 24 or value != value.strip()):
-            raise ValueError("API_TOKEN must be 24 characters or more, without spaces around it (or empty)")
-        return token
-
-    def cors_origins(self) -> list[str]:
-        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
-
     @model_validator(mode="after")
     def _consistent_limits(self) -> AppSettings:
         if self.app_top_k > self.app_max_top_k:

@@ -36,6 +36,11 @@ SETTINGS_CLASSES = {
 OVERRIDE_SETTINGS = {
     "embedding.ray_serve.settings:RaySettings": ("docker-compose.ray.yml", "embedding"),
 }
+# Settings classes that another entry point of a member's image loads, in a compose service of its own
+# (docker-compose.yml runs the image with that entry point's command): ``module:Class`` -> service.
+SERVICE_SETTINGS = {
+    "search_app.api.settings:ApiSettings": "api",
+}
 _ENVIRON_READ = re.compile(r"""os\.(?:environ\.get|environ\.setdefault|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']|"""
                            r"""os\.environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]""")  # fmt: skip
 _ENTRYPOINT_DEFAULT = re.compile(r'^: "\$\{([A-Z][A-Z0-9_]+):=', re.M)
@@ -83,6 +88,9 @@ def proxy_reads() -> set[str]:
 
 def reads(service: str, definition: dict[str, Any]) -> set[str]:
     """The variables compose service ``service`` reads (empty for images we do not configure)."""
+    for path, runner in SERVICE_SETTINGS.items():
+        if runner == service:
+            return variable_names(load_class(path))
     member = (definition.get("build") or {}).get("args", {}).get("MEMBER")
     if member:
         return variable_names(settings_class(member)) | environ_reads(member)

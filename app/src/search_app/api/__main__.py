@@ -10,11 +10,11 @@ import uvicorn
 from dyimages_common.process.logs import configure_logging
 from dyimages_common.settings import settings_or_exit
 from search_app.api.app import create_app
-from search_app.settings import AppSettings
+from search_app.api.settings import ApiSettings
 
 
 def main() -> None:
-    settings = settings_or_exit(AppSettings)
+    settings = settings_or_exit(ApiSettings)
     configure_logging("api", settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),

@@ -19,8 +19,8 @@ from dyimages_common.embeddings.client import EmbeddingRequestError, EmbeddingUn
 from dyimages_common.store.errors import StoreUnavailable
 from search_app.api.routes import health_router, router
 from search_app.api.services import Services
+from search_app.api.settings import ApiSettings
 from search_app.search.vectors import IndexMismatch, QueryError
-from search_app.settings import AppSettings
 
 TITLE = "DY Images API"
 VERSION = "1"
@@ -63,7 +63,7 @@ def _answer(code: int, template: str):
     return handler
 
 
-def create_app(settings: AppSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The API; without settings (the OpenAPI document's case) nothing is opened."""
 
     @asynccontextmanager

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request, status
 
+from search_app.api.settings import ApiSettings
 from search_app.clients import Clients, open_clients
 from search_app.search.cache import QueryCache, ServiceIdentity
 from search_app.search.vectors import Embedder, ServiceEmbedder
-from search_app.settings import AppSettings
 
 
 @dataclass
 class Services:
-    settings: AppSettings
+    settings: ApiSettings
     _clients: Clients | None = None
     _cache: QueryCache | None = None
     _identity: ServiceIdentity | None = None
