@@ -50,6 +50,8 @@ HIT_FIELDS = {
     "taken_at",
     "camera",
     "orientation",
+    "library_paths",
+    "folders",
     "date",
     "similar",
 }
@@ -95,6 +97,7 @@ def test_search_json_is_the_index_order_with_the_documented_fields(library_envir
             "date_from": None,
             "date_to": None,
             "order": "relevance",
+            "folder": None,
         },
     }
     results = data["results"]
@@ -128,7 +131,7 @@ def test_search_filters_and_negative_terms(library_environment: Library) -> None
     negative = dyimages_json("search", 'beach -people -"parked cars"')
     assert negative["query"]["positive"] == "beach"
     assert negative["query"]["negatives"] == ["people", "parked cars"]
-    assert "unknown --format tiff" in dyimages("search", QUERY, "--format", "tiff", code=1)
+    assert "unknown --format tiff" in dyimages("search", QUERY, "--format", "tiff", code=2)
 
 
 def test_search_by_image_file_finds_that_image_first(library_environment: Library, tmp_path: Path) -> None:
@@ -140,8 +143,8 @@ def test_search_by_image_file_finds_that_image_first(library_environment: Librar
     assert data["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
     combined = dyimages_json("search", QUERY, "--image", str(query))
     assert combined["query"]["image"] == str(query)
-    assert "cannot read" in dyimages("search", "--image", str(tmp_path / "missing.jpg"), code=1)
-    assert "nothing to search for" in dyimages("search", code=1)
+    assert "cannot read" in dyimages("search", "--image", str(tmp_path / "missing.jpg"), code=2)
+    assert "nothing to search for" in dyimages("search", code=2)
 
 
 def test_stats_json(library_environment: Library) -> None:

@@ -70,7 +70,14 @@ def test_every_field_of_the_point_reaches_search_the_cli_and_reindex(own_library
         index = own_library.open_index()
         try:
             add_point(
-                index, picture.sha256, vector, picture.urls[0], model=info.model, size=(64, 48), **EXIF
+                index,
+                picture.sha256,
+                vector,
+                picture.urls[0],
+                model=info.model,
+                size=(64, 48),
+                library_paths=("2019/07/IMG_7301.jpg",),  # found in the photo folder too
+                **EXIF,
             )  # a collection without weights recorded accepts this service's queries
             stored = index.point(picture.sha256)
             assert stored is not None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -347,6 +348,47 @@ def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) 
         shown = result_images(driver)
     assert len(shown) == len(PHOTOS)
     assert all(image["width"] > 0 for image in shown)
+
+
+def _indexed_one_more(stack: Stack, what: str) -> None:
+    """Start the indexer (the app lets go of the embedded store first), wait until it has indexed one
+    message more, stop it again."""
+    stack.compose("restart", "app")
+    stack.compose("start", "indexer")
+    stack.wait_healthy(("indexer", "app"))
+    deadline = time.monotonic() + 300
+    while stack.metric("indexer", 9100, "dyimages_indexer_indexed_total") < 1:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not indexed\n{stack.compose('logs', '--tail=40', 'downloader', 'indexer').stdout}")
+        time.sleep(2)
+    stack.compose("stop", "indexer")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(1200)
+def test_a_photo_in_the_photo_folder_is_found_in_chromium_where_it_lies(stack: Stack) -> None:
+    """README "Search your photo folder": a photo put in ./photos (PHOTOS_DIR's default, mounted read-only
+    in the downloader, the embedding service and the app) is indexed where it lies and shown in Chromium
+    under its path; the containers cannot write the folder. The photo is then deleted and its point goes,
+    so the later steps find the index as it was."""
+    folder = REPO / "photos" / "2024"
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for made in (folder.parent, folder):
+        made.chmod(0o755)
+    photo = folder / "IMG_0001.jpg"
+    shutil.copyfile(stack.photos / "camera.jpg", photo)
+    photo.chmod(0o644)
+    for service in ("downloader", "embedding", "app"):
+        refused = stack.exec(service, "touch", "/data/photos/written-by-a-container", check=False)
+        assert refused.returncode != 0, f"{service} could write the photo folder"
+    _indexed_one_more(stack, "the photo in the folder")
+    with chromium() as driver:
+        search_in_browser(driver, APP_URL, "a camera", expected_results=len(PHOTOS) + 1, timeout=120)
+        shown = result_images(driver)
+    assert any(image["alt"].endswith(": 2024/IMG_0001.jpg") and image["width"] > 0 for image in shown), shown
+    photo.unlink()
+    _indexed_one_more(stack, "the photo's deletion")
+    stack.compose("restart", "app")
 
 
 @pytest.mark.timeout(1200)

@@ -9,13 +9,16 @@ from pydantic import Field, model_validator
 from dyimages_common.settings import (
     EmbeddingClientSettings,
     MetricsSettings,
+    PhotosDirSettings,
     QdrantSettings,
     RabbitSettings,
     StateDbSettings,
 )
 
 
-class AppSettings(QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings, MetricsSettings):
+class AppSettings(
+    QdrantSettings, EmbeddingClientSettings, RabbitSettings, StateDbSettings, PhotosDirSettings, MetricsSettings
+):
     urls_file: Path = Field(
         Path("/data/urls/image_urls.txt"),
         description="The downloader's URL list, read (only) by `dyimages audit` and `dyimages prune`.",

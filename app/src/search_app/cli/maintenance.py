@@ -66,15 +66,17 @@ def prune(
 
 
 AUDIT_HELP = (
-    "Check that the books balance: URL file (URLS_FILE), downloader state, images folder, index and dead letters.\n\n"
+    "Check that the books balance: URL file (URLS_FILE), downloader state, images folder, index and dead letters, "
+    "and the photo library (PHOTOS_DIR, looked at by stat as the scanner does, and its state).\n\n"
     "Exit 0 when they balance, 1 when any problem is found, 2 when URLS_FILE cannot be read, 3 when a store is "
     "not answering. Run it on an idle pipeline: work in flight (pending or retrying downloads, unconfirmed or "
     "queued messages, dead-lettered images) is counted apart, not as a problem.\n\n"
     '--json prints {"schema_version": 1, "balanced": bool, '
     '"counts": {"url_file": {"urls", "invalid_lines"}, "state": {"rows", "pending", "retrying", "done", "failed"}, '
     '"images": {"files", "done_images"}, "index": {"exists", "model", "points"}, '
-    '"queue": {"queued", "dead_lettered"}}, '
-    '"in_flight": {"pending", "retrying", "unconfirmed", "queued_for_index", "dead_lettered"}, '
+    '"queue": {"queued", "dead_lettered"}, "library": {"recorded", "done", "failed", "in_folder", "error"}}, '
+    '"in_flight": {"pending", "retrying", "unconfirmed", "queued_for_index", "dead_lettered", '
+    '"library_unconfirmed"}, '
     '"problem_counts": {kind: int}, "problems": [{"kind", "detail", "url", "sha256", "path"}]}.\n\n'
     "Problem kinds: " + "; ".join(f"{kind}: {meaning}" for kind, meaning in KINDS.items()) + "."
 )

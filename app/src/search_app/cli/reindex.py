@@ -85,7 +85,8 @@ def _reindex(settings: AppSettings, *, finish_only: bool, wait: bool, timeout: f
             out.print(
                 f"republished {result.images} of {result.found} stored images ({result.published} messages, one "
                 f"per source URL) to {settings.rabbitmq_queue}"
-                + (f" ({len(result.skipped)} skipped)" if result.skipped else ""),
+                + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+                + (f"; with them {result.library_images} photo library image(s)" if result.library_images else ""),
                 soft_wrap=True,
                 highlight=False,
             )

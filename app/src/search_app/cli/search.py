@@ -18,7 +18,7 @@ from search_app.cli.context import JsonFlag, err, fail, load_settings, out, prin
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
 from search_app.search.engine import search
 from search_app.search.hit_text import date_label
-from search_app.search.model import FORMAT_NAMES, Filters, Hit, Query
+from search_app.search.model import FORMAT_NAMES, Filters, Hit, Query, folder_filter
 from search_app.search.vectors import IndexMismatch, QueryError, ServiceEmbedder
 from search_app.settings import AppSettings
 
@@ -37,6 +37,7 @@ def _filters(
     date_from: datetime | None,
     date_to: datetime | None,
     order: Order,
+    folder: str | None = None,
 ) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
@@ -54,6 +55,7 @@ def _filters(
         date_from=date_from.date() if date_from else None,
         date_to=date_to.date() if date_to else None,
         order=order,
+        folder=folder_filter(folder),
     )
 
 
@@ -78,6 +80,7 @@ def _filters_json(filters: Filters) -> dict[str, Any]:
         "date_from": filters.date_from.isoformat() if filters.date_from else None,
         "date_to": filters.date_to.isoformat() if filters.date_to else None,
         "order": filters.order,
+        "folder": filters.folder,
     }
 
 
@@ -93,7 +96,7 @@ def _print_table(hits: list[Hit], scored: bool) -> None:
         camera = Text(hit.camera or "-")  # EXIF text from the photo: shown as it is, never as markup
         kind = hit.content_type.removeprefix("image/")
         row = (str(hit.rank), *score, date_label(hit), camera, size, kind, hit.sha256[:12] + similar)
-        table.add_row(*row, Text(hit.url))
+        table.add_row(*row, Text(hit.url or " ".join(hit.library_paths)))  # a library photo: its path
     out.print(table)
 
 
@@ -128,6 +131,10 @@ def search_command(
         Order,
         typer.Option("--order", help="relevance (best match first), newest or oldest (by the photo's date)."),
     ] = "relevance",
+    folder: Annotated[
+        str | None,
+        typer.Option("--folder", help="Only photos of the photo folder in this folder or below it (2024/summer)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search by text, image, or both (best first); or, with --order newest/oldest and no query, browse.
@@ -135,14 +142,17 @@ def search_command(
     --json prints {"schema_version": 1, "collection": str,
     "query": {"text", "positive", "negatives": [str], "image": str|null, "top_k", "offset",
     "filters": {"domains", "content_types", "min_width", "min_height", "min_score": float|null,
-    "collapse": float|null, "match_words": bool, "date_from": str|null, "date_to": str|null, "order": str}},
+    "collapse": float|null, "match_words": bool, "date_from": str|null, "date_to": str|null, "order": str,
+    "folder": str|null}},
     "results": [{"rank", "score", "id", "sha256", "path", "url", "urls", "domains", "content_type",
     "width", "height", "bytes", "downloaded_at", "indexed_at", "model", "taken_at": str|null,
-    "camera": str|null, "orientation": int|null, "date", "similar": [sha256]}]}.
+    "camera": str|null, "orientation": int|null, "library_paths": [str], "folders": [str], "date",
+    "similar": [sha256]}]}.
     A photo's date ("date") is its EXIF DateTimeOriginal ("taken_at"), else when it was downloaded;
     --from and --to are whole days, inclusive (UTC); --order newest/oldest sorts the matches by it
     (without TEXT or --image: the whole index, filtered, "score" 0).
-    "path" is relative to IMAGES_DIR; "score" is the cosine similarity; an empty index gives "results": [];
+    "path" is relative to IMAGES_DIR ("" for a photo only in the photo folder), "library_paths" to PHOTOS_DIR;
+    "score" is the cosine similarity; an empty index gives "results": [];
     with --min-score no result scores below it (fewer than --top-k results, or none, when matches are weak);
     with --collapse a result within cosine 0.94 of a better one on the same page is listed in that one's
     "similar" instead of on its own (ranks stay those of the uncollapsed list). With --words the order fuses
@@ -162,6 +172,7 @@ def search_command(
         date_from=date_from,
         date_to=date_to,
         order=order,
+        folder=folder,
     )
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
     if query.is_empty() and not query.is_browse():

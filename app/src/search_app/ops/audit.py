@@ -31,6 +31,7 @@ from typing import Any
 from dyimages_common.store.points import point_id
 from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
+from search_app.ops.audit_library import LIBRARY_KINDS, LibraryBooks, check_library
 from search_app.ops.ledgers import Ledgers, StoredPoint, UrlFileUnreadable, hash_matches, read_ledgers, stored_points
 from search_app.settings import AppSettings
 
@@ -52,6 +53,7 @@ KINDS: dict[str, str] = {
     "point_without_url": "a point no done URL leads to",
     "image_without_point": "a stored file no point holds and no done URL leads to",
     "dead_letter_without_reason": "a dead-lettered message with no reason header",
+    **LIBRARY_KINDS,
 }
 NO_REASON = "unknown"  # what search_app.ops.dead_letters reports for a dead letter without any reason
 
@@ -107,6 +109,7 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
     dead_shas = {letter.sha256 for letter in ledgers.dead_letters if letter.sha256}
     dead_urls = {letter.url for letter in ledgers.dead_letters if letter.url}
     in_flight = Counter({"pending": 0, "retrying": 0, "unconfirmed": 0, "queued_for_index": 0, "dead_lettered": 0})
+    in_flight["library_unconfirmed"] = 0
 
     # URL file <-> state
     for url in ledgers.url_file:
@@ -167,10 +170,21 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
                 f"made by {point.model!r}; the collection holds {ledgers.collection_model!r}",
                 sha256=point.sha256,
             )
-        if point.sha256 not in ledgers.files:
+        from_library = bool(point.point.library_paths)  # read from PHOTOS_DIR: no stored file, maybe no URL
+        if point.sha256 not in ledgers.files and (point.urls or not from_library):
             flag("point_without_image", "no file in IMAGES_DIR", sha256=point.sha256, path=point.path)
-        if point.sha256 not in done_shas:
-            flag("point_without_url", "no done URL in the file leads to it", sha256=point.sha256)
+        if point.sha256 not in done_shas and not from_library:
+            flag("point_without_url", "no done URL in the file (nor a library file) leads to it", sha256=point.sha256)
+    if ledgers.library is not None:
+        in_flight.update(
+            check_library(
+                ledgers.library,
+                [p.point for p in ledgers.points],
+                queued=ledgers.queued,
+                dead_shas=dead_shas,
+                flag=flag,
+            )
+        )
 
     for letter in ledgers.dead_letters:
         if not letter.reason.strip() or letter.reason == NO_REASON:
@@ -190,8 +204,22 @@ def check(ledgers: Ledgers, images_dir: Path) -> AuditReport:
             "points": len(ledgers.points),
         },
         "queue": {"queued": ledgers.queued, "dead_lettered": len(ledgers.dead_letters)},
+        "library": library_counts(ledgers.library),
     }
     return AuditReport(counts=counts, in_flight=dict(in_flight), problems=problems)
+
+
+def library_counts(books: LibraryBooks | None) -> dict[str, Any]:
+    """The library's files by state, the photos in PHOTOS_DIR, and why the folder could not be read."""
+    statuses = Counter(row.status for row in books.files) if books else Counter()
+    walk = books.walk if books else None
+    return {
+        "recorded": sum(statuses.values()),
+        "done": statuses.get("done", 0),
+        "failed": statuses.get("failed", 0),
+        "in_folder": None if walk is None else len(walk.files) + len(walk.refused),
+        "error": books.error if books else None,
+    }
 
 
 def audit(settings: AppSettings, index: ImageStore) -> AuditReport:

@@ -17,6 +17,7 @@ from dyimages_common.store.points import ImagePoint
 from dyimages_common.store.protocol import ImageStore
 from dyimages_common.urls import state as url_state
 from dyimages_common.urls.list_format import UrlList, read_url_file
+from search_app.ops.audit_library import LibraryBooks, read_library
 from search_app.ops.dead_letters import DeadLetter, peek_dead_letters
 from search_app.settings import AppSettings
 
@@ -64,6 +65,7 @@ class Ledgers:
     collection_model: str | None
     queued: int
     dead_letters: list[DeadLetter]
+    library: LibraryBooks | None = None  # the photo library: folder, state (see search_app.ops.audit_library)
 
 
 def _stored_files(images_dir: Path) -> dict[str, str]:
@@ -114,6 +116,7 @@ def read_ledgers(settings: AppSettings, index: ImageStore) -> Ledgers:
         collection_model=found.model if found else None,
         queued=depths["queued"],
         dead_letters=letters,
+        library=read_library(settings.photos_dir, settings.state_db_path),
     )
 
 

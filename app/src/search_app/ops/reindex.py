@@ -8,7 +8,8 @@
    merges them into one point's ``urls``), its format, size and EXIF facts read from the file, its URLs
    from the downloader's state (falling back to the URLs the index holds), and every other fact the
    message shares with the point (the download time, ...) carried over from the point the index holds.
-   Messages are persistent and each one is confirmed by the broker.
+   The photo library's images are republished from its state (one ``LibraryFiles`` message each, every
+   path, the newest ``seq`` so far). Messages are persistent and each one is confirmed by the broker.
 3. :func:`finish` waits until the new collection holds every republished image, then swaps the alias
    (:func:`dyimages_common.store.builds.swap`). Searches read the old collection until that moment; a
    reindex that fails or is killed before it leaves the old one serving, and running it again resumes.
@@ -29,7 +30,8 @@ from PIL import Image, UnidentifiedImageError
 from dyimages_common.embeddings.client import ModelInfo
 from dyimages_common.images.exif import read_exif
 from dyimages_common.images.storage import FORMATS, UnsafePathError, check_stored_path
-from dyimages_common.messaging.messages import ImageDownloaded
+from dyimages_common.library import state as library_state
+from dyimages_common.messaging.messages import ImageDownloaded, ImageMessage
 from dyimages_common.messaging.rabbit import connect, declare_topology, persistent_message
 from dyimages_common.store import builds as index_builds
 from dyimages_common.store.errors import StoreUnavailable
@@ -52,6 +54,7 @@ class ReindexResult:
     images: int = 0  # files with messages
     published: int = 0  # messages confirmed by the broker
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    library_images: int = 0  # images of the photo library (each one message, every path)
 
 
 def stored_files(images_dir: Path) -> Iterator[str]:
@@ -101,9 +104,10 @@ def build_messages(settings: AppSettings, path: str, index: ImageStore | None) -
     return [ImageDownloaded(url=url, **{k: v for k, v in facts.items() if v is not None}) for url in urls]
 
 
-def messages_for(settings: AppSettings, index: ImageStore | None, result: ReindexResult) -> list[ImageDownloaded]:
-    """Every stored image's messages, those of one image next to each other (so they tend to share a batch)."""
-    messages: list[ImageDownloaded] = []
+def messages_for(settings: AppSettings, index: ImageStore | None, result: ReindexResult) -> list[ImageMessage]:
+    """Every stored image's messages, those of one image next to each other (so they tend to share a batch),
+    then the photo library's."""
+    messages: list[ImageMessage] = []
     try:
         if index is not None and index.serving() is None:
             index = None
@@ -118,12 +122,14 @@ def messages_for(settings: AppSettings, index: ImageStore | None, result: Reinde
         except (ValueError, OSError, StoreUnavailable) as exc:
             result.skipped.append((path, str(exc)))
             log.warning("not republished: %s", exc, extra={"path": path})
-    return messages
+    library = library_state.current_messages(library_state.library_state_path(settings.state_db_path))
+    result.library_images = len(library)
+    return messages + library
 
 
 async def _publish(
     settings: AppSettings,
-    messages: list[ImageDownloaded],
+    messages: list[ImageMessage],
     on_published: Callable[[int], None],
 ) -> int:
     connection = await connect(settings, "dyimages-reindex")
@@ -148,7 +154,7 @@ async def _publish(
 
 
 def publish_all(
-    settings: AppSettings, messages: list[ImageDownloaded], on_published: Callable[[int], None] = lambda _: None
+    settings: AppSettings, messages: list[ImageMessage], on_published: Callable[[int], None] = lambda _: None
 ) -> int:
     """Publish persistently with publisher confirms; returns how many the broker confirmed."""
     return asyncio.run(_publish(settings, messages, on_published))

@@ -49,6 +49,7 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     order: Order = "relevance"
+    folder: str | None = None  # a folder of the photo library (PHOTOS_DIR): its photos and its subfolders'
 
     def point_filter(self, exclude_ids: Sequence[str] = ()) -> PointFilter:
         return PointFilter(
@@ -59,7 +60,14 @@ class Filters:
             date_from=self.date_from,
             date_to=self.date_to,
             exclude_ids=tuple(exclude_ids),
+            folder=self.folder,
         )
+
+
+def folder_filter(text: str | None) -> str | None:
+    """A folder as a person types it (``2024/summer/``, ``/2024``) as the filter takes it; empty: none."""
+    folder = "/".join(part for part in (text or "").strip().split("/") if part)
+    return folder or None
 
 
 @dataclass(frozen=True)

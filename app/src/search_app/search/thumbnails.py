@@ -1,7 +1,9 @@
 """Thumbnails made on the server from the stored file, so the browser gets small JPEGs, not originals.
 
 A payload path is untrusted input: it is only turned into a file by
-:func:`dyimages_common.images.storage.resolve_stored_path`, which refuses anything outside IMAGES_DIR.
+:func:`dyimages_common.images.storage.resolve_stored_path`, which refuses anything outside IMAGES_DIR, and a
+photo of the library by :func:`dyimages_common.library.paths.read_library_file`, which refuses anything
+outside PHOTOS_DIR (the app's read-only mount of the same folder the scanner reads).
 """
 
 from __future__ import annotations
@@ -13,11 +15,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dyimages_common.images.heif import register_heif
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.library.paths import LibraryFileError, read_library_file
+from dyimages_common.store.points import ImagePoint
 
 register_heif()  # iPhone photos (HEIC); Pillow reads AVIF itself
 
 # Pillow's and its plugins' errors for a file it cannot read (RuntimeError: libheif's refusals).
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
+
+Source = tuple[str, str]  # ("stored", path under IMAGES_DIR) or ("library", path under PHOTOS_DIR)
+
+
+def source_of(point: ImagePoint) -> Source:
+    """Where a point's image is shown from: its stored file, else the first library file holding it."""
+    if point.path or not point.library_paths:
+        return ("stored", point.path)
+    return ("library", point.library_paths[0])
 
 
 class ThumbnailError(Exception):
@@ -51,6 +64,24 @@ def thumbnail(
     try:
         if file.stat().st_size > max_bytes:
             raise ThumbnailError(f"{path} is larger than {max_bytes} bytes")
+    except FileNotFoundError:
+        raise ThumbnailError(f"{path} is missing from the images directory") from None
+    return _small_jpeg(file, path, size, max_pixels=max_pixels, quality=quality)
+
+
+def library_thumbnail(
+    photos_dir: Path | None, path: str, size: int, *, max_bytes: int, max_pixels: int, quality: int = 85
+) -> bytes:
+    """A JPEG of the library photo at ``path`` (relative to PHOTOS_DIR), as :func:`thumbnail`."""
+    try:
+        data = read_library_file(photos_dir, path, max_bytes)
+    except LibraryFileError as exc:
+        raise ThumbnailError(str(exc)) from None
+    return _small_jpeg(io.BytesIO(data), path, size, max_pixels=max_pixels, quality=quality)
+
+
+def _small_jpeg(file: Path | io.BytesIO, path: str, size: int, *, max_pixels: int, quality: int) -> bytes:
+    try:
         with Image.open(file) as image:
             if image.width * image.height > max_pixels:
                 raise ThumbnailError(f"{path} has more than {max_pixels} pixels")

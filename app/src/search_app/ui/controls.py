@@ -13,8 +13,8 @@ from dyimages_common.store.errors import StoreUnavailable
 from dyimages_common.store.types import Order
 from search_app.clients import Clients
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
-from search_app.search.model import Filters
-from search_app.search.thumbnails import ThumbnailError
+from search_app.search.model import Filters, folder_filter
+from search_app.search.thumbnails import Source, ThumbnailError
 from search_app.settings import AppSettings
 from search_app.ui import resources
 from search_app.ui.safe_markdown import markdown_text
@@ -25,10 +25,10 @@ ORDER_LABELS: dict[Order, str] = {"relevance": "Best match", "newest": "Newest",
 EARLIEST, LATEST = date(1800, 1, 1), date(2999, 12, 31)  # the EXIF years dyimages_common.images.exif accepts
 
 
-def more_like(sha256: str, path: str) -> None:
+def more_like(sha256: str, source: Source) -> None:
     """ "More like this" on an indexed image: it becomes the query, the text and the upload are cleared."""
     st.session_state["like"] = sha256
-    st.session_state["like_path"] = path
+    st.session_state["like_path"] = source
     st.session_state["query"] = ""
     st.session_state["uploader_key"] = st.session_state.get("uploader_key", 0) + 1
 
@@ -47,6 +47,12 @@ def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         except StoreUnavailable:
             domains_known = []
         domains = st.multiselect("Source domain", domains_known, key="domains", placeholder="any")
+        folder = st.text_input(
+            "Folder",
+            key="folder",
+            placeholder="any, e.g. 2024/summer",
+            help="Only photos of the photo folder (PHOTOS_DIR) in this folder or below it.",
+        )
         formats = st.multiselect(
             "Format", list(FORMAT_LABELS), format_func=FORMAT_LABELS.__getitem__, key="formats", placeholder="any"
         )
@@ -84,6 +90,7 @@ def sidebar(settings: AppSettings, clients: Clients) -> tuple[Filters, int]:
         date_from=date_from,
         date_to=date_to,
         order=order,
+        folder=folder_filter(folder),
     )
     return filters, int(top_k)
 

@@ -22,7 +22,7 @@ from search_app.metrics_server import start_metrics
 from search_app.search.cache import QueryCache
 from search_app.search.cache_vectors import CachingEmbedder, ProcessVectors, ServiceIdentity
 from search_app.search.engine import facet_values
-from search_app.search.thumbnails import thumbnail
+from search_app.search.thumbnails import Source, library_thumbnail, thumbnail
 from search_app.search.vectors import Embedder, ServiceEmbedder
 from search_app.settings import AppSettings
 
@@ -64,6 +64,7 @@ def clients(settings: AppSettings) -> Clients:
 class Caches:
     vectors: ProcessVectors
     thumbnail: Callable[[str, str, int, int, int], bytes]
+    library_thumbnail: Callable[[str, str, int, int, int], bytes]
 
 
 @st.cache_resource(show_spinner=False)
@@ -72,7 +73,14 @@ def _caches(query_entries: int, thumbnail_entries: int) -> Caches:
     def thumbnail_bytes(images_dir: str, path: str, size: int, max_bytes: int, max_pixels: int) -> bytes:
         return thumbnail(Path(images_dir), path, size, max_bytes=max_bytes, max_pixels=max_pixels)
 
-    return Caches(vectors=ProcessVectors(query_entries), thumbnail=thumbnail_bytes)
+    @st.cache_data(max_entries=thumbnail_entries, show_spinner=False)
+    def library_thumbnail_bytes(photos_dir: str, path: str, size: int, max_bytes: int, max_pixels: int) -> bytes:
+        folder = Path(photos_dir) if photos_dir else None
+        return library_thumbnail(folder, path, size, max_bytes=max_bytes, max_pixels=max_pixels)
+
+    return Caches(
+        vectors=ProcessVectors(query_entries), thumbnail=thumbnail_bytes, library_thumbnail=library_thumbnail_bytes
+    )
 
 
 def caches(settings: AppSettings) -> Caches:
@@ -119,8 +127,15 @@ def domain_choices(settings: AppSettings, clients: Clients) -> list[str]:
     return _domains(clients, _store(settings), settings.qdrant_collection)
 
 
-def thumbnail_of(settings: AppSettings, path: str, size: int) -> bytes:
-    """A cached JPEG thumbnail (raises ThumbnailError for a missing or refused file)."""
+def thumbnail_of(settings: AppSettings, source: Source, size: int) -> bytes:
+    """A cached JPEG thumbnail of a stored image or a library photo (:func:`search_app.search.thumbnails.source_of`;
+    raises ThumbnailError for a missing or refused file)."""
+    kind, path = source
+    if kind == "library":
+        photos = str(settings.photos_dir or "")
+        return caches(settings).library_thumbnail(
+            photos, path, size, settings.max_image_bytes, settings.max_image_pixels
+        )
     return caches(settings).thumbnail(
         str(settings.images_dir), path, size, settings.max_image_bytes, settings.max_image_pixels
     )

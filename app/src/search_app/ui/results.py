@@ -8,7 +8,7 @@ import streamlit as st
 
 from search_app.search.hit_text import date_label
 from search_app.search.model import Hit
-from search_app.search.thumbnails import ThumbnailError
+from search_app.search.thumbnails import ThumbnailError, source_of
 from search_app.settings import AppSettings
 from search_app.ui import resources
 from search_app.ui.controls import FORMAT_LABELS, more_like
@@ -18,13 +18,17 @@ from search_app.ui.safe_markdown import markdown_link, markdown_text
 @st.dialog("Image", width="large")
 def _details(hit: Hit, settings: AppSettings) -> None:
     try:
-        st.image(resources.thumbnail_of(settings, hit.path, settings.app_preview_px), alt=hit.url, width="stretch")
+        st.image(
+            resources.thumbnail_of(settings, source_of(hit), settings.app_preview_px), alt=_name(hit), width="stretch"
+        )
     except ThumbnailError as exc:
         st.warning(f"The image cannot be shown: {markdown_text(exc)}")
     kind = markdown_text(FORMAT_LABELS.get(hit.content_type, hit.content_type))
     size = f" · {hit.bytes:,} bytes" if hit.bytes else ""
     st.markdown(f"**Score** {hit.score:.4f} · **{hit.width} × {hit.height}** · {kind}{size}")
-    st.markdown("**Sources**\n\n" + "\n".join(f"- {markdown_link(url, url)}" for url in hit.urls))
+    sources = [f"- {markdown_link(url, url)}" for url in hit.urls]
+    sources += [f"- {markdown_text(path)} (photo folder)" for path in hit.library_paths]
+    st.markdown("**Sources**\n\n" + "\n".join(sources))
     taken = f"taken {hit.taken_at.isoformat()} · " if hit.taken_at else ""
     camera = f"camera {hit.camera} · " if hit.camera else ""
     st.caption(
@@ -33,22 +37,25 @@ def _details(hit: Hit, settings: AppSettings) -> None:
             f"indexed {hit.indexed_at or '-'} · model {hit.model or '-'}"
         )
     )
-    st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=more_like, args=(hit.sha256, hit.path))
+    st.button("More like this", key=f"dialog_like_{hit.sha256}", on_click=more_like, args=(hit.sha256, source_of(hit)))
 
 
 def _card(hit: Hit, settings: AppSettings, scored: bool) -> None:
     try:
         st.image(
-            resources.thumbnail_of(settings, hit.path, settings.app_thumbnail_px),
-            alt=f"Result {hit.rank}: {hit.url}",
+            resources.thumbnail_of(settings, source_of(hit), settings.app_thumbnail_px),
+            alt=f"Result {hit.rank}: {_name(hit)}",
             width="stretch",
         )
     except ThumbnailError:
         st.caption(":material/broken_image: image file missing")
-    domain = hit.domains[0] if hit.domains else hit.url
     similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
     score = f" · {hit.score:.3f}" if scored else ""
-    st.markdown(f"**#{hit.rank}**{score} · {markdown_link(domain, hit.url)}{similar}")
+    if hit.urls:
+        where = markdown_link(hit.domains[0] if hit.domains else hit.url, hit.url)
+    else:  # a photo of the library: its folder and name, as the folder filter takes them
+        where = f":material/folder: {markdown_text(hit.library_paths[0] if hit.library_paths else '')}"
+    st.markdown(f"**#{hit.rank}**{score} · {where}{similar}")
     st.caption(markdown_text(" · ".join(part for part in (date_label(hit), hit.camera) if part)))
     left, right = st.columns(2)
     if left.button("Details", key=f"details_{hit.sha256}", width="stretch"):
@@ -57,10 +64,15 @@ def _card(hit: Hit, settings: AppSettings, scored: bool) -> None:
         "Similar",
         key=f"like_{hit.sha256}",
         on_click=more_like,
-        args=(hit.sha256, hit.path),
+        args=(hit.sha256, source_of(hit)),
         width="stretch",
         help="More like this",
     )
+
+
+def _name(hit: Hit) -> str:
+    """What a result is called: its first URL, else its first path in the photo folder."""
+    return hit.url or (hit.library_paths[0] if hit.library_paths else hit.sha256)
 
 
 def result_grid(hits: list[Hit], settings: AppSettings, *, scored: bool = True) -> None:

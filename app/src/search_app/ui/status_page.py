@@ -13,14 +13,8 @@ from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.reasons import Reason
 from dyimages_common.store.errors import StoreUnavailable
 from dyimages_common.urls.refetch import failure_reason
-from search_app.ops.status import (
-    RABBIT_ERRORS,
-    Failures,
-    NothingToRetry,
-    collect_failures,
-    collect_status,
-    request_retry,
-)
+from search_app.ops.failures import RABBIT_ERRORS, Failures, NothingToRetry, collect_failures, request_retry
+from search_app.ops.status import collect_status
 from search_app.settings import AppSettings
 from search_app.ui import resources
 from search_app.ui.progress import render_ingest_progress
@@ -77,10 +71,13 @@ def render() -> None:
     st.subheader("Recent failures")
     if failures.downloads:
         st.dataframe(failures.download_rows(), hide_index=True, key="download_failures")
-        _retry_controls(settings, failures)
     else:
         st.caption("No failed downloads.")
     if failures.dead_letters:
+    if failures.library:
+        st.dataframe(failures.library_rows(), hide_index=True, key="library_failures")
+    if failures.downloads or failures.library:
+        _retry_controls(settings, failures)
         st.dataframe(
             [{k: v for k, v in d.to_json().items() if k != "body"} for d in failures.dead_letters],
             hide_index=True,
@@ -88,9 +85,8 @@ def render() -> None:
         )
     else:
         st.caption("No dead-lettered messages.")
-    for error in (failures.downloads_error, failures.dead_letters_error):
-        if error:
-            st.error(error, icon=":material/error:")
+    for error in failures.errors:
+        st.error(error, icon=":material/error:")
 
 
 ALL_FAILED = "every failed URL"
@@ -103,7 +99,7 @@ def _with_explanation(choice: str) -> str:
 
 def _retry_controls(settings: AppSettings, failures: Failures) -> None:
     """The `dyimages retry` request as a button: every failed URL, or those failed with one reason."""
-    reasons = sorted({failure_reason(f.reason).value for f in failures.downloads})
+    reasons = sorted({failure_reason(f.reason).value for f in [*failures.downloads, *failures.library]})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     choice = left.selectbox(
         "Fetch failed downloads again", [ALL_FAILED, *reasons], format_func=_with_explanation, key="retry_reason"
@@ -119,7 +115,8 @@ def _retry_controls(settings: AppSettings, failures: Failures) -> None:
     else:
         count = "the" if outcome.matching is None else str(len(outcome.matching))
         st.success(
-            f"Asked the downloader to fetch {count} failed URL(s) again; press Refresh in a few seconds.",
+        files = f" and to read {len(outcome.matching_paths)} photo library file(s)" if outcome.matching_paths else ""
+            f"Asked the downloader to fetch {count} failed URL(s) again{files}; press Refresh in a few seconds.",
             icon=":material/replay:",
         )
 
