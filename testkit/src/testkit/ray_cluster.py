@@ -27,10 +27,12 @@ from testkit.ray_nodes import (
     DEFAULT_APP,
     NODE_START_TIMEOUT_S,
     START_ATTEMPTS,
+    START_NICE,
     TEST_REPLICAS,
     NodeFailed,
     RayCluster,
     node_options,
+    prioritise,
 )
 
 __all__ = ["DEFAULT_APP", "NodeFailed", "RayCluster", "ray_cluster"]
@@ -98,6 +100,7 @@ def _start(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    prioritise(head.pid, START_NICE)
     cluster = RayCluster(f"{head_ip}:{gcs_port}", head, serve_port, root, log_dir)
     try:
         cluster.wait_for_nodes(1)
@@ -111,4 +114,5 @@ def _start(
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
         raise
+    cluster.settle()
     return cluster

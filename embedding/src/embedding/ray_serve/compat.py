@@ -22,10 +22,13 @@ needs besides, and why:
    (``ray/autoscaler/_private/constants.py``, ``ray/dashboard/consts.py``); two clusters on one host
    need their own (:data:`HEAD_METRIC_PORT_ENV`).
 4. **Agents on a busy host**: a raylet waits for its dashboard and runtime-env agents (Python
-   processes) to write their port files, and aborts the node when they take longer than the Ray
-   config ``agent_register_timeout_ms`` allows; on a loaded 2-core machine they take longer than
-   the default; the node's start then waits ``raylet_start_wait_time_s`` for the raylet to register.
-   Every node gets :data:`NODE_ENV` with both raised (Ray reads ``RAY_<config name>`` variables).
+   processes) to write their port files and aborts the node when they are late: a fixed 15 s for
+   the dashboard agent's ports in this version (``NodeManager::WaitForDashboardAgentPorts``; the
+   listen port is waited for even when ``ray start`` is given one), ``agent_register_timeout_ms``
+   for the runtime-env agent; then ``ray start`` waits ``raylet_start_wait_time_s`` for the node to
+   register. Every node gets :data:`NODE_ENV` with the two configurable ones raised (Ray reads
+   ``RAY_<config name>`` variables); the fixed one is why a node must not be starved of CPU while
+   it starts (``testkit.ray_nodes.prioritise``).
 5. **Replica processes**: a replica runs in a worker process titled
    ``ray::ServeReplica:<app>:<deployment>`` (:data:`REPLICA_PROCESS_TITLE`); tests find the
    process to kill in the middle of a batch by that title.

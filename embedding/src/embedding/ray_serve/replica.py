@@ -17,7 +17,7 @@ replaces is LitServe's serving loop (:mod:`embedding.loop`):
   batch starts is not computed, and the request is answered 504, as the LitServe service does.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at run time.
 
 import asyncio
 import logging
