@@ -36,8 +36,6 @@ needs besides, and why:
 
 from __future__ import annotations
 
-from ray import serve
-
 RAY_VERSION = "2.60.0"
 
 # `ray start` replaces these with the host's outgoing interface address (item 2 above).
@@ -52,6 +50,8 @@ REPLICA_PROCESS_TITLE = "ray::ServeReplica:{app}:{deployment}"
 
 def replica_name() -> str:
     """The running replica's unique tag (only inside a replica)."""
+    from ray import serve  # here, so that reading the settings never waits for Ray to import
+
     return serve.get_replica_context().replica_tag
 
 
