@@ -15,12 +15,14 @@ from PIL import Image
 from testkit.api_server import api_server
 from testkit.app_driver import search_json
 from testkit.indexed_library import Library
+from testkit.procs import free_port
 
 pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/0"  # the shared server; these tests fail when it is not running
 UPLOAD_LIMIT = 256 * 1024
 TOKEN = "a-test-token-of-thirty-two-chars"
+METRICS = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,11 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 def api(
     library: Library, expected: dict[str, dict], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[httpx.Client]:
-    env = {**library.env, "REDIS_URL": REDIS_URL, "MAX_IMAGE_BYTES": str(UPLOAD_LIMIT)}
-    with api_server(env, tmp_path_factory.mktemp("api") / "api.log") as url, httpx.Client(base_url=url) as client:
+    env = {**library.env, "REDIS_URL": REDIS_URL, "MAX_IMAGE_BYTES": str(UPLOAD_LIMIT), "METRICS_PORT": str(METRICS)}
+    with (
+        api_server(env, tmp_path_factory.mktemp("api") / "api.log") as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
         yield client
 
 
@@ -57,8 +62,21 @@ def test_text_search_gives_the_cli_s_hits(api: httpx.Client, expected: dict[str,
     assert page["results"] == expected["red"]["results"]
     assert "revision" not in page["results"][0]
     assert "words" not in page["results"][0]
-    again = api.get("/api/v1/search", params={"q": "a red picture", "limit": 5}).json()  # from Redis now
+    hits_before = results_cache_hits()
+    again = api.get("/api/v1/search", params={"q": "a red picture", "limit": 5}).json()
     assert again == page
+    assert results_cache_hits() == hits_before + 1  # the page came from the Redis query cache
+
+
+def results_cache_hits() -> float:
+    """The API process's count of result pages answered by the Redis query cache (its /metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{METRICS}/metrics", timeout=30).text
+    line = next(
+        row
+        for row in text.splitlines()
+        if row.startswith('dyimages_app_query_cache_total{kind="results",outcome="hit"}')
+    )
+    return float(line.split()[-1])
 
 
 def test_browse_by_date_is_the_cli_s_order(api: httpx.Client, expected: dict[str, dict]) -> None:
@@ -157,7 +175,7 @@ def test_no_token_asked_and_no_cors_unless_configured(api: httpx.Client) -> None
 
 def test_a_configured_token_and_cors_origin(own_library: Library, tmp_path: Path) -> None:
     env = {**own_library.env, "API_TOKEN": TOKEN, "API_CORS_ORIGINS": "https://home.example"}
-    with api_server(env, tmp_path / "api.log") as url, httpx.Client(base_url=url) as client:
+    with api_server(env, tmp_path / "api.log") as url, httpx.Client(base_url=url, timeout=60) as client:
         refused = client.get("/api/v1/search", params={"q": "red"})
         assert refused.status_code == 401
         assert "Authorization: Bearer" in refused.json()["detail"]
