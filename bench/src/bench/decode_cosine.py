@@ -29,6 +29,7 @@ from skimage import data as photographs
 from dyimages_common.images.decode import open_image
 from testkit.exif_photos import exif_block
 
+REQUIRED = ("photos", "photo_megapixels", "model", "min_cosine_reduced_decode", "p1_cosine_reduced_decode")
 SCENES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "camera")
 PHOTO_SIZE = (4032, 3024)
 LIMITS = {"max_bytes": 100 * 2**20, "max_pixels": 100_000_000}
