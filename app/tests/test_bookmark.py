@@ -4,33 +4,12 @@ indexer and embedding service; the Chromium test opens the URL in a real browser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
-from testkit.app_driver import APP, running_app
+from testkit.app_driver import running_app
 from testkit.indexed_library import Library
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def opened_on(params: dict[str, str | list[str]]) -> Iterator[AppTest]:
-    """A fresh session of the app opened on a URL with these query parameters."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.query_params.update(params)
-        at.run()
-        assert not at.exception, at.exception
-        yield at
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
 def test_a_search_s_url_opens_the_same_results(library_environment: Library) -> None:
@@ -46,7 +25,7 @@ def test_a_search_s_url_opens_the_same_results(library_environment: Library) -> 
     assert url["q"] == "a red picture -blue"
     assert url["domain"] == "photos.example"
     assert (url["n"], url["shown"], url["collapse"]) == ("5", str(5 + 12), "1")  # one "Load more" page
-    with opened_on(url) as again:
+    with running_app(url) as again:
         assert again.text_input(key="query").value == "a red picture -blue"
         assert again.multiselect(key="domains").value == ["photos.example"]
         assert [hit.sha256 for hit in again.session_state["hits"]] == shown
@@ -54,11 +33,11 @@ def test_a_search_s_url_opens_the_same_results(library_environment: Library) -> 
 
 def test_browse_by_date_and_more_like_this_come_back_from_the_url(library_environment: Library) -> None:
     like = library_environment.pictures[2].sha256
-    with opened_on({"order": "oldest", "date_from": "2000-01-01", "n": "4"}) as at:
+    with running_app({"order": "oldest", "date_from": "2000-01-01", "n": "4"}) as at:
         assert at.radio(key="order").value == "oldest"
         assert len(at.session_state["hits"]) == 4
         assert at.query_params["order"] == "oldest"
-    with opened_on({"like": like, "n": "3"}) as at:
+    with running_app({"like": like, "n": "3"}) as at:
         hits = [hit.sha256 for hit in at.session_state["hits"]]
         assert len(hits) == 3
         assert like not in hits
@@ -69,7 +48,7 @@ def test_values_a_widget_cannot_hold_are_left_out(library_environment: Library) 
         **{"n": "99999", "min_score": "7", "like": "../../etc/passwd", "order": "sideways"},
         **{"domain": "evil.example", "format": "exe", "date_from": "yesterday", "q": "a red picture"},
     }
-    with opened_on(hostile) as at:
+    with running_app(hostile) as at:
         assert at.slider(key="top_k").value == 12
         assert at.radio(key="order").value == "relevance"
         assert at.multiselect(key="domains").value == []

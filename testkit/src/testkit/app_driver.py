@@ -8,7 +8,7 @@ cached Qdrant client and frees an embedded folder).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,14 @@ APP = str(Path(search_app.__file__).parent / "ui" / "streamlit_app.py")
 
 
 @contextmanager
-def running_app() -> Iterator[AppTest]:
-    """The app after its first run, with Streamlit's process caches cleared before and after."""
+def running_app(query_params: Mapping[str, str | list[str]] | None = None) -> Iterator[AppTest]:
+    """The app after its first run (opened on a URL with ``query_params``, if given), with Streamlit's
+    process caches cleared before and after."""
     st.cache_resource.clear()
     st.cache_data.clear()
     try:
         at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params.update(query_params or {})
         at.run()
         assert not at.exception, at.exception
         yield at

@@ -15,7 +15,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from testkit.procs import free_port, start_module, stop, wait_http_ok
+from testkit.procs import serving_module
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -36,14 +36,10 @@ IDLE_PAGE = '//*[contains(text(), "images indexed")]'
 @contextlib.contextmanager
 def streamlit_app(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
     """The app as deployed (``python -m search_app``) on 127.0.0.1 and a free port; yields its URL."""
-    port = free_port()
-    process = start_module("search_app", env={**env, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}, log_path=log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{url}/_stcore/health", timeout=120, process=process)
+    with serving_module(
+        "search_app", env, log_path, health="/_stcore/health", host_var="APP_HOST", port_var="APP_PORT"
+    ) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @contextlib.contextmanager

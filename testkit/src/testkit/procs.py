@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -64,3 +64,19 @@ def wait_http_ok(url: str, timeout: float = 120.0, process: subprocess.Popen[byt
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+@contextlib.contextmanager
+def serving_module(
+    module: str, env: Mapping[str, str], log_path: Path, *, health: str, host_var: str, port_var: str
+) -> Iterator[str]:
+    """``python -m module`` serving on 127.0.0.1 and a free port (``host_var``/``port_var`` say where),
+    until ``health`` answers 200; yields its base URL and stops it afterwards."""
+    port = free_port()
+    process = start_module(module, env={**env, host_var: "127.0.0.1", port_var: str(port)}, log_path=log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}{health}", timeout=120, process=process)
+        yield url
+    finally:
+        stop(process)
