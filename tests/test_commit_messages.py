@@ -24,6 +24,9 @@ GRANDFATHERED = {
     "75a982c": "subject of 74 characters",
     "f27a82f": "subject of 73 characters",
     "56e2c9f": "subject of 74 characters",
+    "6a043e8": "subject of 73 characters",
+    "06f68d3": "subject of 77 characters",
+    "931f401": "subject of 74 characters",
     "582fa35": "subject of 73 characters",
 }
 MAX_SUBJECT = 72
