@@ -94,5 +94,5 @@ def test_bad_dates_and_orders_are_refused_as_arguments(own_library: Library, arg
 
 def test_without_query_or_date_order_there_is_nothing_to_search(own_library: Library) -> None:
     result = CliRunner().invoke(app, ["search", "--from", "2020-01-01"])
-    assert result.exit_code == exit_codes.REFUSED
+    assert result.exit_code == exit_codes.BAD_SETTING
     assert "--order newest/oldest to browse" in result.stderr

@@ -18,8 +18,10 @@ from testkit.indexed_library import Library, record_downloads
 runner = CliRunner()
 
 
-def sample(at: float, pending: int, downloaded: int, failed: int = 0, indexed: int = 0) -> IngestSample:
-    return IngestSample(at=at, pending=pending, downloaded=downloaded, failed=failed, indexed=indexed)
+def sample(
+    at: float, pending: int, downloaded: int, failed: int = 0, indexed: int = 0, queued: int | None = 0
+) -> IngestSample:
+    return IngestSample(at=at, pending=pending, downloaded=downloaded, failed=failed, indexed=indexed, queued=queued)
 
 
 @pytest.mark.unit
@@ -44,6 +46,19 @@ def test_eta_is_unknown_without_movement_and_zero_when_nothing_is_pending() -> N
     done = IngestProgress.between(sample(0, 3, 5), sample(10, 0, 8))
     assert done.eta_s == 0.0
     assert IngestProgress.between(sample(0, 0, 0), sample(0, 0, 0)).downloaded_fraction == 1.0
+
+
+@pytest.mark.unit
+def test_the_eta_is_until_everything_is_searchable_at_the_indexing_rate() -> None:
+    """Downloads are over, 90 messages still wait for an indexer that takes 2 a second: 45 s, not 0."""
+    first, last = sample(0.0, 100, 10, queued=10), sample(10.0, 0, 110, queued=90)
+    progress = IngestProgress.between(first, last)
+    assert progress.download_rate == pytest.approx(10.0)
+    assert progress.eta_s == pytest.approx(45.0)  # (110 - 90) - (10 - 10) URLs through in 10 s: 2/s
+    assert IngestProgress.between(sample(0, 0, 5, queued=3), sample(5, 0, 5, queued=0)).eta_s == 0.0
+    unknown = IngestProgress.between(sample(0, 10, 5, queued=None), sample(10, 5, 10, queued=None))
+    assert unknown.eta_s is None  # RabbitMQ not read: the queue's share cannot be known
+    assert progress.to_json()["queued"] == 90
 
 
 @pytest.mark.unit
@@ -109,4 +124,5 @@ def test_stats_watch_shows_a_bar_counts_and_eta(library_environment: Library) ->
     assert "14 of 14 URLs finished" in result.stdout  # 13 done (one image has two URLs) and 1 failed
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "12 images" in lines["indexed"]
-    assert lines["ETA"].split(maxsplit=1)[1].strip() == "0 s"  # nothing pending in the library
+    assert lines["queued"].split()[-1] == "0"  # the indexer took every message
+    assert lines["ETA"].split(maxsplit=2)[2].strip() == "0 s"  # ETA (searchable): nothing left to do

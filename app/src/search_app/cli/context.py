@@ -37,13 +37,20 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (s
 # Libraries that log or warn on their own when a service is away (a connection refused, a version check that
 # failed): the command says it once, in its own line, so these speak only at LOG_LEVEL=DEBUG.
 CHATTY_LIBRARIES = ("aiormq", "aio_pika", "pamqp", "httpx", "httpcore", "qdrant_client", "urllib3", "asyncio")
+_quiet_libraries = False  # set by the `dyimages` program itself (main), not by a test that imports the commands
+
+
+def quiet_libraries() -> None:
+    """From now on, the libraries' own warnings and log lines stay out of the command's output (below DEBUG)."""
+    global _quiet_libraries
+    _quiet_libraries = True
 
 
 def load_settings() -> AppSettings:
     """The app's settings (a wrong one: one line and exit 2) with logging configured from them."""
     settings = settings_or_exit(AppSettings)
     configure_logging("dyimages", settings.log_level, settings.log_format)
-    if settings.log_level != "DEBUG":
+    if _quiet_libraries and settings.log_level != "DEBUG":
         warnings.simplefilter("ignore")
         for name in CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -5,9 +5,10 @@ package: stats, search, failures (failures, retry), reindex (reindex, drop), mai
 context holds what they share (settings, clients, errors, JSON output). ``python -m search_app.cli.main``
 runs it where the ``dyimages`` script is not on the PATH.
 
-Exit codes (dyimages_common.process.exit_codes): 0 done; 1 the request cannot be done (bad query, unknown image,
-refused); 2 a setting is wrong (one line names the variable); 3 a service (Qdrant, the embedding service,
-RabbitMQ) is not answering. With ``--json`` the result is one JSON object on stdout; messages go to stderr.
+Exit codes (dyimages_common.process.exit_codes): 0 done; 1 the request cannot be done (unknown image, refused,
+another reindex running); 2 a setting or a command-line argument is wrong (one line names it); 3 a service
+(Qdrant, the embedding service, RabbitMQ) is not answering; 4 the index holds another model's vectors than the
+embedding service makes (reindex). With ``--json`` the result is one JSON object on stdout; messages go to stderr.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Annotated
 import typer
 
 from dyimages_common import version
-from search_app.cli import failures, maintenance, reindex, search, stats
+from search_app.cli import context, failures, maintenance, reindex, search, stats
 
 app = typer.Typer(
     name="dyimages",
     help="Operate DY Images: index statistics, searches, failures, reindexing. Settings come from the "
     "same environment variables as the services (QDRANT_*, EMBEDDING_SERVICE_URL, RABBITMQ_*, IMAGES_DIR, "
-    "STATE_DB, APP_*). Exit codes: 0 done, 1 refused, 2 bad setting, 3 a service is not answering.",
+    "STATE_DB, APP_*). Exit codes: 0 done, 1 refused, 2 bad setting or argument, 3 a service is not answering, "
+    "4 the index was built by another model (dyimages reindex).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,6 +59,7 @@ app.command("retry")(failures.retry)
 
 
 def main() -> None:
+    context.quiet_libraries()
     app()
 
 

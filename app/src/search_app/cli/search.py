@@ -22,6 +22,8 @@ from search_app.search.model import FORMAT_NAMES, Filters, Hit, Query, folder_fi
 from search_app.search.vectors import IndexMismatch, QueryError, ServiceEmbedder
 from search_app.settings import AppSettings
 
+FORMAT_LIST = ", ".join(FORMAT_NAMES)
+
 DATE_FORMATS = ["%Y-%m-%d"]
 
 
@@ -41,7 +43,7 @@ def _filters(
 ) -> Filters:
     unknown = [name for name in fmt if name.lower() not in FORMAT_NAMES]
     if unknown:
-        fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", exit_codes.REFUSED)
+        fail(f"unknown --format {', '.join(unknown)}; use one of {', '.join(FORMAT_NAMES)}", exit_codes.BAD_SETTING)
     if date_from and date_to and date_from > date_to:
         fail(f"--from {date_from:%Y-%m-%d} is after --to {date_to:%Y-%m-%d}", exit_codes.BAD_SETTING)
     return Filters(
@@ -65,7 +67,7 @@ def _read_query_image(path: Path, settings: AppSettings) -> bytes:
             fail(f"{path} is larger than MAX_IMAGE_BYTES ({settings.max_image_bytes})", exit_codes.REFUSED)
         return path.read_bytes()
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}", exit_codes.REFUSED)
+        fail(f"cannot read --image {path}: {exc.strerror}", exit_codes.BAD_SETTING)
 
 
 def _filters_json(filters: Filters) -> dict[str, Any]:
@@ -106,7 +108,7 @@ def search_command(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Results (default APP_TOP_K).")] = None,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many results (paging).")] = 0,
     domain: Annotated[list[str] | None, typer.Option("--domain", help="Only this source domain (repeatable).")] = None,
-    fmt: Annotated[list[str] | None, typer.Option("--format", help="Only jpeg, png, webp or gif (repeatable).")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help=f"Only {FORMAT_LIST} (repeatable).")] = None,
     min_width: Annotated[int, typer.Option("--min-width", min=0)] = 0,
     min_height: Annotated[int, typer.Option("--min-height", min=0)] = 0,
     min_score: Annotated[
@@ -176,7 +178,9 @@ def search_command(
     )
     query = Query(text=text, image=_read_query_image(image, settings) if image else None, filters=filters)
     if query.is_empty() and not query.is_browse():
-        fail("nothing to search for: give a TEXT or --image (or --order newest/oldest to browse)", exit_codes.REFUSED)
+        fail(
+            "nothing to search for: give a TEXT or --image (or --order newest/oldest to browse)", exit_codes.BAD_SETTING
+        )
     with service_clients(settings) as clients:
         try:
             hits = search(
@@ -190,7 +194,9 @@ def search_command(
         except CollectionMissing:
             hits = []
             err.print("the index is empty: add image URLs to the downloader's list and let the indexer run")
-        except (QueryError, EmbeddingRequestError, IndexMismatch) as exc:
+        except IndexMismatch as exc:
+            fail(str(exc), exit_codes.MODEL_MISMATCH)
+        except (QueryError, EmbeddingRequestError) as exc:
             fail(str(exc), exit_codes.REFUSED)
     if as_json:
         parsed = query.parsed

@@ -35,12 +35,15 @@ def stats(
     "index": {"collection", "exists", "serving", "building", "points", "model", "weights", "dim", "error"},
     "embedding": {"url", "healthy", "model", "pretrained", "dim", "device", "error"},
     "queue": {"queue", "queued", "dead_lettered", "error"},
-    "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}, "error"}}.
-    A part that could not be read has null values and its "error" says why; the exit code is then 3.
+    "urls": {"state_db", "counts": {"pending", "retrying", "done", "failed"}|null, "error"}}.
+    A part that could not be read has null values ("exists" and "counts" too: unknown, not false or zero) and
+    its "error" says why; the text says "unknown" there; the exit code is then 3.
     --watch shows ingest progress until Ctrl-C (or --samples): a bar of the URLs the downloader finished
-    (done or failed), the images indexed, both rates and the ETA of the pending URLs (search_app.ops.progress);
-    with --json one object per refresh, {"schema_version": 1, "pending", "downloaded", "failed", "indexed",
-    "downloaded_fraction", "download_rate": float|null, "index_rate": float|null, "eta_s": float|null}.
+    (done or failed), the images indexed, the messages queued for the indexer, both rates and the ETA: the
+    time until every known URL is searchable (or failed), at the rate URLs go through downloading and indexing
+    (search_app.ops.progress); with --json one object per refresh, {"schema_version": 1, "pending",
+    "downloaded", "failed", "indexed", "queued": int|null, "downloaded_fraction", "download_rate": float|null,
+    "index_rate": float|null, "eta_s": float|null}.
     """
     settings = load_settings()
     if watch:
@@ -60,20 +63,28 @@ def stats(
         raise typer.Exit(exit_codes.SERVICE_DOWN)
 
 
+UNKNOWN = "unknown"  # what a part that could not be read shows: never "no collection yet" or 0
+
+
 def _status_table(status: Status) -> Table:
     table = Table(show_header=False, box=None)
     index = status.index
     table.add_row("collection", index.collection)
-    table.add_row("points", "no collection yet" if not index.exists else str(index.points))
-    table.add_row("model / weights / dim", f"{index.model or '-'} / {index.weights or '-'} / {index.dim or '-'}")
+    if index.error:
+        table.add_row("points", UNKNOWN)
+        table.add_row("model / weights / dim", UNKNOWN)
+    else:
+        table.add_row("points", "no collection yet" if not index.exists else str(index.points))
+        table.add_row("model / weights / dim", f"{index.model or '-'} / {index.weights or '-'} / {index.dim or '-'}")
     emb = status.embedding
     table.add_row(
         "embedding service",
         f"{emb.model} ({emb.pretrained}), dim {emb.dim}, {emb.device}" if emb.error is None else "unreachable",
     )
-    table.add_row("queued", "-" if status.queue.queued is None else str(status.queue.queued))
-    table.add_row("dead-lettered", "-" if status.queue.dead_lettered is None else str(status.queue.dead_lettered))
-    table.add_row("urls", ", ".join(f"{k} {v}" for k, v in status.urls.counts.items()) or "-")
+    table.add_row("queued", UNKNOWN if status.queue.queued is None else str(status.queue.queued))
+    table.add_row("dead-lettered", UNKNOWN if status.queue.dead_lettered is None else str(status.queue.dead_lettered))
+    counts = ", ".join(f"{k} {v}" for k, v in status.urls.counts.items())
+    table.add_row("urls", UNKNOWN if status.urls.error else counts)
     return table
 
 
@@ -85,7 +96,8 @@ def _progress_view(progress: IngestProgress) -> Group:
     table.add_row("pending", f"{sample.pending:,}")
     table.add_row("downloaded", f"{sample.downloaded:,} ({sample.failed:,} failed) · {rate}")
     table.add_row("indexed", f"{sample.indexed:,} images · {index_rate}")
-    table.add_row("ETA", duration(progress.eta_s))
+    table.add_row("queued for indexing", UNKNOWN if sample.queued is None else f"{sample.queued:,}")
+    table.add_row("ETA (searchable)", duration(progress.eta_s))
     bar = ProgressBar(total=max(sample.total, 1), completed=sample.finished)
     return Group(Text(f"{sample.finished:,} of {sample.total:,} URLs finished"), bar, table)
 

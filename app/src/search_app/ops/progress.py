@@ -7,8 +7,11 @@ itself) and ``dyimages stats --watch``, so both say the same numbers.
 * ``finished`` URLs are ``done`` or ``failed``: both leave the downloader's to-do list;
 * the download rate is finished URLs per second between the oldest and the newest sample kept
   (a window, :data:`WINDOW`, so one slow poll does not swing the ETA);
-* the ETA is the pending (and retrying) URLs at that rate: ``None`` while nothing finished in the window
-  (unknown, never "forever"), 0 when nothing is pending;
+* a URL is *through* once nothing is left to do for it: failed, or done and its message no longer waiting
+  in the indexer's queue (indexed, so searchable). The ETA is the time until everything is searchable: the
+  URLs still to download plus the messages still queued for the indexer, at the rate URLs go through over
+  the window (the slower of downloading and indexing sets it). ``None`` while nothing went through in the
+  window or the queue could not be read (unknown, never "forever"), 0 when nothing is left;
 * the index rate is new points per second over the same window; points are distinct images, so several
   URLs of the same bytes count once there.
 """
@@ -31,6 +34,7 @@ class IngestSample:
     downloaded: int  # done URLs
     failed: int
     indexed: int  # points in the index
+    queued: int | None = None  # messages waiting for the indexer; None: RabbitMQ could not be read
 
     @property
     def total(self) -> int:
@@ -39,6 +43,16 @@ class IngestSample:
     @property
     def finished(self) -> int:
         return self.downloaded + self.failed
+
+    @property
+    def through(self) -> int | None:
+        """URLs with nothing left to do: failed, or downloaded and indexed (no longer queued)."""
+        return None if self.queued is None else self.finished - self.queued
+
+    @property
+    def remaining(self) -> int | None:
+        """URLs not yet searchable: to download, or downloaded and waiting for the indexer."""
+        return None if self.queued is None else self.pending + self.queued
 
     @classmethod
     def from_status(cls, status: Status, at: float) -> IngestSample:
@@ -49,6 +63,7 @@ class IngestSample:
             downloaded=counts.get("done", 0),
             failed=counts.get("failed", 0),
             indexed=status.index.points or 0,
+            queued=status.queue.queued,
         )
 
 
@@ -57,7 +72,7 @@ class IngestProgress:
     sample: IngestSample
     download_rate: float | None  # finished URLs per second; None with one sample
     index_rate: float | None  # new points per second; None with one sample
-    eta_s: float | None  # seconds until no URL is pending; None when unknown
+    eta_s: float | None  # seconds until every known URL is searchable (or failed); None when unknown
 
     @property
     def downloaded_fraction(self) -> float:
@@ -68,13 +83,15 @@ class IngestProgress:
     def between(cls, first: IngestSample, last: IngestSample) -> IngestProgress:
         elapsed = last.at - first.at
         if elapsed <= 0:
-            return cls(last, None, None, 0.0 if last.pending == 0 else None)
+            return cls(last, None, None, 0.0 if last.remaining == 0 else None)
         download_rate = max(0.0, (last.finished - first.finished) / elapsed)
         index_rate = max(0.0, (last.indexed - first.indexed) / elapsed)
-        if last.pending == 0:
-            eta: float | None = 0.0
-        else:
-            eta = last.pending / download_rate if download_rate > 0 else None
+        eta: float | None = None
+        if last.remaining == 0:
+            eta = 0.0
+        elif last.remaining is not None and first.through is not None and last.through is not None:
+            rate = (last.through - first.through) / elapsed
+            eta = last.remaining / rate if rate > 0 else None
         return cls(last, download_rate, index_rate, eta)
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +101,7 @@ class IngestProgress:
             "downloaded": s.downloaded,
             "failed": s.failed,
             "indexed": s.indexed,
+            "queued": s.queued,
             "downloaded_fraction": self.downloaded_fraction,
             "download_rate": self.download_rate,
             "index_rate": self.index_rate,

@@ -40,7 +40,8 @@ def render() -> None:
 
     index, emb, queue, urls = status.index, status.embedding, status.queue, status.urls
     cols = st.columns(4)
-    cols[0].metric("Images indexed", _number(index.points) if index.exists else "0")
+    indexed = "unknown" if index.error else _number(index.points) if index.exists else "0"
+    cols[0].metric("Images indexed", indexed)
     cols[1].metric("Waiting in queue", _number(queue.queued))
     cols[2].metric("Dead-lettered", _number(queue.dead_lettered))
     cols[3].metric("URLs failed", _number(urls.counts.get("failed")))
