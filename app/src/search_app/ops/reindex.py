@@ -169,6 +169,20 @@ class ReindexIncomplete(RuntimeError):
     """The new collection does not hold every republished image yet; the old one still serves."""
 
 
+# With at most this many images left to wait for, each is looked up by id; more: one scan of the build.
+LOOKUP_LIMIT = 256
+
+
+def _still_missing(index: ImageStore, missing: set[str]) -> set[str]:
+    """Which of ``missing`` the collection being built still lacks: by id when few, else one scan."""
+    if len(missing) > LOOKUP_LIMIT:
+        return set(index_builds.missing_from_build(index, missing))
+    build = index_builds.building(index) or index.serving()
+    if build is None:
+        return missing
+    return {sha256 for sha256 in missing if index.point(sha256, build) is None}
+
+
 def finish(
     index: ImageStore,
     sha256s: set[str],
@@ -178,19 +192,32 @@ def finish(
     on_progress: Callable[[int, int], None] = lambda held, total: None,
 ) -> tuple[str, str | None]:
     """Wait (up to ``timeout_s``) until the collection being built holds every image of ``sha256s``, then
-    swap the alias to it; returns (new, old). ReindexIncomplete, nothing swapped, when time runs out."""
+    swap the alias to it; returns (new, old). ReindexIncomplete, nothing swapped, when time runs out.
+
+    Each poll reads only the build's point count while it is below the number of images (it cannot hold
+    them all yet); then the images still missing are looked for, and looked for again only when the count
+    moves: never every payload every second.
+    """
     deadline = time.monotonic() + timeout_s
+    total = len(sha256s)
+    missing: set[str] | None = None  # None: not looked for yet (the build cannot hold them all)
+    looked_at: int | None = None  # the build's count when the images were last looked for
     while True:
-        missing = index_builds.missing_from_build(index, sha256s)
-        on_progress(len(sha256s) - len(missing), len(sha256s))
-        if not missing:
+        build = index_builds.building(index) or index.serving()
+        count = (index.count(build) or 0) if build else 0
+        if (count >= total) if missing is None else (count != looked_at):
+            missing = _still_missing(index, set(sha256s) if missing is None else missing)
+            looked_at = count
+        left = len(missing) if missing is not None else total - min(count, total)  # a lower bound before a look
+        on_progress(total - left, total)
+        if missing is not None and not missing:
             if index_builds.building(index) is None:  # it served from the start (nothing served before)
                 return index.serving() or "", None
             return index_builds.swap(index)
         if time.monotonic() >= deadline:
+            first = f" (first: {min(missing)[:12]})" if missing else ""
             raise ReindexIncomplete(
-                f"{len(missing)} of {len(sha256s)} images are not in the new collection yet "
-                f"(first: {missing[0][:12]}); the old collection still serves searches. "
-                "Let the indexer run, then `dyimages reindex --finish`"
+                f"{left} of {total} images are not in the new collection yet{first}; the old collection still "
+                "serves searches. Let the indexer run, then `dyimages reindex --finish`"
             )
         time.sleep(poll_s)

@@ -14,8 +14,11 @@ downloaded during a reindex reach both, and after a model change (the serving co
 model) the indexer writes to the new one only.
 
 A collection really named ``images`` (made before aliases were used, on a Qdrant server or qdrant-client's
-embedded mode) cannot share its name with an alias (Qdrant refuses it), so the first swap deletes it and
-creates the alias right after: the one moment without an index, once per installation.
+embedded mode) is upgraded by the first swap, which names the new collection first and deletes the old one
+after, where the engine lets a name stand over a collection (Qdrant Edge's pointer file). Qdrant itself
+refuses an alias that has a collection's name: there the old collection is deleted and the alias made right
+after (the one moment without an index, once per installation); should the alias fail then, the building
+name still holds the complete new collection and `dyimages reindex --finish` names it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from dyimages_common.store.errors import CollectionMismatchError
+from dyimages_common.store.errors import CollectionMismatchError, StoreUnavailable
 from dyimages_common.store.protocol import ImageStore
 
 log = logging.getLogger(__name__)
@@ -137,13 +140,29 @@ def swap(index: ImageStore) -> tuple[str, str | None]:
         raise RuntimeError(f"no collection is being built for {index.name!r}: run `dyimages reindex` first")
     old = index.serving()
     if old == index.name:  # a collection made before aliases: see the module docstring
-        index.delete_collection(old)
+        _swap_over_legacy(index, new)
         old = None
-    index.rename({building_name(index): None, index.name: new})
+    else:
+        index.rename({building_name(index): None, index.name: new})
     if old is not None and old != new:
         index.delete_collection(old)
     log.info("index %s now served by %s (was %s)", index.name, new, old)
     return new, old
+
+
+def _swap_over_legacy(index: ImageStore, new: str) -> None:
+    """Name ``new`` over the collection really named like the alias, then delete that one; where the engine
+    refuses a name over a collection, delete it first (nothing else can be done there)."""
+    try:
+        index.rename({building_name(index): None, index.name: new})
+    except StoreUnavailable:
+        raise  # not answering: nothing was changed, nothing is deleted
+    except Exception:  # the engine's refusal takes its own form on each engine
+        log.warning("the store refuses the name %s over the collection of that name: deleting it first", index.name)
+        index.delete_collection(index.name)
+        index.rename({building_name(index): None, index.name: new})
+        return
+    index.delete_collection(index.name)
 
 
 def drop(index: ImageStore) -> list[str]:
