@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,35 @@ def test_the_downloader_resets_old_rows_by_the_reason_they_read_as(tmp_path: Pat
     assert asyncio.run(reset("http_4xx")) == ["a"]
     assert sorted(asyncio.run(reset("unknown"))) == ["c", "d"]
     assert asyncio.run(reset("http_404")) == ["b"]
+
+
+def test_a_retry_request_is_matched_off_the_event_loop_against_a_set_of_its_urls(tmp_path: Path) -> None:
+    """Each failed row is checked on the state's own thread (never the loop the downloads run on), and a
+    request's URLs are looked up as a set."""
+    urls = [f"https://set.example/{n}.jpg" for n in range(200)]
+    request = RetryRequest(urls=tuple(urls[::2]))
+    checked_on: set[str] = set()
+
+    def matches(url: str, last_error: str | None) -> bool:
+        checked_on.add(threading.current_thread().name)
+        return request.matches(url, last_error)
+
+    async def reset() -> tuple[list[str], str]:
+        store = UrlStateStore(tmp_path / "state.sqlite3")
+        store.start()
+        try:
+            await store.add_pending(urls)
+            store._connection.execute("UPDATE urls SET status = 'failed', last_error = 'http_404: gone'")
+            return await store.reset_failed(matches), threading.current_thread().name
+        finally:
+            await store.close()
+
+    reset_urls, loop_thread = asyncio.run(reset())
+    assert sorted(reset_urls) == sorted(urls[::2])
+    assert checked_on
+    assert loop_thread not in checked_on
+    assert isinstance(request._url_set, frozenset)
+    assert request._url_set == frozenset(urls[::2])
 
 
 def test_retry_requests_are_taken_after_the_broker_was_away_and_dropped(

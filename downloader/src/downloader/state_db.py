@@ -170,9 +170,14 @@ class UrlStateStore:
         (a retry request); returns them once that is durable."""
         loop = asyncio.get_running_loop()
         query = "SELECT url, last_error FROM urls WHERE status = 'failed'"
-        # On the writer's own thread: the one connection is never used by two threads at once.
-        rows = await loop.run_in_executor(self._executor, lambda: self._connection.execute(query).fetchall())
-        urls = [url for url, last_error in rows if matches(url, last_error)]
+
+        def matching() -> list[str]:
+            rows = self._connection.execute(query).fetchall()
+            return [url for url, last_error in rows if matches(url, last_error)]
+
+        # On the writer's own thread (the one connection is never used by two threads at once), and the
+        # filtering there too: a large state never holds the event loop.
+        urls = await loop.run_in_executor(self._executor, matching)
         if urls:
             stamp = now_iso()
             sql = "UPDATE urls SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ? WHERE url = ?"
