@@ -17,6 +17,7 @@ sampling count as others, so the label errs towards ``loaded``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shlex
@@ -34,7 +35,7 @@ import psutil
 
 from bench.pss import tree_pids
 
-__all__ = ["COMMON", "QUIET_OTHERS_CORES", "Limit", "MachineWatch", "finite_or_none", "problems", "versions"]
+__all__ = ["COMMON", "QUIET_OTHERS_CORES", "READY_S", "Limit", "MachineWatch", "finite_or_none", "problems", "versions"]
 
 COMMON = (
     "benchmark",
@@ -48,6 +49,7 @@ COMMON = (
     "versions",
 )
 QUIET_OTHERS_CORES = 0.2
+READY_S = 900  # how long a benchmark waits for a service to start: minutes on a busy machine
 PACKAGES = (
     "torch",
     "open_clip_torch",
@@ -121,6 +123,7 @@ def finite_or_none(value: object) -> object:
     return value
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     """Python, the installed versions of the packages that do the measured work, and the commit."""
     found = {"python": sys.version.split()[0]}
@@ -190,9 +193,10 @@ class MachineWatch:
         self._thread.join()
         self._sample()
         self.load_end = os.getloadavg()[0]
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        own = sum(self._seen.values()) - self._own_start
-        self.others_cpu_cores = max(0.0, (_busy_s() - self._busy_start - own) / elapsed)
+        self.elapsed_s = max(time.monotonic() - self._started, 1e-9)
+        self.own_cpu_s = sum(self._seen.values()) - self._own_start
+        self.others_cpu_s = max(0.0, _busy_s() - self._busy_start - self.own_cpu_s)
+        self.others_cpu_cores = self.others_cpu_s / self.elapsed_s
 
     def fields(self) -> dict[str, Any]:
         """The fields every line carries (after the run: ``with`` has ended)."""

@@ -41,15 +41,18 @@ def embedding_env(images_dir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_embedding_service(images_dir: Path, log_dir: Path, **extra: str) -> Iterator[EmbeddingService]:
-    """Start ``python -m embedding`` on a free port, wait for /health, stop it (and its workers) after."""
+def run_embedding_service(
+    images_dir: Path, log_dir: Path, *, ready_timeout_s: float = 180, **extra: str
+) -> Iterator[EmbeddingService]:
+    """Start ``python -m embedding`` on a free port, wait for /health (up to ``ready_timeout_s``: a
+    benchmark on a busy machine waits longer), stop it (and its workers) after."""
     port = free_port()
     env = embedding_env(images_dir, port, **extra)
     log_path = log_dir / f"embedding-{port}.log"
     process = start_module("embedding", env=env, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", timeout=180, process=process)
+        wait_http_ok(f"{url}/health", timeout=ready_timeout_s, process=process)
         yield EmbeddingService(url=url, env=env, log_path=log_path, pid=process.pid)
     finally:
         stop(process)
