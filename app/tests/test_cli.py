@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,12 @@ def test_search_filters_and_negative_terms(library_environment: Library) -> None
     assert negative["query"]["positive"] == "beach"
     assert negative["query"]["negatives"] == ["people", "parked cars"]
     assert "unknown --format tiff" in dyimages("search", QUERY, "--format", "tiff", code=2)
+
+
+def test_search_help_names_every_accepted_format() -> None:
+    """--format takes each stored format (HEIC and AVIF phone photos too) and its help names them."""
+    text = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "240"}).output
+    assert {"jpeg", "png", "webp", "gif", "heic", "avif"} <= set(re.findall(r"[a-z]+", text))
 
 
 def test_search_by_image_file_finds_that_image_first(library_environment: Library, tmp_path: Path) -> None:

@@ -7,15 +7,18 @@ weights no result is "right" by meaning; the app is right when it shows exactly 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import search_app
 from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.images.heif import register_heif
 from dyimages_common.reasons import Reason
 from dyimages_common.store.builds import ensure_serving
 from testkit.index_points import open_index
@@ -169,6 +172,20 @@ def test_search_by_uploaded_image_finds_that_image_first(library_environment: Li
     hits = at.session_state["hits"]
     assert hits[0].sha256 == picture.sha256
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_an_uploaded_heic_phone_photo_is_a_query(library_environment: Library) -> None:
+    """The uploader offers HEIC and AVIF, and a HEIC of an indexed picture finds that picture first."""
+    picture = library_environment.pictures[5]
+    register_heif()
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(picture.data)).save(buffer, "HEIF", quality=90)
+    at = start()
+    uploader = next(u for u in at.file_uploader if u.key.startswith("query_image"))
+    assert {".heic", ".heif", ".avif", ".jpg", ".jpeg", ".png", ".webp", ".gif"} <= set(uploader.proto.type)
+    uploader.set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic")).run()
+    assert not at.exception, at.exception
+    assert at.session_state["hits"][0].sha256 == picture.sha256
 
 
 def test_empty_index_says_how_to_add_images(own_library: Library) -> None:

@@ -21,6 +21,8 @@ from search_app.ui.safe_markdown import markdown_text
 
 MAX_QUERY_CHARS = 1000
 FORMAT_LABELS = {mime: mime.split("/")[1].upper() for _, mime in FORMATS.values()}
+# The query image's file names the uploader offers: every stored format, under each name a file of it goes by.
+QUERY_IMAGE_TYPES = sorted({ext for ext, _ in FORMATS.values()} | {"jpeg", "heif"})
 ORDER_LABELS: dict[Order, str] = {"relevance": "Best match", "newest": "Newest", "oldest": "Oldest"}
 EARLIEST, LATEST = date(1800, 1, 1), date(2999, 12, 31)  # the EXIF years dyimages_common.images.exif accepts
 
@@ -131,7 +133,7 @@ def query_inputs(settings: AppSettings) -> tuple[str, bytes | None]:
     )
     upload = image_col.file_uploader(
         "…or by image",
-        type=["jpg", "jpeg", "png", "webp", "gif"],
+        type=QUERY_IMAGE_TYPES,
         key=f"query_image_{st.session_state.get('uploader_key', 0)}",
         max_upload_size=max(1, settings.max_image_bytes // (1024 * 1024)),
         help="Alone, or with the text: both are combined.",
