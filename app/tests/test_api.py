@@ -111,6 +111,9 @@ def test_filters_keep_only_what_they_name(api: httpx.Client) -> None:
     page = api.get("/api/v1/search", params={"q": "picture", "limit": 20, "min_width": 300}).json()
     assert len(page["results"]) == 2
     assert all(h["width"] >= 300 for h in page["results"])
+    page = api.get("/api/v1/search", params={"q": "picture", "folder": "/2024/summer/"}).json()
+    assert page["query"]["filters"]["folder"] == "/2024/summer/"
+    assert page["results"] == []  # the library's images are downloads: no photo folder holds them
 
 
 def test_status_counts_the_index(api: httpx.Client, library: Library) -> None:

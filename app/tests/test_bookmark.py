@@ -54,3 +54,10 @@ def test_values_a_widget_cannot_hold_are_left_out(library_environment: Library) 
         assert at.multiselect(key="domains").value == []
         assert at.session_state["like"] is None
         assert len(at.session_state["hits"]) == 12
+
+
+def test_the_photo_folder_filter_comes_back_from_the_url(library_environment: Library) -> None:
+    with running_app({"q": "a red picture", "folder": "/2024/summer/"}) as at:
+        assert at.text_input(key="folder").value == "/2024/summer/"
+        assert at.session_state["hits"] == []  # the library's images are downloads: no photo folder holds them
+        assert at.query_params["folder"] == "2024/summer"

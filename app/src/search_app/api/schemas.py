@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dyimages_common.store.types import Order
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
-from search_app.search.model import FORMAT_NAMES, SCHEMA_VERSION, Filters, Hit
+from search_app.search.model import FORMAT_NAMES, SCHEMA_VERSION, Filters, Hit, folder_filter
 
 MAX_TEXT_CHARS = 500
 MAX_LIMIT = 100
@@ -43,6 +43,9 @@ class SearchParams(BaseModel):
     format: list[FormatName] = Field([], max_length=MAX_FILTER_VALUES, description="Only these formats.")
     min_width: int = Field(0, ge=0, le=MAX_SIDE)
     min_height: int = Field(0, ge=0, le=MAX_SIDE)
+    folder: str = Field(
+        "", max_length=MAX_TEXT_CHARS, description="Only photos of the photo folder in this folder or below it."
+    )
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
@@ -62,6 +65,7 @@ class SearchParams(BaseModel):
             date_from=self.date_from,
             date_to=self.date_to,
             order=self.order,
+            folder=folder_filter(self.folder),
         )
 
 

@@ -60,6 +60,7 @@ def _single_values(settings: AppSettings) -> dict[str, tuple[str, Callable[[str]
     """URL parameter -> (widget key, parser that raises ValueError on what the widget cannot hold)."""
     return {
         "q": ("query", lambda text: text[:1000]),
+        "folder": ("folder", lambda text: text[:1000]),
         "n": ("top_k", _int(1, settings.app_max_top_k)),
         "shown": ("bookmark_shown", _int(1, settings.app_max_results)),
         "min_width": ("min_width", _int(0, 100_000)),
@@ -104,6 +105,8 @@ def save(text: str, like: str | None, filters: Filters, top_k: int, shown: int) 
         params["q"] = text
     if like:
         params["like"] = like
+    if filters.folder:
+        params["folder"] = filters.folder
     if filters.domains:
         params["domain"] = list(filters.domains)
     if filters.content_types:
