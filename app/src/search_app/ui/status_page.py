@@ -74,11 +74,11 @@ def render() -> None:
         st.dataframe(failures.download_rows(), hide_index=True, key="download_failures")
     else:
         st.caption("No failed downloads.")
-    if failures.dead_letters:
     if failures.library:
         st.dataframe(failures.library_rows(), hide_index=True, key="library_failures")
     if failures.downloads or failures.library:
         _retry_controls(settings, failures)
+    if failures.dead_letters:
         st.dataframe(
             [{k: v for k, v in d.to_json().items() if k != "body"} for d in failures.dead_letters],
             hide_index=True,
@@ -115,8 +115,8 @@ def _retry_controls(settings: AppSettings, failures: Failures) -> None:
         st.error(f"RabbitMQ is not answering ({exc!r}): nothing was retried.", icon=":material/error:")
     else:
         count = "the" if outcome.matching is None else str(len(outcome.matching))
-        st.success(
         files = f" and to read {len(outcome.matching_paths)} photo library file(s)" if outcome.matching_paths else ""
+        st.success(
             f"Asked the downloader to fetch {count} failed URL(s) again{files}; press Refresh in a few seconds.",
             icon=":material/replay:",
         )
