@@ -32,7 +32,8 @@ standin_python() {
   local root=$SMOKE_DIR/rootfs
   rm -rf "$root"
   standin_log "$PYTHON_STANDIN <- debootstrap $STANDIN_SUITE $STANDIN_PYTHON (about a minute)"
-  debootstrap --variant=minbase --include="$STANDIN_PYTHON,$STANDIN_PYTHON-venv,python3-pip,ca-certificates" \
+  # passwd (useradd, as in the python image): Debian 13's minimal set no longer carries it for sure.
+  debootstrap --variant=minbase --include="$STANDIN_PYTHON,$STANDIN_PYTHON-venv,python3-pip,ca-certificates,passwd" \
     "$STANDIN_SUITE" "$root" "$(debian_mirror)" >"$SMOKE_DIR/debootstrap.log"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root/usr/lib/$STANDIN_PYTHON/EXTERNALLY-MANAGED"
