@@ -12,7 +12,7 @@ FILES = Gauge(
 )
 SCAN_SECONDS = Histogram(
     "dyimages_downloader_library_scan_seconds",
-    "Time of one look at the whole photo folder (stat only, no file read).",
+    "Time of one look at the whole photo folder: stat every photo and compare with the state (no file read).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 CPU_SECONDS = Counter(

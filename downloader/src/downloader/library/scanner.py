@@ -152,8 +152,10 @@ class LibraryScanner:
                 self._missing_warned = True
             return time.perf_counter() - started
         self._missing_warned = False
-        metrics.SCAN_SECONDS.observe(walk.seconds)
+        planning = time.perf_counter()
         plan = plan_changes(self._known, walk, self._settling, time.monotonic())
+        looked_s = walk.seconds + time.perf_counter() - planning  # a look: stat everything, compare with the state
+        metrics.SCAN_SECONDS.observe(looked_s)
         if plan.held:
             log.warning(
                 "%d known photo(s) not seen but kept: their folder cannot be listed, or PHOTOS_DIR is empty", plan.held
@@ -176,9 +178,9 @@ class LibraryScanner:
                 len(plan.refused),
                 plan.unchanged,
                 len(self._settling),
-                walk.seconds,
+                looked_s,
             )
-        return walk.seconds
+        return looked_s
 
     async def _look_at_settling(self) -> None:
         """Between whole looks: the settling files alone, each read once it held still."""
