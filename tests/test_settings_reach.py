@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from testkit import REPO_ROOT
-from testkit.compose import DUMMY_DOTENV, load_compose, rendered
+from testkit.compose import COMPOSE, DUMMY_DOTENV, load_compose, rendered
 from testkit.settings_readers import (
     OVERRIDE_SETTINGS,
     SERVICE_SETTINGS,
@@ -137,6 +137,10 @@ def test_settings_compose_sets_itself_are_said_to_be_so_in_env_example(
     assert unsaid == [], f".env.example does not say that compose sets {unsaid} (a value in .env is not used)"
 
 
+def _override_files() -> list[str]:
+    return sorted({file for file, _ in OVERRIDE_SETTINGS.values()})
+
+
 def test_every_documented_setting_reaches_each_service_that_reads_it(
     compose: dict[str, Any], readers: dict[str, set[str]]
 ) -> None:
@@ -148,6 +152,8 @@ def test_every_documented_setting_reaches_each_service_that_reads_it(
     dotenv["COMPOSE_PROFILES"] = "direct"
     services, renderer = rendered(dotenv)
     print(f"\n[settings] rendered by {renderer}")
+    # A setting only an override file's service reads (OVERRIDE_SETTINGS) reaches it there.
+    overridden = [rendered(dotenv, files=(COMPOSE, REPO_ROOT / file))[0] for file in _override_files()]
     lost, unread = {}, []
     for name in sorted(settable):
         value, token = sentinel(name)
@@ -157,7 +163,7 @@ def test_every_documented_setting_reaches_each_service_that_reads_it(
             wrong = {s: got for s, got in wrong.items() if got != value}
             if wrong:
                 lost[name] = wrong
-        elif not any(token in str(service) for service in services.values()):
+        elif not any(token in str(service) for rendering in (services, *overridden) for service in rendering.values()):
             unread.append(name)
     assert lost == {}, f"set in .env, but the service that reads it gets something else: {lost}"
     assert unread == [], f"documented in .env.example, but no service reads or uses it: {unread}"
