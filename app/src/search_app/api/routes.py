@@ -13,13 +13,14 @@ from fastapi.responses import FileResponse, Response
 
 from dyimages_common.embeddings.client import EmbeddingClient
 from dyimages_common.images.storage import UnsafePathError, resolve_stored_path
+from dyimages_common.library.paths import LibraryFileError, read_library_file
 from dyimages_common.store.errors import CollectionMissing, StoreUnavailable
 from search_app.api.schemas import THUMBNAIL_PX, Health, Problem, QueryEcho, SearchPage, SearchParams
 from search_app.api.services import Services, require_token, services
 from search_app.ops.status import Status, collect_status
 from search_app.search.engine import search
 from search_app.search.model import Query as SearchQuery
-from search_app.search.thumbnails import ThumbnailError, thumbnail
+from search_app.search.thumbnails import Source, ThumbnailError, library_thumbnail, source_of, thumbnail
 
 SHA256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256 (hex).")]
 Params = Annotated[SearchParams, Query()]
@@ -96,21 +97,29 @@ def search_similar(shared: Shared, sha256: SHA256, params: Params) -> SearchPage
     return _page(shared, params, like=sha256)
 
 
-def _stored_file(shared: Services, sha256: str) -> tuple[str, str]:
+def _source(shared: Services, sha256: str) -> tuple[Source, str]:
+    """Where the image is read from (its stored file, else a photo of the library) and its content type."""
     point = shared.clients().index.point(sha256)
     if point is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no indexed image has the SHA-256 {sha256}")
-    return point.path, point.content_type
+    return source_of(point), point.content_type
 
 
 @router.get(
     "/images/{sha256}",
     response_class=FileResponse,
-    responses={**NOT_FOUND, 200: {"content": {"image/*": {}}, "description": "The stored image as downloaded."}},
+    responses={**NOT_FOUND, 200: {"content": {"image/*": {}}, "description": "The image as downloaded or found."}},
     summary="The image itself",
 )
-def image_file(shared: Shared, sha256: SHA256) -> FileResponse:
-    path, content_type = _stored_file(shared, sha256)
+def image_file(shared: Shared, sha256: SHA256) -> Response:
+    (kind, path), content_type = _source(shared, sha256)
+    settings = shared.settings
+    if kind == "library":
+        try:
+            data = read_library_file(settings.photos_dir, path, settings.max_image_bytes)
+        except LibraryFileError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {sha256}: {exc}") from None
+        return Response(data, media_type=content_type or None)
     try:
         file = resolve_stored_path(shared.settings.images_dir, path)
     except UnsafePathError:
@@ -131,12 +140,14 @@ def image_thumbnail(
     sha256: SHA256,
     size: Annotated[int, Query(ge=THUMBNAIL_PX[0], le=THUMBNAIL_PX[1], description="Longest side, pixels.")] = 256,
 ) -> Response:
-    path, _ = _stored_file(shared, sha256)
+    (kind, path), _ = _source(shared, sha256)
     settings = shared.settings
+    limits = {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}
     try:
-        data = thumbnail(
-            settings.images_dir, path, size, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-        )
+        if kind == "library":
+            data = library_thumbnail(settings.photos_dir, path, size, **limits)
+        else:
+            data = thumbnail(settings.images_dir, path, size, **limits)
     except ThumbnailError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
