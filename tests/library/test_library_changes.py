@@ -28,6 +28,7 @@ def test_the_walk_sees_photos_by_stat_alone_and_refuses_links_out(tmp_path: Path
     os.symlink(root / "2024" / "a.JPG", root / "link-in.jpg")
     os.symlink("/etc/hostname", root / "link-out.jpg")
     os.symlink("/etc", root / "etc")
+    os.symlink(root / "2024" / "gone.jpg", root / "dangling.jpg")
     os.symlink(root / "2024", root / "loop")
     os.mkfifo(root / "fifo.jpg")
     walk = walk_library(root)
@@ -36,6 +37,7 @@ def test_the_walk_sees_photos_by_stat_alone_and_refuses_links_out(tmp_path: Path
     assert {path: refusal.reason for path, refusal in walk.refused.items()} == {
         "link-out.jpg": Reason.UNSAFE_PATH,
         "etc": Reason.UNSAFE_PATH,
+        "dangling.jpg": Reason.UNREADABLE,
         "fifo.jpg": Reason.NOT_AN_IMAGE,
     }
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from dyimages_common.messaging.messages import ImageDownloaded, LibraryFiles, parse_message
+from dyimages_common.library.state import ImageFacts, library_message
+from dyimages_common.messaging.messages import MAX_LIBRARY_PATHS, ImageDownloaded, LibraryFiles, parse_message
 from dyimages_common.reasons import Reason
 from indexer.batch import refusal_for
 
@@ -77,3 +78,11 @@ def test_a_path_that_leads_out_or_repeats_makes_the_message_invalid(paths: tuple
 
 def test_no_path_left_is_a_valid_message() -> None:
     assert library(paths=()).paths == ()
+
+
+def test_a_point_lists_at_most_256_copies_of_one_photo() -> None:
+    copies = [(f"copies/{number:04d}.jpg", 0) for number in range(300)]
+    facts = ImageFacts(content_type="image/jpeg", width=1, height=1, bytes=1)
+    assert len(library_message(SHA, facts, copies, seq=1).paths) == MAX_LIBRARY_PATHS == 256
+    with pytest.raises(ValidationError):
+        library(paths=tuple(path for path, _ in copies))

@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.embeddings.client import EmbeddingClient, ImageRef
 from dyimages_common.images.storage import sha256_hex
 from dyimages_common.library import state as library_state
+from dyimages_common.reasons import Reason
 from dyimages_common.settings import QdrantSettings, load_settings
 from dyimages_common.store.factory import open_store
 from dyimages_common.store.points import ImagePoint
@@ -176,6 +177,10 @@ def test_a_photo_folder_is_indexed_in_place_and_follows_every_change(
             assert found[sha256_hex(a)][0].folders == []
             assert found[sha256_hex(b)][0].folders == ["sub"]
             library.check_vectors(found)
+            with EmbeddingClient(embedding.url) as client:  # the service resolves a library path under PHOTOS_DIR
+                asked = ("a.jpg", "../outside/secret.jpg", "hostile/link-out.jpg", "hostile/folder-out/secret.jpg")
+                answer = client.embed_images([ImageRef(library_path=path) for path in asked])
+            assert [error.reason if error else None for error in answer.errors] == [None, *[Reason.UNSAFE_PATH] * 3]
             embedded = library.images_embedded()
 
             # Renamed, moved, copied: the points' paths follow, nothing is embedded again.
