@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import qdrant_edge as edge
@@ -23,6 +22,8 @@ from dyimages_common.store.edge.folder import EdgeFolder
 from dyimages_common.store.edge.query import (
     PAYLOAD_INDEXES,
     RRF,
+    as_point,
+    as_row,
     date_order,
     nearest,
     revision_filter,
@@ -33,22 +34,6 @@ from dyimages_common.store.errors import KNOWN, CollectionMissing, StoreInUse, S
 from dyimages_common.store.types import CollectionModel, Order, PointFilter, Row
 
 log = logging.getLogger(__name__)
-
-
-def _vector(value: Any) -> np.ndarray | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):  # the unnamed vector, keyed by ""
-        value = value.get("")
-    return np.asarray(value, dtype=np.float32)
-
-
-def _row(record: Any, score: float = 0.0) -> Row:
-    return Row(id=str(record.id), payload=dict(record.payload or {}), vector=_vector(record.vector), score=score)
-
-
-def _point(row: Row) -> edge.Point:
-    return edge.Point(row.id, row.vector.tolist() if row.vector is not None else [], row.payload)
 
 
 class EdgeEngine:
@@ -171,14 +156,14 @@ class EdgeEngine:
 
     def retrieve(self, collection: str, ids: Sequence[str], *, vectors: bool = False) -> list[Row]:
         records = self._shard(collection).retrieve(list(ids), with_payload=True, with_vector=vectors)
-        return [_row(record) for record in records]
+        return [as_row(record) for record in records]
 
     def scroll(
         self, collection: str, where: PointFilter, *, limit: int, offset: str | None
     ) -> tuple[list[Row], str | None]:
         request = edge.ScrollRequest(offset=offset, limit=limit, filter=to_filter(where), with_payload=True)
         records, following = self._shard(collection).scroll(request)
-        return [_row(r) for r in records], (str(following) if following is not None else None)
+        return [as_row(r) for r in records], (str(following) if following is not None else None)
 
     def query(
         self,
@@ -213,14 +198,14 @@ class EdgeEngine:
                 with_payload=True,
                 with_vector=vectors,
             )
-        return [_row(point, point.score) for point in self._shard(collection).query(request)]
+        return [as_row(point, point.score) for point in self._shard(collection).query(request)]
 
     def browse(self, collection: str, where: PointFilter, *, order: Order, limit: int) -> list[Row]:
         request = edge.ScrollRequest(
             limit=limit, filter=to_filter(where), with_payload=True, order_by=date_order(order)
         )
         records, _ = self._shard(collection).scroll(request)
-        return [_row(record) for record in records]
+        return [as_row(record) for record in records]
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -229,11 +214,11 @@ class EdgeEngine:
         self._written.add(self._resolve(collection))
 
     def insert_new(self, collection: str, rows: Sequence[Row]) -> None:
-        points = [_point(row) for row in rows]
+        points = [as_point(row) for row in rows]
         self._update(collection, edge.UpdateOperation.upsert_points(points, update_mode=edge.UpdateMode.InsertOnly))
 
     def update_if(self, collection: str, rows: Sequence[Row], revision: str | None) -> None:
-        points = [_point(row) for row in rows]
+        points = [as_point(row) for row in rows]
         operation = edge.UpdateOperation.upsert_points(
             points, condition=revision_filter(revision), update_mode=edge.UpdateMode.UpdateOnly
         )

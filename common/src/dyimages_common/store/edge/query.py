@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import qdrant_edge as edge
 
 from dyimages_common.store.points import REVISION_FIELD, IndexKind, payload_indexes
-from dyimages_common.store.types import Order, PointFilter
+from dyimages_common.store.types import Order, PointFilter, Row
 
 _SCHEMAS = {
     IndexKind.KEYWORD: edge.PayloadSchemaType.Keyword,
@@ -79,3 +81,20 @@ def revision_filter(expected: str | None, ids: Sequence[str] = ()) -> edge.Filte
     else:
         must.append(edge.IsEmptyCondition(REVISION_FIELD))
     return edge.Filter(must=must)
+
+
+def _vector(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):  # the unnamed vector, keyed by ""
+        value = value.get("")
+    return np.asarray(value, dtype=np.float32)
+
+
+def as_row(record: Any, score: float = 0.0) -> Row:
+    """A record or scored point of Edge as the store's Row (id as a string)."""
+    return Row(id=str(record.id), payload=dict(record.payload or {}), vector=_vector(record.vector), score=score)
+
+
+def as_point(row: Row) -> edge.Point:
+    return edge.Point(row.id, row.vector.tolist() if row.vector is not None else [], row.payload)
