@@ -9,10 +9,7 @@ the embedding service and a Qdrant server (127.0.0.1 ports no one uses). Argumen
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from typer.testing import CliRunner
 
 from dyimages_common.process import exit_codes
 from search_app.cli.main import app
+from testkit.cli_process import run_dyimages
 from testkit.index_points import add_point, fake_sha, open_index
 from testkit.indexed_library import Library, record_downloads
 from testkit.procs import free_port
@@ -51,17 +49,6 @@ def everything_away(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search_app.cli.main", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 COMMANDS = [
     ["stats"],
     ["search", "a beach"],
@@ -78,7 +65,7 @@ COMMANDS = [
 def test_with_every_service_away_a_command_prints_only_its_own_lines_and_exits_3(
     everything_away: dict[str, str], args: list[str]
 ) -> None:
-    result = run(everything_away, *args)
+    result = run_dyimages(everything_away, *args)
     assert result.returncode == exit_codes.SERVICE_DOWN, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert lines, "the command said nothing about the services"
@@ -88,14 +75,14 @@ def test_with_every_service_away_a_command_prints_only_its_own_lines_and_exits_3
 
 def test_stats_says_unknown_and_null_for_what_it_could_not_read(everything_away: dict[str, str]) -> None:
     env = {**everything_away, "STATE_DB": str(Path(everything_away["STATE_DB"]).parent)}  # a folder: unreadable
-    data = json.loads(run(env, "stats", "--json").stdout)
+    data = json.loads(run_dyimages(env, "stats", "--json").stdout)
     assert data["index"]["exists"] is None  # not false: Qdrant did not say
     assert data["index"]["points"] is None
     assert data["index"]["error"]
     assert data["urls"]["counts"] is None  # not zeros
     assert data["urls"]["error"]
     assert data["queue"]["queued"] is None
-    text = run(env, "stats").stdout
+    text = run_dyimages(env, "stats").stdout
     rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert rows["points"].split()[-1] == "unknown"
     assert "no collection yet" not in text

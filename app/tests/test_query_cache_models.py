@@ -15,10 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import open_clip
 import pytest
 import redis
-import torch
 
 from dyimages_common.embeddings.client import EmbeddingClient, ModelIdentity
 from dyimages_common.store import builds as index_builds
@@ -28,8 +26,7 @@ from search_app.search.cache_vectors import CachingEmbedder, ModelsMixed, Proces
 from search_app.search.engine import search
 from search_app.search.model import Query
 from search_app.search.vectors import IndexMismatch, ServiceEmbedder
-from testkit import TINY_MODEL, TINY_MODEL_CONFIG
-from testkit.embedding import EmbeddingService, run_embedding_service
+from testkit.embedding import EmbeddingService, other_weights_service
 from testkit.index_points import add_point, fake_sha, open_index
 from testkit.tcp_proxy import TcpProxy
 
@@ -43,12 +40,7 @@ POINT_TEXTS = [TEXT, "a bowl of soup", "a snowy mountain", "a cat asleep on a so
 @pytest.fixture(scope="module")
 def other_weights(shared_images_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddingService]:
     """A second real service: the same model name and vector size, other weights."""
-    root = tmp_path_factory.mktemp("other-weights")
-    open_clip.add_model_config(TINY_MODEL_CONFIG)
-    torch.manual_seed(1)
-    checkpoint = root / "dy-tiny-seed-1.pt"
-    torch.save(open_clip.create_model(TINY_MODEL, pretrained=None).state_dict(), checkpoint)
-    with run_embedding_service(shared_images_dir, root, MODEL_PRETRAINED=str(checkpoint)) as service:
+    with other_weights_service(shared_images_dir, tmp_path_factory.mktemp("other-weights")) as service:
         yield service
 
 

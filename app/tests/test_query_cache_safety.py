@@ -9,14 +9,14 @@ fails, never skips.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
-from pydantic import TypeAdapter
 from prometheus_client import REGISTRY
+from pydantic import TypeAdapter
 
 from dyimages_common.embeddings.client import ModelIdentity
 from dyimages_common.store.protocol import ImageStore
@@ -62,7 +62,14 @@ def unreadable_count(kind: str) -> float:
     return REGISTRY.get_sample_value("dyimages_app_query_cache_total", labels) or 0.0
 
 
-def page_of(cache: QueryCache, index: ImageStore, vector: np.ndarray, **keys: object) -> list[Hit]:
+def page_of(
+    cache: QueryCache,
+    index: ImageStore,
+    vector: np.ndarray,
+    compute: Callable[[], list[Hit]] | None = None,
+    **keys: object,
+) -> list[Hit]:
+    """The page through the cache; computed as a plain search unless ``compute`` says otherwise."""
     return cache.results(
         index,
         vector,
@@ -70,7 +77,7 @@ def page_of(cache: QueryCache, index: ImageStore, vector: np.ndarray, **keys: ob
         limit=3,
         offset=0,
         exclude_ids=[],
-        compute=lambda: search_vector(index, vector, limit=3),
+        compute=compute or (lambda: search_vector(index, vector, limit=3)),
         **keys,  # type: ignore[arg-type]
     )
 
@@ -127,21 +134,11 @@ def test_the_query_words_are_part_of_the_results_key(index: ImageStore, prefix: 
     """Two queries with one vector (a case-insensitive tokenizer) and words of other case: two pages."""
     cache = QueryCache(REDIS_URL, store="words", prefix=prefix)
     vector = unit(2)
-    upper = cache.results(
-        index, vector, filters=Filters(), limit=3, offset=0, exclude_ids=[], words=["Beach"], compute=lambda: []
-    )
-    lower = cache.results(
-        index,
-        vector,
-        filters=Filters(),
-        limit=3,
-        offset=0,
-        exclude_ids=[],
-        words=["beach"],
-        compute=lambda: search_vector(index, vector, limit=3),
-    )
+    upper = page_of(cache, index, vector, lambda: [], words=["Beach"])
+    lower = page_of(cache, index, vector, words=["beach"])
     assert upper == []
-    assert lower and lower[0].sha256 == fake_sha(2)  # not the empty page cached for 'Beach'
+    assert lower
+    assert lower[0].sha256 == fake_sha(2)
     assert len(stored_keys(prefix, "res")) == 2
     cache.close()
 
@@ -168,9 +165,7 @@ def test_a_page_computed_while_prune_removes_an_image_is_never_served(index: Ima
         assert forget_pages(REDIS_URL, prefix=prefix)
         return page
 
-    stale = cache.results(
-        index, vector, filters=Filters(), limit=3, offset=0, exclude_ids=[], compute=search_while_pruning
-    )
+    stale = page_of(cache, index, vector, search_while_pruning)
     assert stale[0].sha256 == removed
     add_point(index, fake_sha(99), unit(99), "https://cache.example/99.jpg")  # the count is 5 again
     assert index.count() == 5

@@ -20,23 +20,13 @@ import pytest
 from dyimages_common.process import exit_codes
 from dyimages_common.settings import RabbitSettings, load_settings
 from search_app.ops.reindex_lock import ReindexRunning, reindex_lock
+from testkit.cli_process import run_dyimages
 from testkit.procs import free_port
 from testkit.qdrant_rest import QdrantRestStandIn
 
 pytestmark = pytest.mark.integration
 
 REFUSAL = "another `dyimages reindex` is running"
-
-
-def dyimages(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search_app.cli.main", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -58,7 +48,7 @@ def test_a_second_reindex_refuses_with_one_line_on_the_embedded_engine(
     }
     with reindex_lock(load_settings(RabbitSettings)):
         for args in (["reindex"], ["reindex", "--finish"]):
-            refused = dyimages(env, *args)
+            refused = run_dyimages(env, *args)
             assert refused.returncode == exit_codes.REFUSED, refused.stderr
             assert REFUSAL in one_error_line(refused)
     assert not folder.exists() or not any(folder.iterdir())  # the store was never opened
@@ -74,7 +64,7 @@ def test_a_second_reindex_refuses_with_one_line_on_the_server(rabbit_environment
             "EMBEDDING_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
         }
         with reindex_lock(load_settings(RabbitSettings)):
-            refused = dyimages(env, "reindex")
+            refused = run_dyimages(env, "reindex")
         assert refused.returncode == exit_codes.REFUSED, refused.stderr
         assert REFUSAL in one_error_line(refused)
         assert server.requests == []  # nothing asked of the store
@@ -118,6 +108,6 @@ def test_a_reindex_killed_frees_the_lock_and_one_that_ends_too(rabbit_environmen
 
 def test_rabbitmq_down_is_one_line_and_exit_3(tmp_path: Path) -> None:
     env = {"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": str(free_port()), "QDRANT_PATH": str(tmp_path / "qdrant")}
-    result = dyimages(env, "reindex")
+    result = run_dyimages(env, "reindex")
     assert result.returncode == exit_codes.SERVICE_DOWN, result.stderr
     assert "RabbitMQ at" in one_error_line(result)

@@ -56,3 +56,18 @@ def run_embedding_service(
         yield EmbeddingService(url=url, env=env, log_path=log_path, pid=process.pid)
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def other_weights_service(images_dir: Path, root: Path, seed: int = 1) -> Iterator[EmbeddingService]:
+    """A second real service: the same model config and vector size as :func:`run_embedding_service`'s, other
+    weights (a checkpoint of another seed, written under ``root``): told apart only by ``pretrained``."""
+    import open_clip  # the service's own dependencies: imported only by the tests that start this one
+    import torch
+
+    open_clip.add_model_config(TINY_MODEL_CONFIG)
+    torch.manual_seed(seed)
+    checkpoint = root / f"dy-tiny-seed-{seed}.pt"
+    torch.save(open_clip.create_model(TINY_MODEL, pretrained=None).state_dict(), checkpoint)
+    with run_embedding_service(images_dir, root, MODEL_PRETRAINED=str(checkpoint)) as service:
+        yield service

@@ -19,12 +19,10 @@ Two kinds of entries, both under the versioned prefix of :mod:`search_app.search
   sees is a second URL merged into an existing point (same vector, same ranking, a longer ``urls``
   list): pages live only APP_RESULTS_CACHE_TTL_S seconds, which bounds that staleness.
 
-An entry that cannot be read back is counted (outcome ``unreadable``), deleted and computed again.
-Redis is an optimisation, never a dependency: every call has short socket timeouts; on a failure
-the search answers uncached, one warning is logged, and Redis is left alone for
-:data:`RETRY_AFTER_S` before the next try (one info line when it answers again). The counter
-``dyimages_app_query_cache_total{kind, outcome}`` counts hits, misses, unreadable entries and
-unavailable lookups.
+An entry that cannot be read back is counted (``unreadable``), deleted and computed again. Redis is an
+optimisation, never a dependency: every call has short socket timeouts; on a failure the search answers
+uncached, one warning is logged, and Redis is left alone for :data:`RETRY_AFTER_S` (one info line when it
+answers again). ``dyimages_app_query_cache_total{kind, outcome}`` counts the lookups.
 """
 
 from __future__ import annotations
