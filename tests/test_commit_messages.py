@@ -28,6 +28,7 @@ GRANDFATHERED = {
     "06f68d3": "subject of 77 characters",
     "931f401": "subject of 74 characters",
     "582fa35": "subject of 73 characters",
+    "3f2195d": "subject of 74 characters",
 }
 MAX_SUBJECT = 72
 _TAG = re.compile(r"\b[HD]\d{1,2}[a-z]?\b")
