@@ -3,6 +3,10 @@
 The references are OpenCLIP's own objects in this process: ``get_tokenizer``, the ``preprocess``
 of ``create_model_and_transforms``, and the torch backend (``embedding.model.LoadedModel``) on
 the same checkpoint. Ids and pixels must be EQUAL (not close); vectors within 1e-5 max abs diff.
+Both runtimes get their images from the same decode (``open_image``: upright, a JPEG at the smallest
+DCT scale covering the model's side), and read that side from their own transform alike
+(``input_side``), so the photos are also compared as the service decodes them, a sideways phone
+JPEG among them.
 Negative controls show each comparison catches a plausible mistake (wrong mean, wrong resize
 filter, wrong crop rounding, no text cleaning).
 """
@@ -25,7 +29,7 @@ from skimage import data as photos
 from dyimages_common.images.decode import open_image
 from embedding.onnx_export import _preprocess_settings, ensure_bundle
 from embedding.onnx_runtime import OnnxModel
-from embedding.preprocess import ImagePreprocess
+from embedding.preprocess import ImagePreprocess, input_side
 from embedding.runtime import Runtime, load_backend
 from embedding.settings import EmbeddingSettings
 from embedding.tokenizer import ClipTokenizer
@@ -126,6 +130,16 @@ def _photo_files() -> Iterator[tuple[str, bytes]]:
     yield "alpha.png", encode(rgba, "PNG")
     yield "alpha.webp", encode(rgba, "WEBP", lossless=True)
     yield "grey.jpg", encode(make_image(5, (333, 250)).convert("L"), "JPEG")
+    yield "phone-sideways.jpg", phone_photo()
+
+
+def phone_photo() -> bytes:
+    """A phone photo stored on its side (EXIF Orientation 6), large enough to be decoded at 1/2 or less."""
+    image = Image.fromarray(photos.rocket())
+    image = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image, "JPEG", quality=90, exif=exif.tobytes())
 
 
 PHOTO_FILES = dict(_photo_files())
@@ -141,8 +155,15 @@ def test_pixels_equal_openclips_preprocess(preprocessors: tuple, name: str) -> N
     data = PHOTO_FILES[name]
     as_opened = Image.open(io.BytesIO(data))  # the reference pipeline's input, any mode
     as_served = open_image(data, max_bytes=1 << 30, max_pixels=1 << 30)  # the service's input, RGB
-    for image in (as_opened, as_served):
+    reduced = open_image(data, max_bytes=1 << 30, max_pixels=1 << 30, min_side=input_side(ours))  # its default
+    for image in (as_opened, as_served, reduced):
         assert _same(ours(image), reference(image).numpy()), (name, image.mode)
+
+
+def test_both_runtimes_decode_for_the_same_side(preprocessors: tuple) -> None:
+    """The side the service decodes a JPEG for comes from the runtime's transform: the same in both."""
+    reference, ours = preprocessors
+    assert input_side(ours) == input_side(reference) == ours.size
 
 
 @pytest.fixture(scope="module")
@@ -221,14 +242,17 @@ def _compare_vectors(onnx: OnnxModel, reference, images: list[Image.Image]) -> t
     return float(np.abs(got_images - want_images).max()), text_diff, want_images
 
 
-def _sample_images() -> list[Image.Image]:
+def _sample_images(side: int) -> list[Image.Image]:
+    """Photos of every format, decoded as the service decodes them for a model of input ``side``."""
     names = ["astronaut.jpeg", "chelsea.png", "coffee.webp", "rocket.gif", "odd-7x5.png", "alpha.png", "grey.jpg"]
-    return [open_image(PHOTO_FILES[name], max_bytes=1 << 30, max_pixels=1 << 30) for name in names]
+    names.append("phone-sideways.jpg")
+    return [open_image(PHOTO_FILES[name], max_bytes=1 << 30, max_pixels=1 << 30, min_side=side) for name in names]
 
 
 def test_tiny_model_vectors_equal_the_torch_backend(tmp_path: Path) -> None:
     onnx, reference = _backends(TINY_MODEL, tmp_path)
-    images = _sample_images()
+    assert input_side(onnx.preprocess) == input_side(reference.preprocess) == 64  # the services decode alike
+    images = _sample_images(input_side(onnx.preprocess))
     image_diff, text_diff, vectors = _compare_vectors(onnx, reference, images)
     assert image_diff <= TOLERANCE, image_diff
     assert text_diff <= TOLERANCE, text_diff
@@ -250,6 +274,6 @@ def test_tiny_model_vectors_equal_the_torch_backend(tmp_path: Path) -> None:
 @pytest.mark.integration  # ViT-B-32: a 600 MB checkpoint and a minute of export on a small CPU
 def test_vit_b_32_vectors_equal_the_torch_backend(tmp_path: Path) -> None:
     onnx, reference = _backends("ViT-B-32", tmp_path)
-    image_diff, text_diff, _ = _compare_vectors(onnx, reference, _sample_images())
+    image_diff, text_diff, _ = _compare_vectors(onnx, reference, _sample_images(input_side(onnx.preprocess)))
     assert image_diff <= TOLERANCE, image_diff
     assert text_diff <= TOLERANCE, text_diff

@@ -6,19 +6,21 @@ with ``MODEL_PRETRAINED=<that file>`` (OpenCLIP accepts a file path as ``pretrai
 therefore run the very same weights, and the service's checkpoint loading is exercised too. The
 reference is OpenCLIP's documented pipeline: ``create_model_and_transforms`` + ``preprocess(image)``
 + ``encode_image``/``encode_text`` + L2 normalisation, one item at a time, in this process; the image
-is decoded as the service decodes it (``decoded_like_the_service``: Pillow's draft and exif_transpose).
+is decoded as the service decodes it (:func:`decoded`: Pillow's draft and exif_transpose). One photo
+is a phone photo stored sideways (EXIF Orientation 6) and large enough to be decoded at reduced scale.
 
 Vectors are compared element by element at fp32 tolerance (:data:`ATOL`), not by cosine: with
 random weights a wrong resize filter still scores cosine 0.99996. The negative controls run the
 reference with one step of its preprocessing wrong (bilinear for bicubic resizing, ImageNet's
-mean and std for OpenAI's, another crop) and show the same comparison fails for each, so a
-service with that fault could not pass.
+mean and std for OpenAI's, another crop) or decoded unlike the service (not turned upright, not
+reduced) and show the same comparison fails for each, so a service with that fault could not pass.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +63,22 @@ def _orientation(value: int) -> bytes:
     return exif.tobytes()
 
 
-def decoded_like_the_service(file: Path, side: int = 224) -> Image.Image:
+def decoded(file: Path, *, reduced: bool = True, turned: bool = True, side: int = 224) -> Image.Image:
     """The photo as the service decodes it, with Pillow's own calls: a JPEG at the smallest DCT scale
-    whose sides stay at least the model's (``draft``), then turned by its EXIF Orientation."""
+    whose sides stay at least the model's (``draft``), then turned by its EXIF Orientation
+    (``exif_transpose``). ``reduced=False`` or ``turned=False`` leave one step out (negative controls)."""
     image = Image.open(file)
-    if image.format == "JPEG":
+    if reduced and image.format == "JPEG":
         image.draft("RGB", (side, side))
-    return ImageOps.exif_transpose(image)
+    return ImageOps.exif_transpose(image) if turned else image
+
+
+# A decode unlike the service's, and the photos it changes: the sideways rocket is the only one
+# turned; the JPEGs at least twice the model's side on both sides are the ones decoded at reduced scale.
+WRONG_DECODES = {
+    "not turned upright": ({"turned": False}, {"rocket"}),
+    "decoded at full size": ({"reduced": False}, {"astronaut", "rocket", "camera"}),
+}
 
 
 class Reference:
@@ -79,8 +90,8 @@ class Reference:
         self.tokenizer = open_clip.get_tokenizer(MODEL)
 
     @torch.inference_mode()
-    def image(self, file: Path, preprocess: transforms.Compose | None = None) -> np.ndarray:
-        pixels = (preprocess or self.preprocess)(decoded_like_the_service(file)).unsqueeze(0)
+    def image(self, file: Path, preprocess: transforms.Compose | None = None, **decode: bool) -> np.ndarray:
+        pixels = (preprocess or self.preprocess)(decoded(file, **decode)).unsqueeze(0)
         features = self.model.encode_image(pixels)
         return (features / features.norm(dim=-1, keepdim=True))[0].numpy()
 
@@ -110,8 +121,23 @@ class Reference:
         return (features / features.norm(dim=-1, keepdim=True))[0].numpy()
 
 
+@dataclass
+class Setup:
+    """The reference, a client of the service, the stored photos and the reference's vectors of them."""
+
+    reference: Reference
+    client: EmbeddingClient
+    paths: list[str]  # relative to images_dir, as requests name them
+    images_dir: Path
+    expected: np.ndarray  # the reference's vector of each photo, in order
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.images_dir / path for path in self.paths]
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Reference, EmbeddingClient, list[str], Path]]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("parity")
     images_dir = root / "images"
     images_dir.mkdir()
@@ -121,63 +147,72 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Reference,
     for index, name in enumerate(PHOTOS):
         buffer = io.BytesIO()
         fmt, ext = ("PNG", "png") if index % 3 == 2 else ("JPEG", "jpg")
-        sideways = {"exif": _orientation(6)} if name == "rocket" else {}  # a phone photo stored on its side
-        Image.fromarray(getattr(photos, name)()).save(buffer, format=fmt, quality=92, **sideways)
+        image = Image.fromarray(getattr(photos, name)())
+        if name == "rocket":  # a phone photo stored on its side, 854 x 1280: decoded at 1/2, then turned
+            image = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
+        sideways = {"exif": _orientation(6)} if name == "rocket" else {}
+        image.save(buffer, format=fmt, quality=92, **sideways)
         paths.append(store(images_dir, buffer.getvalue(), ext))
+    # The reference vectors, once: every test compares with them.
+    expected = np.stack([reference.image(images_dir / path) for path in paths])
     with (
         run_embedding_service(
             images_dir, root, MODEL_NAME=MODEL, MODEL_PRETRAINED=str(root / "vit-b-32-random.pt")
         ) as service,
         EmbeddingClient(service.url, timeout=300) as client,
     ):
-        yield reference, client, paths, images_dir
+        yield Setup(reference, client, paths, images_dir, expected)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-def test_info_names_the_checkpoint(setup: tuple) -> None:
-    _, client, _, _ = setup
-    info = client.info()
+def test_info_names_the_checkpoint(setup: Setup) -> None:
+    info = setup.client.info()
     assert (info.model, info.dim, info.context_length) == (MODEL, 512, 77)
     assert info.pretrained.endswith("vit-b-32-random.pt")
 
 
-def test_image_vectors_equal_the_reference(setup: tuple) -> None:
-    reference, client, paths, images_dir = setup
-    result = client.embed_image_paths(paths)  # one request, one batch: batching must not change vectors
-    assert result.errors == [None] * len(paths)
+def test_image_vectors_equal_the_reference(setup: Setup) -> None:
+    result = setup.client.embed_image_paths(setup.paths)  # one request, one batch: batching must not change vectors
+    assert result.errors == [None] * len(setup.paths)
     service = np.stack(result.vectors)
-    expected = np.stack([reference.image(images_dir / path) for path in paths])
-    print(f"images: largest element difference {np.abs(service - expected).max():.2e} (tolerance {ATOL:.0e})")
-    assert_same_vectors(service, expected)
+    print(f"images: largest element difference {np.abs(service - setup.expected).max():.2e} (tolerance {ATOL:.0e})")
+    assert_same_vectors(service, setup.expected)
     # Distinct photos give distinct vectors (a constant output would pass the check above trivially).
-    assert _cosines(expected[0], expected[1]) < 0.999
+    assert _cosines(setup.expected[0], setup.expected[1]) < 0.999
 
 
 @pytest.mark.parametrize("step", ["bilinear resize", "ImageNet normalisation", "squashed, not cropped", "corner crop"])
-def test_the_comparison_catches_a_wrong_preprocessing_step(setup: tuple, step: str) -> None:
+def test_the_comparison_catches_a_wrong_preprocessing_step(setup: Setup, step: str) -> None:
     """Negative control: vectors of a pipeline with this one step wrong fail the comparison above."""
-    reference, _, paths, images_dir = setup
-    expected = np.stack([reference.image(images_dir / path) for path in paths])
-    wrong = np.stack([reference.image(images_dir / path, reference.wrong(step)) for path in paths])
+    wrong = np.stack([setup.reference.image(file, setup.reference.wrong(step)) for file in setup.files])
     with pytest.raises(AssertionError):
-        assert_same_vectors(wrong, expected)
-    assert np.abs(wrong - expected).max() > 10 * ATOL  # caught with a wide margin, not by rounding
+        assert_same_vectors(wrong, setup.expected)
+    assert np.abs(wrong - setup.expected).max() > 10 * ATOL  # caught with a wide margin, not by rounding
 
 
-def test_uploaded_bytes_equal_the_reference(setup: tuple) -> None:
-    reference, client, paths, images_dir = setup
-    data = (images_dir / paths[1]).read_bytes()
-    vector = client.embed_image_bytes(data)  # sent as base64 `data`
-    assert_same_vectors(vector, reference.image(images_dir / paths[1]))
+@pytest.mark.parametrize("fault", list(WRONG_DECODES))
+def test_the_comparison_catches_a_decode_unlike_the_services(setup: Setup, fault: str) -> None:
+    """Negative control: decoded without one of the service's steps, exactly the photos that step
+    changes get vectors that fail the comparison, by a wide margin; the others stay equal."""
+    decode, changed = WRONG_DECODES[fault]
+    wrong = np.stack([setup.reference.image(file, **decode) for file in setup.files])
+    differs = np.abs(wrong - setup.expected).max(axis=1) > 10 * ATOL
+    assert {name for name, moved in zip(PHOTOS, differs, strict=True) if moved} == changed
+    assert_same_vectors(wrong[~differs], setup.expected[~differs])
 
 
-def test_text_vectors_equal_the_reference(setup: tuple) -> None:
-    reference, client, _, _ = setup
-    service = client.embed_texts(TEXTS)
-    expected = np.stack([reference.text(text) for text in TEXTS])
+def test_uploaded_bytes_equal_the_reference(setup: Setup) -> None:
+    for index in (1, PHOTOS.index("rocket")):  # sent as base64 `data`: decoded as a stored file is
+        vector = setup.client.embed_image_bytes(setup.files[index].read_bytes())
+        assert_same_vectors(vector, setup.expected[index])
+
+
+def test_text_vectors_equal_the_reference(setup: Setup) -> None:
+    service = setup.client.embed_texts(TEXTS)
+    expected = np.stack([setup.reference.text(text) for text in TEXTS])
     print(f"texts: largest element difference {np.abs(service - expected).max():.2e} (tolerance {ATOL:.0e})")
     assert_same_vectors(service, expected)
     assert _cosines(expected[0], expected[1]) < 0.999

@@ -1,8 +1,9 @@
 """``python -m bench quality --quick`` runs end to end through the real services with the demo model.
 
-Its last line carries the fields the benchmark documents; the service (its CPU default runtime,
-ONNX Runtime on the exported bundle) must rank every query as the in-process OpenCLIP reference
-does, and recall@5 must be what a person would call working.
+Its last line carries the fields the benchmark declares; the service (its CPU default runtime, ONNX
+Runtime on the exported bundle) must rank every query as the in-process OpenCLIP reference does
+(parity), recall@5 on the test split must be what a person would call working, and the model must
+beat the colour-only baseline, which is not the model.
 """
 
 from __future__ import annotations
@@ -13,28 +14,30 @@ import sys
 
 import pytest
 
+from bench.quality import QUICK, REQUIRED
 from testkit import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-FIELDS = {"recall_at_1", "recall_at_5", "recall_at_10", "mrr", "reference_recall_at_5", "reference_mrr", "same_ranks"}
 
-
-def test_bench_quality_quick_matches_the_reference() -> None:
+def test_bench_quality_quick_scores_the_test_split_and_beats_the_baseline() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench", "quality", "--quick"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=900,
-        check=True,
+        check=False,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(figures) >= FIELDS
-    assert figures["same_ranks"] is True
-    assert figures["recall_at_5"] == figures["reference_recall_at_5"]
-    assert figures["mrr"] == figures["reference_mrr"]
-    assert figures["recall_at_5"] >= 0.9
-    assert figures["image_recall_at_5"] >= 0.9
-    assert figures["text_queries"] == 40
-    assert figures["image_queries"] == 3 * 40
+    assert set(figures) >= set(REQUIRED)
+    assert "invalid" not in figures
+    assert figures["parity_same_ranks"] is True
+    assert figures["runtime"] == "onnx"
+    assert figures["text_queries"] == QUICK
+    assert figures["image_queries"] == 3 * QUICK
+    assert figures["test_recall_at_5"] >= 0.9
+    assert figures["test_image_recall_at_5"] >= 0.9
+    assert figures["test_mrr"] > figures["baseline_mrr"]
+    assert figures["test_recall_at_5"] > figures["baseline_recall_at_5"]

@@ -6,11 +6,15 @@ service applies, the tokenizer and the contrastive loss (``open_clip.loss.ClipLo
 on the CPU with a fixed seed, a fixed thread count and torch's deterministic algorithms, so the same
 command gives the same weights and scores on the same torch build.
 
-The checkpoint is the state dict in half precision (the 49,408-token embedding table dominates its
-size); the scores JSON beside it is computed from the saved, half-precision weights loaded back the
-way the service loads them, on the held-out combinations (:func:`testkit.demo_world.split_scenes`).
+The combinations are split into train, validation and test (:func:`testkit.demo_world.split_scenes`).
+Only the train combinations are drawn for training. The learning rate is chosen among
+:data:`LR_CANDIDATES`, fixed before any score was seen, by the validation scores alone (text->image
+MRR, then recall@5): each candidate trains in full and the best one is the checkpoint. The test
+combinations are scored once, for the chosen checkpoint, after the choice. Every score is computed
+from the saved, half-precision weights loaded back the way the service loads them.
 
-``--short`` is a seconds-long run of the same code whose scores are recorded too
+The checkpoint is the state dict in half precision (the 49,408-token embedding table dominates its
+size). ``--short`` is a seconds-long run of the same code whose scores are recorded too
 (``short_run``): the test that training is reproducible repeats it and compares.
 """
 
@@ -36,11 +40,12 @@ from open_clip.loss import ClipLoss
 
 from demo.scores import ranks_of_targets, retrieval_scores
 from testkit import DEMO_CHECKPOINT, DEMO_MODEL, DEMO_MODEL_CONFIG, DEMO_SCORES
-from testkit.demo_world import Scene, draw, split_scenes
+from testkit.demo_world import SPLIT_SEED, TEST_SEED, VALIDATION_SEED, Scene, draw, split_scenes
 
-EVAL_SEED = 1_000_000  # jitter seeds of the held-out images (far from the training seeds)
 RENDER_SIDES = (64, 96, 128)  # training images are drawn at these sizes, then preprocessed to 64 as served
+LR_CANDIDATES = (1e-3, 2e-3, 4e-3)
 SHORT = {"steps": 20, "images_per_scene": 2}
+EVALUATED = {"validation": VALIDATION_SEED, "test": TEST_SEED}  # split -> jitter seed of its pictures
 
 
 def build_model() -> tuple[Any, Any, Any]:
@@ -72,11 +77,12 @@ def training_images(
     return torch.stack(pixels), labels
 
 
-def held_out_scores(model: Any, preprocess: Any, tokenizer: Any, scenes: list[Scene]) -> dict[str, float]:
-    """Text->image retrieval on the held-out scenes: one image each, queried by its full caption."""
+def split_scores(model: Any, preprocess: Any, tokenizer: Any, scenes: list[Scene], seed: int) -> dict[str, float]:
+    """Text->image retrieval on one split's scenes: one picture each (jitter ``seed + i``), queried by its
+    full caption, ranked among the split's pictures."""
     model.eval()
     with torch.inference_mode():
-        images = torch.stack([preprocess(draw(scene, EVAL_SEED + i)) for i, scene in enumerate(scenes)])
+        images = torch.stack([preprocess(draw(scene, seed + i)) for i, scene in enumerate(scenes)])
         image_vectors = torch.nn.functional.normalize(model.encode_image(images).float(), dim=-1)
         text_vectors = torch.nn.functional.normalize(
             model.encode_text(tokenizer([s.caption() for s in scenes])).float(), dim=-1
@@ -91,8 +97,7 @@ def train(
     """Train from scratch; returns the model (fp32) and what the run did."""
     seed_everything(seed, threads)
     model, preprocess, tokenizer = build_model()
-    train_scenes, _ = split_scenes()
-    pixels, labels = training_images(train_scenes, images_per_scene, preprocess, seed)
+    pixels, labels = training_images(split_scenes().train, images_per_scene, preprocess, seed)
     loss_fn = ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
@@ -139,19 +144,57 @@ def save_half(model: Any, path: Path) -> None:
     torch.save({name: tensor.half() for name, tensor in model.state_dict().items()}, path)
 
 
-def scores_of_checkpoint(path: Path) -> dict[str, float]:
-    """Held-out scores of a saved checkpoint, loaded through ``pretrained=`` as the service loads it."""
+def scores_of_checkpoint(path: Path, split: str) -> dict[str, float]:
+    """Scores of a saved checkpoint on ``split`` (validation or test), loaded through ``pretrained=`` as
+    the service loads it."""
     open_clip.add_model_config(DEMO_MODEL_CONFIG)
     model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL, pretrained=str(path))
-    _, held_out = split_scenes()
-    return held_out_scores(model, preprocess, open_clip.get_tokenizer(DEMO_MODEL), held_out)
+    scenes = getattr(split_scenes(), split)
+    return split_scores(model, preprocess, open_clip.get_tokenizer(DEMO_MODEL), scenes, EVALUATED[split])
+
+
+def _choice_key(candidate: dict[str, Any]) -> tuple[float, float]:
+    return candidate["validation"]["mrr"], candidate["validation"]["recall_at_5"]
+
+
+def select(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Train each learning rate in full; keep the one best on validation at ``out``; score it on test."""
+    candidates = []
+    for lr in args.lrs:
+        model, run = train(
+            seed=args.seed,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            images_per_scene=args.images_per_scene,
+            lr=lr,
+            threads=args.threads,
+        )
+        path = out.with_suffix(f".lr{lr:g}.pt")
+        save_half(model, path)
+        candidates.append({**run, "validation": scores_of_checkpoint(path, "validation"), "path": path})
+        print(f"lr {lr:g}: validation {candidates[-1]['validation']}", flush=True)
+    chosen = max(candidates, key=_choice_key)  # the first of equals: the smaller learning rate
+    chosen["path"].replace(out)
+    for candidate in candidates:
+        candidate.pop("path").unlink(missing_ok=True)
+    return {
+        **{k: v for k, v in chosen.items() if k != "validation"},
+        "selection": {
+            "by": "validation text->image mrr, then recall@5",
+            "candidates": [
+                {"lr": c["lr"], "final_loss": c["final_loss"], "validation": c["validation"]} for c in candidates
+            ],
+        },
+        "validation": chosen["validation"],
+        "test": scores_of_checkpoint(out, "test"),
+    }
 
 
 def short_run(seed: int, threads: int, out: Path) -> dict[str, Any]:
     """The seconds-long run recorded beside the full one, for the reproducibility test."""
     model, run = train(seed=seed, lr=1e-3, batch_size=64, threads=threads, **SHORT)
     save_half(model, out)
-    return {**run, "held_out": scores_of_checkpoint(out)}
+    return {**run, **{split: scores_of_checkpoint(out, split) for split in EVALUATED}}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -160,7 +203,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images-per-scene", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(LR_CANDIDATES), help="learning rates to try")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the same count gives the same weights)")
     parser.add_argument("--out", type=Path, default=DEMO_CHECKPOINT, help="checkpoint file to write")
     parser.add_argument("--scores", type=Path, default=DEMO_SCORES, help="scores JSON to write")
@@ -174,24 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(short_run(args.seed, args.threads, args.out)))
         return 0
     started = time.monotonic()
-    model, run = train(
-        seed=args.seed,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        images_per_scene=args.images_per_scene,
-        lr=args.lr,
-        threads=args.threads,
-    )
-    save_half(model, args.out)
+    chosen = select(args, args.out)
+    splits = split_scenes()
     record = {
         "model": DEMO_MODEL,
         "config": DEMO_MODEL_CONFIG.name,
         "checkpoint": args.out.name,
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
-        **run,
+        "splits": {"seed": SPLIT_SEED, **{name: len(scenes) for name, scenes in splits._asdict().items()}},
+        **chosen,
         "training_s": round(time.monotonic() - started),
-        "held_out": scores_of_checkpoint(args.out),
         "short_run": short_run(args.seed, args.threads, args.out.with_suffix(".short.pt")),
     }
     args.out.with_suffix(".short.pt").unlink()

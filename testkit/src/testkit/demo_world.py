@@ -6,9 +6,11 @@ any number of distinct images. Captions name every attribute ("a small red circl
 on a grey background"); in training, shorter captions name only some ("a red circle", "a circle at
 the bottom right") so short queries mean something too.
 
-The held-out split is of combinations, not of images: a held-out combination is never drawn for
-training, so held-out scores measure whether the model composes what it learnt. The split is fixed
-by :data:`SPLIT_SEED` and shared by the training script, ``bench quality`` and the semantic tests.
+The combinations are split three ways (:func:`split_scenes`), not the images: a validation or test
+combination is never drawn for training, so their scores measure whether the model composes what
+it learnt. The training script picks its settings by the validation scores alone; the test
+combinations are scored once, after that choice (``bench quality`` reports them). The split is
+fixed by :data:`SPLIT_SEED` and shared by the training script, ``bench quality`` and the tests.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image, ImageDraw
 
@@ -40,7 +43,11 @@ POSITIONS = {
     "in the centre": (0.5, 0.5),
 }
 SPLIT_SEED = 14
-HELD_OUT_FRACTION = 0.15
+VALIDATION_FRACTION = 0.10
+TEST_FRACTION = 0.15
+# Jitter seeds of the one picture drawn per validation or test combination (far from the training seeds).
+VALIDATION_SEED = 2_000_000
+TEST_SEED = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,22 @@ def all_scenes() -> list[Scene]:
     return [Scene(*combo) for combo in itertools.product(SHAPES, COLOURS, SIZES, POSITIONS, BACKGROUNDS)]
 
 
-def split_scenes(seed: int = SPLIT_SEED) -> tuple[list[Scene], list[Scene]]:
-    """(training, held-out) combinations: a seeded shuffle, the last :data:`HELD_OUT_FRACTION` held out."""
+class Splits(NamedTuple):
+    """Disjoint sets of combinations: drawn for training, scored to choose settings, scored once at the end."""
+
+    train: list[Scene]
+    validation: list[Scene]
+    test: list[Scene]
+
+
+def split_scenes(seed: int = SPLIT_SEED) -> Splits:
+    """A seeded shuffle of every combination: the last :data:`TEST_FRACTION` for test, the
+    :data:`VALIDATION_FRACTION` before them for validation, the rest for training."""
     scenes = all_scenes()
     random.Random(seed).shuffle(scenes)
-    cut = len(scenes) - round(len(scenes) * HELD_OUT_FRACTION)
-    return scenes[:cut], scenes[cut:]
+    test_cut = len(scenes) - round(len(scenes) * TEST_FRACTION)
+    validation_cut = test_cut - round(len(scenes) * VALIDATION_FRACTION)
+    return Splits(scenes[:validation_cut], scenes[validation_cut:test_cut], scenes[test_cut:])
 
 
 def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int) -> tuple[int, int, int]:
