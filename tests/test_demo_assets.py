@@ -2,7 +2,7 @@
 
 The GIF and the screenshots are written by ``python -m demo.record`` (the real stack driven in headless
 Chromium; slow, so not run here). These checks catch a broken or oversized regeneration and a removed or
-dangling reference in the README.
+dangling reference in the README or the documents in docs/.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ GIF = ROOT / "docs" / "demo.gif"
 GIF_LINE = "![DY Images finding shapes by description](docs/demo.gif)"
 MAX_GIF_BYTES = 2 * 1024 * 1024
 MAX_SCREENSHOT_BYTES = 400 * 1024
-IMAGE_REF = re.compile(r"!\[[^\]]*\]\((docs/[^)\s]+)\)")
+IMAGE_REF = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def shown_pictures() -> set[str]:
+    """Every picture the README and the documents in docs/ show, as a path from the repository's root."""
+    shown = set()
+    for page in (README, *sorted((ROOT / "docs").glob("*.md"))):
+        for ref in IMAGE_REF.findall(page.read_text()):
+            shown.add((page.parent / ref).resolve().relative_to(ROOT).as_posix())
+    return shown
 
 
 def test_demo_gif_is_an_animation_small_enough_to_keep() -> None:
@@ -44,10 +53,10 @@ def test_readme_says_the_recording_is_regenerated_by_the_recorder() -> None:
     assert "python -m demo.record" in README.read_text()
 
 
-def test_every_picture_the_readme_shows_is_in_the_repository_and_small() -> None:
-    refs = IMAGE_REF.findall(README.read_text())
+def test_every_picture_the_documents_show_is_in_the_repository_and_small() -> None:
+    refs = shown_pictures()
     screenshots = [ref for ref in refs if ref.startswith("docs/screenshots/")]
-    assert screenshots, "the README shows no screenshot"
+    assert any(f"({ref})" in README.read_text() for ref in screenshots), "the README shows no screenshot"
     for ref in refs:
         path = ROOT / ref
         assert path.is_file(), ref
@@ -56,7 +65,7 @@ def test_every_picture_the_readme_shows_is_in_the_repository_and_small() -> None
 
 
 def test_every_screenshot_in_the_repository_is_shown_by_the_readme() -> None:
-    """The recorder writes only the screenshots the README shows: a stale or orphaned one is caught here."""
-    shown = set(IMAGE_REF.findall(README.read_text()))
+    """The recorder writes only the screenshots the documents show: a stale or orphaned one is caught here."""
+    shown = shown_pictures()
     on_disk = {f"docs/screenshots/{path.name}" for path in (ROOT / "docs" / "screenshots").glob("*.png")}
     assert on_disk <= shown

@@ -13,6 +13,7 @@ import pytest
 
 from testkit import REPO_ROOT
 from testkit.api_server import api_server
+from testkit.doc_examples import check_or_update, parse_examples, render
 from testkit.indexed_library import Library
 
 pytestmark = pytest.mark.integration
@@ -41,15 +42,7 @@ curl -s '$BASE/api/v1/search?q=red&limit=1000' | jq -r '.detail[0].msg'
 Nothing to search for (400)
 curl -s -w ' %{http_code}\n' '$BASE/api/v1/search?q=-people'
 """
-_LINES = SCRIPT.strip().splitlines()
-EXAMPLES = [(_LINES[i], _LINES[i + 1].replace("$BASE", BASE)) for i in range(0, len(_LINES), 2)]
-
-
-def render(outputs: list[str]) -> str:
-    parts = [START, ""]
-    for (title, command), output in zip(EXAMPLES, outputs, strict=True):
-        parts += [f"{title}:", "", "```console", f"$ {command}", output.rstrip("\n"), "```", ""]
-    return "\n".join([*parts, END])
+EXAMPLES = [(title, command.replace("$BASE", BASE)) for title, command in parse_examples(SCRIPT)]
 
 
 def test_the_examples_are_what_the_api_answers(library: Library, tmp_path: Path) -> None:
@@ -68,10 +61,4 @@ def test_the_examples_are_what_the_api_answers(library: Library, tmp_path: Path)
             )
             assert run.returncode == 0, (command, run.stderr)
             outputs.append(run.stdout)
-    block = render(outputs)
-    text = DOC.read_text()
-    current = text[text.index(START) : text.index(END) + len(END)]
-    if os.environ.get("DYIMAGES_UPDATE_DOCS") == "1":
-        DOC.write_text(text.replace(current, block))
-    else:
-        assert current == block, "the API's answers changed: rerun with DYIMAGES_UPDATE_DOCS=1 and commit docs/api.md"
+    check_or_update(DOC, START, END, render(START, END, EXAMPLES, outputs))

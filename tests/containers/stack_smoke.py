@@ -416,14 +416,14 @@ def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
 
 @pytest.mark.timeout(900)
 def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_password(stack: Stack) -> None:
-    """README "Going public", as a user does it: `docker compose down`, then
+    """docs/going-public.md, as a user does it: `docker compose down`, then
     `docker compose --profile public up` with the .env init-env wrote (COMPOSE_PROFILES=direct, which
     the flag replaces), plus this smoke's override; nginx is Debian's package in a stand-in image."""
     import httpx
 
     with (REPO / ".env").open("a") as out:  # ports 80/443 may be taken on a test machine
         out.write(f"\nPROXY_PUBLISH_HTTP=127.0.0.1:{PROXY_PORT}\nPROXY_PUBLISH_HTTPS=127.0.0.1:18443\n")
-        # No certificate here: the UI on plain HTTP, as README "Going public" allows for a LAN
+        # No certificate here: the UI on plain HTTP, as docs/going-public.md allows for a LAN
         # (tests/proxy/ check HTTPS with the same entrypoint).
         out.write("PROXY_ALLOW_PLAIN_HTTP=true\n")
     stack.compose("down")

@@ -1,4 +1,4 @@
-"""HTTPS as a self-hoster turns it on (README "Going public"): the real nginx with a certificate for
+"""HTTPS as a self-hoster turns it on (docs/going-public.md): the real nginx with a certificate for
 photos.example.org from a certificate authority made here (openssl), asked under that name (SNI,
 certificate check and Host all say photos.example.org; the connection goes to 127.0.0.1).
 

@@ -32,7 +32,7 @@ def main(
         False, "--exit-when-idle", help="Drain the queue, flush the last batch, exit 0 once nothing is left."
     ),
 ) -> None:
-    """Index every image message on RABBITMQ_QUEUE into the Qdrant collection (settings: INDEXER_*, see README)."""
+    """Index every image message on RABBITMQ_QUEUE into the Qdrant collection (settings: INDEXER_*, .env.example)."""
     settings = settings_or_exit(IndexerSettings)
     configure_logging("indexer", settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)
