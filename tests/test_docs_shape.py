@@ -24,7 +24,16 @@ MAX_SENTENCE_WORDS = 40
 # The documents written for users and operators; the internals (architecture, scaling, vector store)
 # are held only to working links.
 MD = ".md"  # negative controls name documents that are not there
-PLAIN_DOCS = ("cli.md", "development.md", "going-public.md", "operations.md", "searching.md")
+PLAIN_DOCS = (
+    "api.md",
+    "cli.md",
+    "development.md",
+    "going-public.md",
+    "licences.md",
+    "operations.md",
+    "releasing.md",
+    "searching.md",
+)
 
 
 def _linked_documents() -> list[Path]:
