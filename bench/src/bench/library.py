@@ -99,8 +99,8 @@ def _embedding_service(photos_dir: Path, workdir: Path) -> Iterator[tuple[str, i
 
 def _pipeline(library: Path, workdir: Path, name: str, embedding: tuple[str, int]) -> PipelineRun:
     """One run from an empty index to every photo of ``library`` searchable (the embedding service reads
-    ``workdir/photos``, a symlink swapped to each library in turn, as the compose mount is one folder)."""
-    link = workdir / "photos"
+    ``workdir/photo-folder``, a symlink swapped to each library in turn, as the compose mount is one folder)."""
+    link = workdir / "photo-folder"
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
     link.symlink_to(library, target_is_directory=True)
@@ -188,7 +188,7 @@ def run(argv: list[str]) -> dict[str, object]:
     _log(f"libraries ready: {photos} and {small}")
     with tempfile.TemporaryDirectory(prefix="bench-library-") as tmp:
         workdir = Path(tmp)
-        with _embedding_service(workdir / "photos", workdir) as embedding:
+        with _embedding_service(workdir / "photo-folder", workdir) as embedding:
             photo_run = _pipeline(photos, workdir, "photos", embedding)
             _log(f"photos: {photo_run.per_s:.2f}/s over {photo_run.seconds:.1f} s")
             small_run = _pipeline(small, workdir, "small", embedding)
