@@ -2,7 +2,7 @@
 
 * The ``Command: `python -m bench …``` lines of RESULTS.md are, in order, what ``bench/run-all --list``
   prints, and each names a benchmark ``python -m bench`` runs.
-* Every JSON line of those benchmarks in RESULTS.md carries where it was measured (the fields every
+* Every JSON line in the sections of those commands carries where it was measured (the fields every
   line carries, bench/src/bench/figures.py), its ``machine`` label agrees with its recorded
   ``others_cpu_cores``, and the text that introduces it says the same label: quiet or loaded is
   decided by the recorded load, not by the writer.
@@ -40,17 +40,16 @@ def test_run_all_reruns_exactly_the_quoted_commands() -> None:
 
 
 def test_each_line_of_a_quoted_benchmark_says_where_it_was_measured() -> None:
-    text = RESULTS.read_text(encoding="utf-8")
-    quoted = {command.split()[3] for command in quoted_commands()}
+    sections = [part for part in RESULTS.read_text(encoding="utf-8").split("\n## ") if COMMAND.search(part)]
+    assert len(sections) == len(quoted_commands())  # one section per quoted command
     checked = 0
-    for block in JSON_BLOCK.finditer(text):
-        for raw in block.group(1).strip().splitlines():
-            line = json.loads(raw)
-            if line.get("benchmark") not in quoted:
-                continue
-            checked += 1
-            assert set(COMMON) <= set(line), line.get("command")
-            assert line["machine"] == ("quiet" if line["others_cpu_cores"] <= QUIET_OTHERS_CORES else "loaded")
-            introduction = text[max(0, block.start() - 600) : block.start()]
-            assert f"**{line['machine']}**" in introduction.split("\n\n")[-2], line["command"]
-    assert checked >= len(quoted)
+    for section in sections:
+        for block in JSON_BLOCK.finditer(section):
+            introduction = section[: block.start()].rstrip().split("\n\n")[-1]
+            for raw in block.group(1).strip().splitlines():
+                line = json.loads(raw)
+                checked += 1
+                assert set(COMMON) <= set(line), line.get("command")
+                assert line["machine"] == ("quiet" if line["others_cpu_cores"] <= QUIET_OTHERS_CORES else "loaded")
+                assert f"**{line['machine']}**" in introduction, line["command"]
+    assert checked >= len(sections)
