@@ -27,6 +27,9 @@ GRANDFATHERED = {
     "6a043e8": "subject of 73 characters",
     "06f68d3": "subject of 77 characters",
     "931f401": "subject of 74 characters",
+    "072744a": "subject of 73 characters",
+    "b2bbe5a": "subject of 74 characters",
+    "ba5116a": "subject of 76 characters",
     "582fa35": "subject of 73 characters",
     "3f2195d": "subject of 74 characters",
 }
