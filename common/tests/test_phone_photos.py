@@ -114,9 +114,11 @@ def test_a_heic_with_its_own_rotation_is_turned_once() -> None:
 
 
 def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_model() -> None:
+    """Both sides stay at least REDUCING_GAP (3) times the model's side, so the resize still shrinks 3x."""
     data = encode(make_image(4, (4000, 3000)), "JPEG", quality=90)
-    assert open_image(data, **LIMITS, min_side=224).size == (500, 375)  # 1/8: both sides still >= 224
-    assert open_image(data, **LIMITS, min_side=400).size == (1000, 750)  # 1/4: 1/8 would give 375
+    assert open_image(data, **LIMITS, min_side=64).size == (500, 375)  # 1/8: both sides still >= 3 x 64
+    assert open_image(data, **LIMITS, min_side=224).size == (1000, 750)  # 1/4: 1/8 would give 375 < 3 x 224
+    assert open_image(data, **LIMITS, min_side=400).size == (2000, 1500)  # 1/2: 1/4 would give 750 < 3 x 400
     assert open_image(data, **LIMITS).size == (4000, 3000)  # no side given: full size
     small = encode(make_image(5, (300, 200)), "JPEG")
     assert open_image(small, **LIMITS, min_side=224).size == (300, 200)  # never below the model's side
@@ -125,7 +127,7 @@ def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_model() -
 def test_a_sideways_jpeg_is_reduced_and_turned() -> None:
     stored = make_image(6, (4000, 3000))
     data = encode(stored, "JPEG", exif=exif_block(orientation=6).tobytes())
-    assert open_image(data, **LIMITS, min_side=224).size == (375, 500)
+    assert open_image(data, **LIMITS, min_side=224).size == (750, 1000)
 
 
 def test_a_truncated_jpeg_is_still_refused_when_reduced() -> None:

@@ -33,6 +33,7 @@ from skimage import data as photos
 from torchvision import transforms
 
 from dyimages_common.embeddings.client import EmbeddingClient
+from dyimages_common.images.decode import REDUCING_GAP
 from testkit.embedding import run_embedding_service
 from testkit.storage import store
 
@@ -65,20 +66,23 @@ def _orientation(value: int) -> bytes:
 
 def decoded(file: Path, *, reduced: bool = True, turned: bool = True, side: int = 224) -> Image.Image:
     """The photo as the service decodes it, with Pillow's own calls: a JPEG at the smallest DCT scale
-    whose sides stay at least the model's (``draft``), then turned by its EXIF Orientation
-    (``exif_transpose``). ``reduced=False`` or ``turned=False`` leave one step out (negative controls)."""
+    whose sides stay at least REDUCING_GAP times the model's (``draft``), then turned by its EXIF
+    Orientation (``exif_transpose``). ``reduced=False`` or ``turned=False`` leave one step out
+    (negative controls)."""
     image = Image.open(file)
     if reduced and image.format == "JPEG":
-        image.draft("RGB", (side, side))
+        image.draft("RGB", (REDUCING_GAP * side, REDUCING_GAP * side))
     return ImageOps.exif_transpose(image) if turned else image
 
 
 # A decode unlike the service's, and the photos it changes: the sideways rocket is the only one
-# turned; the JPEGs at least twice the model's side on both sides are the ones decoded at reduced scale.
+# turned; the JPEGs at least 2 x REDUCING_GAP times the model's side on both sides (the astronaut and
+# the rocket, enlarged for it) are the ones decoded at reduced scale.
 WRONG_DECODES = {
     "not turned upright": ({"turned": False}, {"rocket"}),
-    "decoded at full size": ({"reduced": False}, {"astronaut", "rocket", "camera"}),
+    "decoded at full size": ({"reduced": False}, {"astronaut", "rocket"}),
 }
+ENLARGED = {"astronaut": 3, "rocket": 4}  # 1536 x 1536 and 1708 x 2560: both decoded at 1/2
 
 
 class Reference:
@@ -148,9 +152,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         buffer = io.BytesIO()
         fmt, ext = ("PNG", "png") if index % 3 == 2 else ("JPEG", "jpg")
         image = Image.fromarray(getattr(photos, name)())
-        if name == "rocket":  # a phone photo stored on its side, 854 x 1280: decoded at 1/2, then turned
-            image = image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC)
-        sideways = {"exif": _orientation(6)} if name == "rocket" else {}
+        if factor := ENLARGED.get(name):
+            image = image.resize((image.width * factor, image.height * factor), Image.Resampling.BICUBIC)
+        sideways = {"exif": _orientation(6)} if name == "rocket" else {}  # a phone photo stored on its side
         image.save(buffer, format=fmt, quality=92, **sideways)
         paths.append(store(images_dir, buffer.getvalue(), ext))
     # The reference vectors, once: every test compares with them.

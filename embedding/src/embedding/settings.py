@@ -74,8 +74,8 @@ class EmbeddingSettings(ImagesDirSettings, PhotosDirSettings, EmbeddingTimeoutSe
     )
     embedding_reduced_decode: bool = Field(
         True,
-        description="Decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) whose sides still cover the model's "
-        "input, not at full size (docs/architecture.md gives the cosine to the full decode's vectors).",
+        description="Decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) whose sides are still 3 times the "
+        "model's input side, not at full size (docs/architecture.md gives the cosine to the full decode's vectors).",
     )
 
     @field_validator("model_pretrained")

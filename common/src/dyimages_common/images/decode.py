@@ -4,9 +4,11 @@
   them; the model must see what a person sees, so the turn (or mirror) is applied before anything
   else. HEIF files are turned by libheif itself (their EXIF Orientation then reads 1).
 * No larger than needed: a JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2, 1) whose both
-  sides are still at least ``min_side``, the model's input side, so the resize that follows only
-  ever shrinks. libjpeg's scaled inverse DCT is itself a low-pass filter; the vectors it gives and
-  those of a full decode are compared by ``python -m bench decode`` (docs/architecture.md).
+  sides are still at least :data:`REDUCING_GAP` times ``min_side``, the model's input side, so the
+  resize that follows still shrinks by that much and its antialiasing filter, not the DCT scaling,
+  shapes the pixels the model sees (Pillow's ``reducing_gap``, whose documentation calls 3 or more
+  indistinguishable from a full resample). ``python -m bench decode_cosine`` compares the vectors
+  with those of a full decode (docs/architecture.md).
 
 The embedding service (both runtimes), the parity references and the benches all decode through
 :func:`open_image`, so every vector is made from the same pixels.
@@ -19,6 +21,8 @@ from PIL import Image
 from dyimages_common.images.checks import ImageRejected, format_of, open_checked
 from dyimages_common.images.exif import read_orientation
 from dyimages_common.reasons import Reason
+
+REDUCING_GAP = 3  # the resize after a reduced decode still shrinks at least this many times
 
 # EXIF Orientation -> the Pillow operation that turns the stored pixels upright (as ImageOps.exif_transpose).
 TURNS = {
@@ -39,17 +43,19 @@ def upright(image: Image.Image, orientation: int | None) -> Image.Image:
 
 
 def reduce_for(image: Image.Image, min_side: int) -> None:
-    """Ask a JPEG's decoder for the smallest DCT scale whose both sides are at least ``min_side``
-    (Pillow's draft picks the largest of 1/8, 1/4, 1/2 that keeps them there); other formats decode whole."""
-    if format_of(image) == "JPEG" and min(image.size) > min_side:
-        image.draft("RGB", (min_side, min_side))
+    """Ask a JPEG's decoder for the smallest DCT scale whose both sides are at least
+    ``REDUCING_GAP * min_side`` (Pillow's draft picks the largest of 1/8, 1/4, 1/2 that keeps them
+    there); other formats decode whole."""
+    target = REDUCING_GAP * min_side
+    if format_of(image) == "JPEG" and min(image.size) > target:
+        image.draft("RGB", (target, target))
 
 
 def open_image(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None) -> Image.Image:
     """Untrusted bytes as an upright RGB image within the limits, or raise ImageRejected.
 
-    With ``min_side``, a JPEG is decoded at a reduced scale whose sides stay at least that (see
-    :func:`reduce_for`); without it, at full size.
+    With ``min_side`` (the model's input side), a JPEG is decoded at a reduced scale whose sides stay
+    at least :data:`REDUCING_GAP` times that (see :func:`reduce_for`); without it, at full size.
     """
     image, _ = open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
     if min_side is not None:
