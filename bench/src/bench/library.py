@@ -18,8 +18,8 @@ state, no byte read) is read from ``dyimages_downloader_library_scan_seconds``; 
 ``cpu_s_per_photo``, per distinct photo, on the photo run: ``scan``, ``read_hash`` (the scanner's own
 CPU counters), ``check`` (the downloader's CPU less those two: the checks and its bookkeeping),
 ``decode`` (the embedding service's read, decode and preprocessing of a photo, timed in this process
-with the service's own functions on up to 8 photos), ``model`` (the embedding service's CPU less that
-decode) and ``write`` (the indexer's CPU: messages, requests, the store). ``peak_rss_mb``: each service's
+with the service's own functions on every photo of the run), ``model`` (the embedding service's CPU less
+that decode) and ``write`` (the indexer's CPU: messages, requests, the store). ``peak_rss_mb``: each service's
 peak PSS (bench.pss, sampled every 2 s), its worker processes included. ``min_cosine_reduced_decode`` and
 ``p1_cosine_reduced_decode``: the cosine between a photo's vector from a full decode and from the reduced
 (JPEG draft) decode, from :func:`bench.decode_cosine.cosines` on this run's JPEG photos.
@@ -51,6 +51,7 @@ from testkit.procs import free_port, start_module, stop, wait_http_ok
 from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
 
 MODEL, PRETRAINED = "ViT-B-32", "none"
+RUNTIME = "onnx"  # the embedding service's default on a CPU
 STAGES = ("scan", "read_hash", "check", "decode", "model", "write")
 SERVICES = ("downloader", "embedding", "indexer")
 REQUIRED = (
@@ -87,7 +88,13 @@ def _embedding_service(photos_dir: Path, workdir: Path) -> Iterator[tuple[str, i
     port = free_port()
     env = embedding_env(workdir / "no-images", port)
     env.pop("MODEL_CONFIG")
-    env.update(MODEL_NAME=MODEL, MODEL_PRETRAINED=PRETRAINED, PHOTOS_DIR=str(photos_dir), LOG_LEVEL="WARNING")
+    env.update(
+        MODEL_NAME=MODEL,
+        MODEL_PRETRAINED=PRETRAINED,
+        EMBEDDING_RUNTIME=RUNTIME,
+        PHOTOS_DIR=str(photos_dir),
+        LOG_LEVEL="WARNING",
+    )
     process = start_module("embedding", env=env, log_path=workdir / "embedding.log")
     try:
         url = f"http://127.0.0.1:{port}"
@@ -214,5 +221,6 @@ def run(argv: list[str]) -> dict[str, object]:
         "p1_cosine_reduced_decode": round(float(np.percentile(cosines, 1)), 6) if cosines.size else math.nan,
         "cosine_photos": int(cosines.size),
         "model": f"{MODEL}/{PRETRAINED}",
+        "runtime": RUNTIME,
         "cpu_count": os.cpu_count(),
     }
