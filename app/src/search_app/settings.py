@@ -41,6 +41,7 @@ class AppSettings(
     )
     redis_timeout_s: float = Field(0.1, gt=0, le=5, description="Connect and read timeout of each Redis call.")
     app_results_cache_ttl_s: int = Field(300, ge=1, description="Seconds a cached page of results is kept.")
+
     @model_validator(mode="after")
     def _consistent_limits(self) -> AppSettings:
         if self.app_top_k > self.app_max_top_k:
