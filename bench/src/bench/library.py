@@ -105,14 +105,10 @@ def _embedding_service(photos_dir: Path, workdir: Path) -> Iterator[tuple[str, i
 
 
 def _pipeline(library: Path, workdir: Path, name: str, embedding: tuple[str, int]) -> PipelineRun:
-    """One run from an empty index to every photo of ``library`` searchable (the embedding service reads
-    ``workdir/photo-folder``, a symlink swapped to each library in turn, as the compose mount is one folder)."""
-    link = workdir / "photo-folder"
-    with contextlib.suppress(FileNotFoundError):
-        link.unlink()
-    link.symlink_to(library, target_is_directory=True)
+    """One run from an empty index to every photo of ``library`` searchable (the services read
+    ``workdir/photo-folder``, a symlink pointed at each library in turn, as the compose mount is one folder)."""
     queue = unique_queue_name(f"bench-library-{name}")
-    run = PipelineRun(name, link, workdir / name, queue, *embedding)
+    run = PipelineRun(name, library, workdir / "photo-folder", workdir / name, queue, *embedding)
     try:
         return run.measure()
     finally:

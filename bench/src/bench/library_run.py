@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import signal
 import time
@@ -62,12 +63,24 @@ def library_contents(folder: Path) -> dict[str, list[str]]:
     return dict(found)
 
 
+def point_at(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target`` in one step (the folder the services see changes at once)."""
+    new = link.with_name(link.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        new.unlink()
+    new.symlink_to(target, target_is_directory=True)
+    os.replace(new, link)
+
+
 @dataclass
 class PipelineRun:
-    """The downloader (scanning ``library``), the indexer and the shared embedding service, from an empty index."""
+    """The downloader (scanning ``link``, which becomes ``library`` when the clock starts), the indexer and
+    the shared embedding service, from an empty index. The services start on an empty folder and the clock
+    and the CPU count start once the downloader has looked at it: its start-up is not the library's cost."""
 
     name: str
     library: Path
+    link: Path
     workdir: Path
     queue: str
     embedding_url: str
@@ -87,8 +100,10 @@ class PipelineRun:
         expected = library_contents(self.library)
         self.distinct, self.files = len(expected), sum(len(paths) for paths in expected.values())
         self.workdir.mkdir(parents=True)
-        state_dir, qdrant_path = self.workdir / "state", self.workdir / "qdrant"
+        state_dir, qdrant_path, empty = self.workdir / "state", self.workdir / "qdrant", self.workdir / "empty"
         state_dir.mkdir()
+        empty.mkdir()
+        point_at(self.link, empty)
         indexer_port, downloader_port = free_port(), free_port()
         indexer_log = self.workdir / "indexer.log"
         indexer = start_module(
@@ -105,25 +120,36 @@ class PipelineRun:
         downloader = None
         try:
             _wait_for(lambda: "consuming" in indexer_log.read_text(errors="replace"), indexer, indexer_log)
-            processes = {"indexer": psutil.Process(indexer.pid), "embedding": psutil.Process(self.embedding_pid)}
-            started_cpu = {name: _cpu_s(process) for name, process in processes.items()}
-            started = time.monotonic()
             downloader = start_module(
                 "downloader",
                 env={
                     **rabbit_env(self.queue),
                     "IMAGES_DIR": str(state_dir),
                     "URLS_FILE": str(self.workdir / "no-urls.txt"),
-                    "PHOTOS_DIR": str(self.library),
+                    "PHOTOS_DIR": str(self.link),
                     "METRICS_PORT": str(downloader_port),
-                    # The folder is whole before the clock starts: no copy to wait out.
+                    # The folder is whole when the clock starts: no copy to wait out; look at it again soon.
                     "DOWNLOADER_LIBRARY_SETTLE_S": "0",
+                    "DOWNLOADER_LIBRARY_POLL_S": "0.2",
                     "LOG_LEVEL": "WARNING",
                 },
                 log_path=self.workdir / "downloader.log",
             )
-            processes["downloader"] = psutil.Process(downloader.pid)
-            started_cpu["downloader"] = 0.0
+            downloader_metrics = f"http://127.0.0.1:{downloader_port}/metrics"
+            looked = "dyimages_downloader_library_scan_seconds_count"
+            _wait_for(
+                lambda: _counters(downloader_metrics, looked).get("", 0) >= 1,
+                downloader,
+                self.workdir / "downloader.log",
+            )
+            processes = {
+                "indexer": psutil.Process(indexer.pid),
+                "embedding": psutil.Process(self.embedding_pid),
+                "downloader": psutil.Process(downloader.pid),
+            }
+            started_cpu = {name: _cpu_s(process) for name, process in processes.items()}
+            point_at(self.link, self.library)
+            started = time.monotonic()
             with contextlib.ExitStack() as peaks:
                 meters = {name: peaks.enter_context(PeakPss(process.pid)) for name, process in processes.items()}
                 cpu = dict(started_cpu)
