@@ -106,3 +106,24 @@ def test_an_impossible_reference_ratio_fails(name: str, capsys: pytest.CaptureFi
         status, line = _report(name, {**figures, field: past}, capsys)
         assert status == INVALID, field
         assert any(problem.startswith(f"{field}: ") and "impossible" in problem for problem in line["invalid"])
+
+
+@pytest.mark.parametrize("name", WITH_REFERENCE)
+def test_a_ratio_past_its_bound_is_noise_while_its_spread_straddles_the_bound(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A median just past 1 whose rounds (or per-query quartiles) straddle 1 is shown, not failed; one whose
+    whole spread is past 1 fails."""
+    module = load(name)
+    figures = complete(module)
+    spread_limits = {f: limit for f, limit in module.LIMITS.items() if f in figures and limit.spread}
+    for field, limit in spread_limits.items():
+        past = limit.at_least - 0.01 if limit.at_least is not None else limit.at_most + 0.01  # type: ignore[operator]
+        possible = limit.at_least + 0.05 if limit.at_least is not None else limit.at_most - 0.05  # type: ignore[operator]
+        status, line = _report(name, {**figures, field: past, limit.spread: [possible, past]}, capsys)
+        assert status == 0, line.get("invalid")
+        status, line = _report(name, {**figures, field: past, limit.spread: [past, past]}, capsys)
+        assert status == INVALID, field
+        assert any(problem.startswith(f"{field}: ") and "impossible" in problem for problem in line["invalid"])
+    if name in {"downloader", "embedding", "ingest", "query"}:
+        assert spread_limits, f"bench.{name} reports the spread of its reference ratios"

@@ -3,8 +3,9 @@
 Each bench module declares ``REQUIRED`` (the fields its line must have, not null; a tuple, or a
 function of the figures when they depend on the options) and may declare ``LIMITS``: a ratio
 against a reference that does a strict subset of the measured side's work cannot honestly fall on
-the far side of 1, so such a value says the two sides got different machines, and the run fails
-instead of printing a flattering figure. Any number that is not finite fails it too.
+the far side of 1, so such a value (with its per-round or per-query spread all on that side too,
+where the bench gives one: :class:`Limit`) says the two sides got different machines, and the run
+fails instead of printing a flattering figure. Any number that is not finite fails it too.
 
 Every line also says where it was measured: the command, the 1-minute load average at the start
 and the end, the CPU count, the runtime, the package versions and commit, and ``others_cpu_cores``:
@@ -72,16 +73,30 @@ Required = Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]]
 
 @dataclass(frozen=True)
 class Limit:
-    """Where a reference ratio becomes impossible: below ``at_least`` or above ``at_most``, and why."""
+    """Where a reference ratio becomes impossible: below ``at_least`` or above ``at_most``, and why.
+
+    With ``spread`` (the name of the field holding the same ratio per round, or its interquartile
+    range per query), the ratio is impossible only when the whole spread is past the bound too: a
+    median just past 1 whose rounds straddle it is noise the line shows (and a reader can judge), not
+    a measurement of the impossible; one whose every round is past 1 is.
+    """
 
     at_least: float | None = None
     at_most: float | None = None
     why: str = ""
+    spread: str | None = None
 
-    def broken_by(self, value: float) -> bool:
+    def _past(self, value: float) -> bool:
         return (self.at_least is not None and value < self.at_least) or (
             self.at_most is not None and value > self.at_most
         )
+
+    def broken_by(self, value: float, figures: Mapping[str, Any] | None = None) -> bool:
+        if not self._past(value):
+            return False
+        spread = (figures or {}).get(self.spread) if self.spread else None
+        values = [v for v in spread if isinstance(v, int | float)] if isinstance(spread, list | tuple) else []
+        return all(self._past(v) for v in values)
 
 
 def _numbers(value: object, path: str) -> Iterator[tuple[str, float]]:
@@ -105,10 +120,11 @@ def problems(figures: Mapping[str, Any], required: Required, limits: Mapping[str
     found += [f"{path}: {value} is not finite" for path, value in _numbers(figures, "") if not math.isfinite(value)]
     for name, limit in limits.items():
         value = figures.get(name)
-        if isinstance(value, int | float) and math.isfinite(value) and limit.broken_by(value):
+        if isinstance(value, int | float) and math.isfinite(value) and limit.broken_by(value, figures):
             bound = f">= {limit.at_least}" if limit.at_least is not None and value < limit.at_least else ""
             bound = bound or f"<= {limit.at_most}"
-            found.append(f"{name}: {value} is impossible (must be {bound}: {limit.why})")
+            spread = f", and so is every value of {limit.spread}" if limit.spread else ""
+            found.append(f"{name}: {value} is impossible (must be {bound}{spread}: {limit.why})")
     return found
 
 

@@ -14,7 +14,7 @@ each file decoded as the service decodes it, the service's model on the service'
 (``--runtime``, default ONNX, the CPU default; the same model and decode threads), batches of the
 indexer's size (``INDEXER_BATCH_SIZE``'s default unless ``--batch``), each written with the indexer's
 own write while the next is embedded. It is a strict subset of the pipeline's work, so ``ratio``
-(end to end ÷ reference images/s) above 1 is impossible and fails the run.
+(end to end ÷ reference images/s) above 1 in every round is impossible and fails the run.
 
 Rounds alternate reference and end-to-end so both see about the same load on a shared machine;
 ``ratio`` is the median over rounds of end-to-end over the reference run beside it. On a busy
@@ -62,13 +62,16 @@ REQUIRED = (
     "e2e_images_per_s",
     "reference_images_per_s",
     "ratio",
+    "round_ratios",
     "e2e_rounds",
     "reference_rounds",
     "e2e_cpu_s_per_image",
     "reference_cpu_s_per_image",
     "e2e_cpu_s_by_process",
 )
-LIMITS = {"ratio": Limit(at_most=1.0, why="the reference is a strict subset of the pipeline's work")}
+LIMITS = {
+    "ratio": Limit(at_most=1.0, why="the reference is a strict subset of the pipeline's work", spread="round_ratios")
+}
 
 
 def _log(message: str) -> None:
@@ -180,6 +183,7 @@ def _figures(
         "e2e_images_per_s": round(statistics.median(e2e_rates), 2),
         "reference_images_per_s": round(statistics.median(reference_rates), 2),
         "ratio": round(statistics.median(e / r for e, r in zip(e2e_rates, reference_rates, strict=True)), 3),
+        "round_ratios": [round(e / r, 3) for e, r in zip(e2e_rates, reference_rates, strict=True)],
         "rounds": len(rounds),
         "e2e_rounds": [round(rate, 2) for rate in e2e_rates],
         "reference_rounds": [round(rate, 2) for rate in reference_rates],
