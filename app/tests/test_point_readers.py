@@ -15,7 +15,6 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from dyimages_common.embeddings.client import EmbeddingClient
@@ -104,11 +103,11 @@ def test_every_field_of_the_point_reaches_search_the_cli_and_reindex(own_library
 
 @pytest.mark.unit
 def test_the_benchmark_fills_its_index_with_every_field_of_the_model(tmp_path: Path) -> None:
-    from bench.query import fill, open_index
+    from bench.points import fill, open_index
 
-    index = open_index(tmp_path / "qdrant")
+    index, _ = open_index(tmp_path / "qdrant", "ViT-B-32")
     try:
-        fill(index, None, 0, 3, np.random.default_rng(0))
+        fill(index, None, 0, 3, "ViT-B-32")
         points = [point for _, point in index.points()]
     finally:
         index.close()

@@ -99,7 +99,7 @@ def test_retry_by_reason_and_by_url_fetches_failed_urls_again(
 
         nothing = dyimages(env, "retry", "--reason", "http_404")
         assert nothing.returncode == 1
-        assert "no failed URL matches" in nothing.stderr
+        assert "no failed URL or library file matches" in nothing.stderr
 
         result = dyimages(env, "retry", "--url", refused, "--json")
         assert result.returncode == 0, result.stderr

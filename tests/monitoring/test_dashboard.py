@@ -132,7 +132,7 @@ def test_prometheus_scrapes_every_service_where_compose_runs_it() -> None:
         for name, service in compose.items()
         if isinstance(service.get("environment"), dict) and "METRICS_PORT" in service["environment"]
     }
-    assert {"downloader:9100", "indexer:9100", "app:9100"} <= with_metrics
+    assert {"downloader:9100", "indexer:9100", "app:9100", "api:9100"} <= with_metrics
     assert with_metrics <= scraped, f"not scraped: {with_metrics - scraped}"
     assert str(compose["embedding"]["environment"]["EMBEDDING_PORT"]) == "8000"
     # Grafana reads the dashboards from where the provider looks for them.

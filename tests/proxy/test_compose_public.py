@@ -30,8 +30,10 @@ def test_proxy_service_runs_the_entrypoint_unprivileged_read_only_and_waits_for_
     assert proxy["user"] not in {"0", "root"}
     assert not str(proxy["user"]).startswith("0:")
     assert proxy["read_only"] is True
-    assert proxy["depends_on"] == {"app": {"condition": "service_healthy"}}
+    healthy = {"condition": "service_healthy"}
+    assert proxy["depends_on"] == {"app": healthy, "api": healthy}  # it serves both: the UI and /api/
     assert proxy["environment"]["PROXY_UPSTREAM"] == "app:8501"
+    assert proxy["environment"]["PROXY_API_UPSTREAM"] == "api:8502"
     # Required only by the proxy itself (compose without the profile must not ask for it).
     assert proxy["environment"]["PROXY_PASSWORD"] == "${PROXY_PASSWORD:-}"
     assert proxy["environment"]["MAX_IMAGE_BYTES"] == "${MAX_IMAGE_BYTES:-52428800}"

@@ -15,6 +15,7 @@ per-text ratios, is impossible and fails the run.
 * Images: C concurrent HTTP clients each send requests of B stored paths, as the indexer does. The
   references and the services take turns in rounds on the same images (the order rotates each
   round, so no side always follows another); medians over rounds, ``{rt}_round_ratios`` the spread.
+  ``{rt}_raw_model_images_per_s`` (information): the model alone on ready pixels, a turn of each round.
 * Text: one text per request; each side in turn (the order rotating text by text, a short pause
   before each timed call), p50 over Q distinct texts; ``{rt}_text_ratio_iqr`` is the spread of the
   per-text ratios. ``{rt}_trim_gain`` is the reference's p50 on all 77 ids ÷ its p50 on the cut ids:
@@ -119,6 +120,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args.queries = args.queries or (15 if args.quick else 60)
     args.idle_s = args.idle_s if args.idle_s >= 0 else (20.0 if args.quick else 120.0)
     args.precision = args.precision or ("fp16" if args.device == "cuda" else "fp32")
+    if args.device == "cuda":
+        import torch  # only here: the CPU runs never pay for importing it before the services start
+
+        if not torch.cuda.is_available():
+            raise SystemExit("bench embedding: --device cuda (or DEVICE=cuda) but torch sees no CUDA device")
     settings = EmbeddingSettings(embedding_torch_threads=args.threads, embedding_decode_threads=args.decode_threads)
     args.threads, args.decode_threads = thread_counts(settings, args.device)  # what the service would run
     return args

@@ -118,15 +118,18 @@ class Sides:
 
 
 def measure_images(sides: Sides, args: argparse.Namespace, images_dir: Path, paths: list[str]) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {f"{side}_{rt}": [] for rt in sides.runtimes for side in ("ref", "svc")}
-    raw = {rt: float(sides.reference[rt].call("raw_images_per_s", args.batch, args.images)) for rt in sides.runtimes}
+    """Per round, each runtime's model alone (information), reference and service, in a rotating order."""
+    sides_of_a_round = ("raw", "ref", "svc")
+    rates: dict[str, list[float]] = {f"{side}_{rt}": [] for rt in sides.runtimes for side in sides_of_a_round}
     for rt in sides.runtimes:  # warm-up: the decode pool, the HTTP connections
         sides.reference[rt].call("images_per_s", images_dir, paths[: args.batch], args.batch)
         service_images_per_s(sides.client[rt], paths[: args.batch], args.batch, 1)
-    turns = [(side, rt) for rt in sides.runtimes for side in ("ref", "svc")]
+    turns = [(side, rt) for rt in sides.runtimes for side in sides_of_a_round]
     for number in range(args.rounds):
         for side, rt in rotated(turns, number):
-            if side == "ref":
+            if side == "raw":
+                rate = float(sides.reference[rt].call("raw_images_per_s", args.batch, args.images))
+            elif side == "ref":
                 rate = float(sides.reference[rt].call("images_per_s", images_dir, paths, args.batch))
             else:
                 rate = service_images_per_s(sides.client[rt], paths, args.batch, args.clients)
@@ -138,7 +141,7 @@ def measure_images(sides: Sides, args: argparse.Namespace, images_dir: Path, pat
     for rt in sides.runtimes:
         service, reference = rates[f"svc_{rt}"], rates[f"ref_{rt}"]
         figures |= {
-            f"{rt}_raw_model_images_per_s": round(raw[rt], 2),
+            f"{rt}_raw_model_images_per_s": round(statistics.median(rates[f"raw_{rt}"]), 2),
             f"{rt}_images_per_s": round(statistics.median(service), 2),
             f"{rt}_reference_images_per_s": round(statistics.median(reference), 2),
             f"{rt}_ratio": round(statistics.median(s / r for s, r in zip(service, reference, strict=True)), 3),

@@ -107,13 +107,6 @@ class ImagesDirSettings(BaseServiceSettings):
     max_image_pixels: int = Field(50_000_000, gt=0)
 
 
-class StateDbSettings(ImagesDirSettings):
-    state_db: Path | None = Field(
-        None,
-        description="The downloader's URL state (SQLite). Default: IMAGES_DIR/.state/downloader.sqlite3",
-    )
-
-
 class PhotosDirSettings(BaseServiceSettings):
     """The photo library, indexed where it lies (``dyimages_common.library``): read-only everywhere."""
 
@@ -121,6 +114,13 @@ class PhotosDirSettings(BaseServiceSettings):
         None,
         description="A folder of photos indexed in place, never copied (compose: a read-only bind mount). "
         "Unset: no library.",
+    )
+
+
+class StateDbSettings(ImagesDirSettings):
+    state_db: Path | None = Field(
+        None,
+        description="The downloader's URL state (SQLite). Default: IMAGES_DIR/.state/downloader.sqlite3",
     )
 
     @property
