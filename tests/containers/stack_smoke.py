@@ -38,7 +38,7 @@ REPO = Path(os.environ.get("SMOKE_REPO", "/nonexistent"))
 OVERRIDE = Path(__file__).with_name("compose.smoke.yml")
 OUR_SERVICES = ("downloader", "indexer", "embedding", "app")
 BUILT = (*OUR_SERVICES, "embedding-export")  # the export job's image carries PyTorch (EXTRAS=torch)
-RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "ui", "photos")
+RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "api", "ui", "photos")
 # Image sizes from the last smoke before the CPU embedding image dropped PyTorch (MB, same machine).
 SIZES_BEFORE_MB = {"embedding": 6194, "app": 709, "downloader": 343, "indexer": 333}
 APP_URL = "http://127.0.0.1:8501"
@@ -286,7 +286,7 @@ def test_prometheus_scrapes_every_service_under_the_monitoring_profile(stack: St
     """Prometheus is Debian's package in a stand-in image; Grafana's image cannot be had (not started).
     No page has been viewed yet: the app serves /metrics from its start."""
     stack.compose("--profile", "monitoring", "up", "-d", "--no-deps", "--wait", "prometheus")
-    _wait_scraped(stack, {"downloader", "indexer", "embedding", "rabbitmq", "app"})
+    _wait_scraped(stack, {"downloader", "indexer", "embedding", "rabbitmq", "app", "api"})
     stack.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
 
 
@@ -430,7 +430,7 @@ def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_passwo
     stack.compose("down")
     # The app and the proxy only: the indexer stays stopped (the embedded store admits one process).
     stack.compose("--profile", "public", "up", "-d", "app", "proxy", timeout=900)
-    stack.wait_healthy(("proxy", "app", "redis", "embedding", "rabbitmq"))
+    stack.wait_healthy(("proxy", "app", "api", "redis", "embedding", "rabbitmq"))
     rows = {row["Service"]: row for row in stack.containers()}
     assert "ui" not in rows, "the direct pass-through is off under --profile public"
     published = stack.published()
@@ -454,6 +454,15 @@ def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_passwo
     assert page.status_code == 200
     assert "<title>Streamlit</title>" in page.text
 
+    # The API under /api/ with the same password; then restarted, as the embedded store admits one
+    # process and the UI's app opens it next (with a Qdrant server both keep it open).
+    assert httpx.get(f"{PROXY_URL}/api/v1/search", params={"q": "coffee"}, timeout=10).status_code == 401
+    answer = httpx.get(f"{PROXY_URL}/api/v1/search", params={"q": "coffee"}, auth=(user, password), timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == len(PHOTOS), answer.text
+    stack.compose("restart", "api")
+    stack.wait_healthy(("api",))
+
     # The UI over the proxy's websocket; the same search twice, so the second finds its query vector in Redis.
     hits_before = _cache_lookups(stack, "hit")
     with chromium() as driver:
@@ -469,7 +478,11 @@ def test_the_public_profile_serves_the_ui_only_through_the_proxy_with_the_passwo
     assert _cache_lookups(stack, "unavailable") == 0, "the app reached the redis service"
     keys = stack.exec("redis", "redis-cli", "--scan", "--pattern", "dyimages:query:*").stdout.split()
     assert keys, "the query cache's keys are in the redis service"
-    REPORT["public"] = {"proxy": "401 without password, 200 with; app port unpublished", "cache_hits": hits_after}
+    REPORT["public"] = {
+        "proxy": "401 without password, 200 with; app port unpublished",
+        "api_results": len(answer.json()["results"]),
+        "cache_hits": hits_after,
+    }
 
 
 @pytest.mark.timeout(2400)
