@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,37 @@ def test_an_empty_qdrant_url_means_none() -> None:
     from dyimages_common.settings import load_settings
 
     assert load_settings(QdrantSettings, qdrant_url="").qdrant_url is None
+
+
+def test_a_new_collection_asks_the_server_for_the_configured_shards_and_replicas() -> None:
+    """Qdrant's distributed mode fixes a collection's shards and copies when it is made: the store's
+    first collection (the indexer's, or `dyimages reindex`'s) carries QDRANT_SHARD_NUMBER and the
+    two factors in the create request; by default one shard, one copy (a single server)."""
+    import re
+
+    from dyimages_common.store.builds import ensure_serving
+    from dyimages_common.store.factory import open_store
+    from testkit.qdrant_rest import QdrantRestStandIn
+
+    def created(**layout: int) -> dict[str, Any]:
+        with QdrantRestStandIn() as server:
+            settings = QdrantSettings(qdrant_host="127.0.0.1", qdrant_port=server.port, qdrant_path=None, **layout)
+            store = open_store(settings)
+            try:
+                assert ensure_serving(store, dim=8, model="ViT-B-32", pretrained=None)
+            finally:
+                store.close()
+            made = re.compile(r"^/collections/images_[^/?]+$")
+            (create,) = [r for r in server.requests if r.method == "PUT" and made.match(r.path)]
+            return create.body
+
+    body = created(qdrant_shard_number=3, qdrant_replication_factor=2, qdrant_write_consistency_factor=2)
+    assert (body["shard_number"], body["replication_factor"], body["write_consistency_factor"]) == (3, 2, 2)
+    assert body["vectors"]["size"] == 8
+    default = created()
+    assert (default["shard_number"], default["replication_factor"], default["write_consistency_factor"]) == (1, 1, 1)
+
+
+def test_a_write_consistency_above_the_replicas_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="cannot exceed QDRANT_REPLICATION_FACTOR"):
+        QdrantSettings(qdrant_replication_factor=2, qdrant_write_consistency_factor=3)

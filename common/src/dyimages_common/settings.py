@@ -79,6 +79,21 @@ class QdrantSettings(BaseServiceSettings):
         "process) or local (qdrant-client's pure-Python embedded mode, for a folder made before Edge).",
     )
     qdrant_collection: str = Field("images", min_length=1, max_length=255)
+    # A collection's layout on a distributed Qdrant server (the embedded engines have one shard, one copy).
+    qdrant_shard_number: int = Field(1, ge=1, le=1024, description="At least the number of nodes.")
+    qdrant_replication_factor: int = Field(1, ge=1, le=16, description="2 or more to stay up while a node restarts.")
+    qdrant_write_consistency_factor: int = Field(
+        1, ge=1, le=16, description="Copies that apply a write before it counts."
+    )
+
+    @model_validator(mode="after")
+    def _consistency_within_replicas(self) -> QdrantSettings:
+        if self.qdrant_write_consistency_factor > self.qdrant_replication_factor:
+            raise ValueError(
+                f"QDRANT_WRITE_CONSISTENCY_FACTOR ({self.qdrant_write_consistency_factor}) cannot exceed "
+                f"QDRANT_REPLICATION_FACTOR ({self.qdrant_replication_factor}): no write could be acknowledged"
+            )
+        return self
 
     @field_validator("qdrant_url", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,17 +36,30 @@ def _struct(row: Row) -> models.PointStruct:
     return models.PointStruct(id=row.id, vector=vector, payload=row.payload)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a server spreads a new collection over its nodes (QDRANT_SHARD_NUMBER and the two factors):
+    Qdrant's distributed mode needs them at creation; one server keeps the defaults, embedded mode ignores them."""
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+
+
 class QdrantEngine:
     """One qdrant-client: the server at QDRANT_HOST/QDRANT_URL, or embedded mode in QDRANT_PATH."""
 
-    def __init__(self, client: QdrantClient, where: str = "") -> None:
-        self.client, self.where = client, where
+    def __init__(self, client: QdrantClient, where: str = "", layout: Layout | None = None) -> None:
+        self.client, self.where, self.layout = client, where, layout or Layout()
 
     @classmethod
     def connect(cls, settings: QdrantSettings) -> QdrantEngine:
         where = str(settings.qdrant_path or settings.qdrant_url or f"{settings.qdrant_host}:{settings.qdrant_port}")
+        layout = Layout(
+            settings.qdrant_shard_number, settings.qdrant_replication_factor, settings.qdrant_write_consistency_factor
+        )
         try:
-            return cls(connect_qdrant(settings), where)
+            return cls(connect_qdrant(settings), where, layout)
         except Exception as exc:
             raise classify(exc, where) from exc
 
@@ -85,7 +99,14 @@ class QdrantEngine:
 
     def create_collection(self, collection: str, model: CollectionModel) -> None:
         params = models.VectorParams(size=model.dim or 0, distance=models.Distance.COSINE)
-        self.client.create_collection(collection, vectors_config=params, metadata=model.record())
+        self.client.create_collection(
+            collection,
+            vectors_config=params,
+            metadata=model.record(),
+            shard_number=self.layout.shard_number,
+            replication_factor=self.layout.replication_factor,
+            write_consistency_factor=self.layout.write_consistency_factor,
+        )
         self.ensure_indexes(collection)
         log.info("created collection %s (model %s, dim %s)", collection, model.model, model.dim)
 
