@@ -22,10 +22,12 @@ from pydantic import ValidationError
 
 from downloader.refetch import RetryRequestConsumer
 from downloader.state_db import UrlStateStore
+from dyimages_common.library.state import library_state_path
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.messaging.rabbit import Topology, declare_control_queue
 from dyimages_common.reasons import Reason
 from dyimages_common.settings import RabbitSettings, load_settings
+from dyimages_common.urls import state as url_state
 from dyimages_common.urls.refetch import RetryRequest, publish_retry_request_async
 from testkit.downloader_state import downloader_env, url_row, wait_for_log, wait_for_row
 from testkit.http_server import ImageServer, Route
@@ -256,17 +258,22 @@ def test_retry_requests_are_taken_after_the_broker_was_away_and_dropped(
             assert stop(downloader) == 0, (tmp_path / "downloader.log").read_text()[-3000:]
 
 
-def test_a_state_the_cli_cannot_read_still_sends_the_request(tmp_path: Path, rabbit_queue: str) -> None:
+@pytest.mark.parametrize("which", ["urls", "library"])
+def test_a_state_the_cli_cannot_read_still_sends_the_request(tmp_path: Path, rabbit_queue: str, which: str) -> None:
     """Where the CLI cannot read the downloader's state (another machine, a broken file), it says so and
-    sends the request anyway: the downloader, which can, decides what matches."""
-    broken = tmp_path / "state.sqlite3"
+    sends the request anyway: the downloader, which can, decides what matches. Either state: the URLs'
+    or the photo library's beside it."""
+    state = tmp_path / "state.sqlite3"
+    if which == "library":
+        url_state.open_state(state).close()  # a good URL state, with nothing failed
+    broken = state if which == "urls" else library_state_path(state)
     broken.write_bytes(b"this is not a SQLite database" * 100)
-    env, _ = downloader_env(tmp_path, rabbit_queue, [], STATE_DB=str(broken))
+    env, _ = downloader_env(tmp_path, rabbit_queue, [], STATE_DB=str(state))
     result = dyimages(env, "retry", "--reason", "timeout", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["matching"] is None
-    assert answer["state_error"].startswith(f"cannot read the downloader state {broken}")
+    assert answer["state_error"].startswith(f"cannot read the downloader state {state}")
     assert "cannot read the downloader state" in result.stderr
     queued = read_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=1)
     assert [RetryRequest.model_validate_json(body).reason for body in queued] == ["timeout"]

@@ -152,7 +152,8 @@ def request_retry(
         outcome.matching = matching_failures(settings.state_db_path, request)
         library = library_state.failures(library_state.library_state_path(settings.state_db_path), limit=-1)
         outcome.matching_paths = [f.path for f in library if request.matches(f.path, f.reason)]
-    except sqlite3.Error as exc:
+    except sqlite3.Error as exc:  # either state unreadable: what matches is unknown, the downloader decides
+        outcome.matching, outcome.matching_paths = None, []
         outcome.state_error = f"cannot read the downloader state {settings.state_db_path}: {exc}"
     if outcome.count == 0:
         raise NothingToRetry(f"no failed URL or library file matches ({request.describe()}); nothing to retry")
