@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from testkit.browser import chromium, result_images, search_in_browser
 from testkit.compose_stack import PHOTOS, SUBNET, Stack, image_of, write_photos
@@ -377,7 +377,9 @@ def test_a_photo_in_the_photo_folder_is_found_in_chromium_where_it_lies(stack: S
     for made in (folder.parent, folder):
         made.chmod(0o755)
     photo = folder / "IMG_0001.jpg"
-    shutil.copyfile(stack.photos / "camera.jpg", photo)
+    # A photo of its own (the camera mirrored): a copy of a downloaded one would be the same point.
+    with Image.open(stack.photos / "camera.jpg") as downloaded:
+        downloaded.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, "JPEG", quality=90)
     photo.chmod(0o644)
     for service in ("downloader", "embedding", "app"):
         refused = stack.exec(service, "touch", "/data/photos/written-by-a-container", check=False)
