@@ -415,6 +415,13 @@ def test_restarts_and_a_down_up_cycle_lose_nothing(stack: Stack) -> None:
     found = stack.search_image("rocket")
     assert found["results"][0]["url"] == _photo_url("rocket")
     assert len(found["results"]) == len(PHOTOS), "the index kept every image"
+    # The README's address for programs: the API behind the ui pass-through, on the published port (the
+    # API now holds the embedded store; the next step's `down` lets go of it).
+    import httpx
+
+    answer = httpx.get(f"{APP_URL}/api/v1/search", params={"q": "a rocket"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == len(PHOTOS), answer.text
 
 
 @pytest.mark.timeout(900)
