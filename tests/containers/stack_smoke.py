@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -351,14 +352,14 @@ def test_the_ui_on_the_published_port_renders_results_in_chromium(stack: Stack) 
     assert all(image["width"] > 0 for image in shown)
 
 
-def _indexed_one_more(stack: Stack, what: str) -> None:
-    """Start the indexer (the app lets go of the embedded store first), wait until it has indexed one
-    message more, stop it again."""
+def _indexed_more(stack: Stack, what: str, messages: int = 1) -> None:
+    """Start the indexer (the app lets go of the embedded store first), wait until it has indexed
+    ``messages`` more, stop it again."""
     stack.compose("restart", "app")
     stack.compose("start", "indexer")
     stack.wait_healthy(("indexer", "app"))
     deadline = time.monotonic() + 300
-    while stack.metric("indexer", 9100, "dyimages_indexer_indexed_total") < 1:
+    while stack.metric("indexer", 9100, "dyimages_indexer_indexed_total") < messages:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not indexed\n{stack.compose('logs', '--tail=40', 'downloader', 'indexer').stdout}")
         time.sleep(2)
@@ -370,8 +371,10 @@ def _indexed_one_more(stack: Stack, what: str) -> None:
 def test_a_photo_in_the_photo_folder_is_found_in_chromium_where_it_lies(stack: Stack) -> None:
     """README "Search your photo folder": a photo put in ./photos (PHOTOS_DIR's default, mounted read-only
     in the downloader, the embedding service and the app) is indexed where it lies and shown in Chromium
-    under its path; the containers cannot write the folder. The photo is then deleted and its point goes,
-    so the later steps find the index as it was."""
+    under its path; the containers cannot write the folder. A copy of a downloaded photo beside it adds a
+    source to that photo's point, not a point. The new photo is then deleted and its point goes, so the
+    later steps find the index as it was (the copy stays: a folder that looks empty is held, never
+    emptied, as an unmounted share would look)."""
     folder = REPO / "photos" / "2024"
     folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     for made in (folder.parent, folder):
@@ -381,16 +384,19 @@ def test_a_photo_in_the_photo_folder_is_found_in_chromium_where_it_lies(stack: S
     with Image.open(stack.photos / "camera.jpg") as downloaded:
         downloaded.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, "JPEG", quality=90)
     photo.chmod(0o644)
+    copy = folder / "IMG_0002.jpg"
+    shutil.copyfile(stack.photos / "coffee.jpg", copy)
+    copy.chmod(0o644)
     for service in ("downloader", "embedding", "app"):
         refused = stack.exec(service, "touch", "/data/photos/written-by-a-container", check=False)
         assert refused.returncode != 0, f"{service} could write the photo folder"
-    _indexed_one_more(stack, "the photo in the folder")
+    _indexed_more(stack, "the two photos in the folder", messages=2)
     with chromium() as driver:
         search_in_browser(driver, APP_URL, "a camera", expected_results=len(PHOTOS) + 1, timeout=120)
         shown = result_images(driver)
     assert any(image["alt"].endswith(": 2024/IMG_0001.jpg") and image["width"] > 0 for image in shown), shown
     photo.unlink()
-    _indexed_one_more(stack, "the photo's deletion")
+    _indexed_more(stack, "the photo's deletion")
     stack.compose("restart", "app")
 
 

@@ -77,6 +77,7 @@ class LibraryScanner:
         self._ledger: LibraryLedger | None = None
         self._known: dict[str, Known] = {}
         self._missing_warned = False
+        self._held_warned = 0  # the held count last warned about: said once per change, not every look
         self._reader = PhotoReader(
             self.root,
             max_bytes=settings.max_image_bytes,
@@ -156,10 +157,11 @@ class LibraryScanner:
         plan = plan_changes(self._known, walk, self._settling, time.monotonic())
         looked_s = walk.seconds + time.perf_counter() - planning  # a look: stat everything, compare with the state
         metrics.SCAN_SECONDS.observe(looked_s)
-        if plan.held:
+        if plan.held and plan.held != self._held_warned:
             log.warning(
                 "%d known photo(s) not seen but kept: their folder cannot be listed, or PHOTOS_DIR is empty", plan.held
             )
+        self._held_warned = plan.held
         tail = Changes(
             renamed=plan.renamed,
             gone=plan.gone,
