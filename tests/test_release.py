@@ -48,6 +48,11 @@ def test_every_image_compose_builds_is_tagged_with_the_version() -> None:
     assert {"app", "downloader", "indexer", "embedding", "embedding-export"} <= set(built)
     gpu = yaml.safe_load((REPO_ROOT / "docker-compose.gpu.yml").read_text())["services"]["embedding"]
     assert gpu["image"] == f"dyimages-embedding-gpu:{version}", "the GPU image must not take the CPU image's tag"
+    # The Ray variants build other images (the ray extra; with torch on a GPU): tags of their own, one
+    # per variant, shared by the head and its workers.
+    for file, tag in (("docker-compose.ray.yml", "embedding-ray"), ("docker-compose.ray-gpu.yml", "embedding-ray-gpu")):
+        services = yaml.safe_load((REPO_ROOT / file).read_text())["services"]
+        assert {services[name]["image"] for name in ("embedding", "ray-worker")} == {f"dyimages-{tag}:{version}"}, file
 
 
 def test_the_licence_is_apache_2_and_every_member_declares_it() -> None:

@@ -37,6 +37,7 @@ from testkit.compose_stack import PHOTOS, SUBNET, Stack, image_of, write_photos
 
 REPO = Path(os.environ.get("SMOKE_REPO", "/nonexistent"))
 OVERRIDE = Path(__file__).with_name("compose.smoke.yml")
+RAY_OVERRIDE = Path(__file__).with_name("compose.smoke-ray.yml")  # the Ray worker's build, as OVERRIDE's
 OUR_SERVICES = ("downloader", "indexer", "embedding", "app")
 BUILT = (*OUR_SERVICES, "embedding-export")  # the export job's image carries PyTorch (EXTRAS=torch)
 RUNNING = ("rabbitmq", "redis", "embedding", "downloader", "indexer", "app", "api", "ui", "photos")
@@ -507,7 +508,7 @@ def test_the_ray_variant_serves_the_same_index_with_two_worker_containers(stack:
     through it and the photo comes first (the same model, the same vector). Two indexers cannot share
     the embedded store (one process at a time; no Qdrant server image here), so ``--scale indexer=2``
     is checked in compose's own rendering only: nothing that scales has a container name or a port."""
-    files = ("docker-compose.yml", str(OVERRIDE), "docker-compose.ray.yml")
+    files = ("docker-compose.yml", str(OVERRIDE), "docker-compose.ray.yml", str(RAY_OVERRIDE))
     scaled = json.loads(stack.compose("config", "--format", "json", files=files).stdout)["services"]
     for name in ("indexer", "ray-worker"):
         assert "container_name" not in scaled[name], name
