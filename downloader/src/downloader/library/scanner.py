@@ -69,9 +69,7 @@ class LibraryScanner:
         self._keeper = keeper
         self._budget = budget
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library-state")
-        self._readers = ThreadPoolExecutor(
-            max_workers=settings.downloader_library_readers, thread_name_prefix="library-read"
-        )
+        self._readers = ThreadPoolExecutor(settings.downloader_library_readers, thread_name_prefix="library-read")
         self._settling = Settling(settings.downloader_library_settle_s)
         self.publisher = Publisher(settings, self._confirmed, retry_max_s=settings.downloader_broker_retry_max_s)
         self._ledger: LibraryLedger | None = None
