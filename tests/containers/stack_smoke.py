@@ -240,6 +240,14 @@ def test_every_service_image_builds_from_the_one_dockerfile(stack: Stack) -> Non
         code_sizes[service] = int(code_layers[0]["Size"])
         assert code_sizes[service] < image["Size"] / 100, f"{service}: the code layer is not small beside the deps"
     REPORT["image_sizes_mb"] = sizes
+    # The README's disk figures (Requirements) are these sizes, to a tenth of a GB.
+    readme = " ".join((REPO / "README.md").read_text().split())
+    ours = re.search(r"about (\d+\.\d) GB for the four images built here", readme)
+    export = re.search(r"The one-shot model export takes (\d+\.\d) GB more", readme)
+    assert ours, "the README's disk figure for our images"
+    assert export, "the README's disk figure for the export image"
+    assert abs(float(ours[1]) - sum(sizes[name] for name in OUR_SERVICES) / 1000) <= 0.15, (ours[1], sizes)
+    assert abs(float(export[1]) - sizes["embedding-export"] / 1000) <= 0.15, (export[1], sizes)
     REPORT["image_sizes_mb_before"] = SIZES_BEFORE_MB
     REPORT["code_layer_sizes"] = code_sizes
     print(f"\n[smoke] build: {REPORT['build_seconds']} s; code layers: {code_sizes}")
