@@ -34,6 +34,10 @@ def run() -> int:
     # needs (the model ran several times slower with 2 threads: bench/RESULTS.md). Waiting passively
     # costs little when the cores are free. The worker processes inherit the variable; an explicit value is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Two malloc arenas in the worker processes: decoding large photos in several threads otherwise
+    # fragments one heap per thread and the service's memory keeps growing with the photos decoded
+    # (bench/RESULTS.md, "library"). glibc reads it when a process starts: the workers inherit it.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     configure_logging("embedding", settings.log_level, settings.log_format)
     # Before anything imports prometheus_client: every process of the service shares one directory.
     from embedding.metrics_dir import use_multiprocess_dir
