@@ -58,6 +58,10 @@ def test_the_embedding_service_becomes_the_ray_head_and_workers_join_it() -> Non
     # The replicas read stored images and the exported model on the workers: the same volumes.
     assert "images:/data/images:ro" in worker["volumes"]
     assert "model-cache:/models" in worker["volumes"]
+    # The head's settings travel with the deployment (PHOTOS_DIR=/data/photos): the folder is mounted there.
+    assert head["environment"]["PHOTOS_DIR"] == "/data/photos"
+    assert any(str(volume).endswith(":/data/photos:ro") for volume in worker["volumes"]), worker["volumes"]
+    assert worker["environment"]["MALLOC_ARENA_MAX"] == "2"  # the replicas decode here
     # The clients keep their URL: the head's Serve proxy answers where LitServe did.
     for client in ("indexer", "app"):
         assert services[client]["environment"]["EMBEDDING_SERVICE_URL"] == "http://embedding:8000"
