@@ -13,10 +13,11 @@ import pytest
 from PIL import Image, ImageOps
 
 from dyimages_common.images.checks import ImageRejected, decode_memory, inspect_image
-from dyimages_common.images.decode import open_image
+from dyimages_common.images.decode import REDUCING_GAP, open_image
 from dyimages_common.images.storage import sha256_hex, stored_path
 from testkit.exif_photos import exif_block
 from testkit.images import encode, make_image
+from testkit.photo_library import broken_past_header
 
 pytestmark = pytest.mark.unit
 
@@ -84,6 +85,28 @@ def test_a_truncated_heic_or_avif_is_refused(fmt: str) -> None:
     assert refused.value.reason in ("corrupt_image", "not_an_image")
 
 
+def test_the_header_check_of_a_camera_photo_decodes_nothing_yet_refuses_a_truncated_copy() -> None:
+    """``decode=False`` (the library's check: the embedding service decodes the photo) reads a JPEG's or
+    HEIC's header and structure only: data broken past the header passes, for the service to refuse;
+    a copy cut short is still refused here, as the full check refuses it."""
+    broken = broken_past_header(21, size=(640, 480))
+    assert inspect_image(broken, **LIMITS, decode=False).format == "JPEG"
+    with pytest.raises(ImageRejected) as decoded:
+        inspect_image(broken, **LIMITS)
+    assert decoded.value.reason == "corrupt_image"
+    jpeg_data = encode(make_image(22, (640, 480)), "JPEG")
+    heic_data = encode(_scene(), "HEIF", **FAST["HEIF"])
+    for whole in (jpeg_data, heic_data):
+        assert inspect_image(whole, **LIMITS, decode=False) == inspect_image(whole, **LIMITS)
+        for cut in (len(whole) // 2, len(whole) - 3):
+            with pytest.raises(ImageRejected) as refused:
+                inspect_image(whole[:cut], **LIMITS, decode=False)
+            assert refused.value.reason == "corrupt_image", refused.value
+    png_data = encode(make_image(23, (640, 480)), "PNG")  # not a camera's format: decoded either way
+    with pytest.raises(ImageRejected):
+        inspect_image(png_data[: len(png_data) // 2], **LIMITS, decode=False)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF"])
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_a_photo_stored_sideways_is_decoded_upright(fmt: str, orientation: int) -> None:
@@ -114,11 +137,13 @@ def test_a_heic_with_its_own_rotation_is_turned_once() -> None:
 
 
 def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_model() -> None:
-    """Both sides stay at least REDUCING_GAP (3) times the model's side, so the resize still shrinks 3x."""
+    """Both sides stay at least REDUCING_GAP (1.5) times the model's side, so the resize still shrinks 1.5x."""
+    assert REDUCING_GAP == 1.5
     data = encode(make_image(4, (4000, 3000)), "JPEG", quality=90)
-    assert open_image(data, **LIMITS, min_side=64).size == (500, 375)  # 1/8: both sides still >= 3 x 64
-    assert open_image(data, **LIMITS, min_side=224).size == (1000, 750)  # 1/4: 1/8 would give 375 < 3 x 224
-    assert open_image(data, **LIMITS, min_side=400).size == (2000, 1500)  # 1/2: 1/4 would give 750 < 3 x 400
+    assert open_image(data, **LIMITS, min_side=64).size == (500, 375)  # 1/8: both sides still >= 1.5 x 64
+    assert open_image(data, **LIMITS, min_side=224).size == (500, 375)  # 1/8: 375 >= 1.5 x 224 = 336
+    assert open_image(data, **LIMITS, min_side=251).size == (1000, 750)  # 1/4: 1/8 would give 375 < 1.5 x 251
+    assert open_image(data, **LIMITS, min_side=501).size == (2000, 1500)  # 1/2: 1/4 would give 750 < 1.5 x 501
     assert open_image(data, **LIMITS).size == (4000, 3000)  # no side given: full size
     small = encode(make_image(5, (300, 200)), "JPEG")
     assert open_image(small, **LIMITS, min_side=224).size == (300, 200)  # never below the model's side
@@ -127,7 +152,7 @@ def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_model() -
 def test_a_sideways_jpeg_is_reduced_and_turned() -> None:
     stored = make_image(6, (4000, 3000))
     data = encode(stored, "JPEG", exif=exif_block(orientation=6).tobytes())
-    assert open_image(data, **LIMITS, min_side=224).size == (750, 1000)
+    assert open_image(data, **LIMITS, min_side=224).size == (375, 500)
 
 
 def test_a_truncated_jpeg_is_still_refused_when_reduced() -> None:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from downloader.refetch import RetryRequestConsumer
 from downloader.state_db import UrlStateStore
+from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.library.state import library_state_path
 from dyimages_common.messaging.messages import ImageDownloaded
 from dyimages_common.messaging.rabbit import Topology, declare_control_queue
@@ -147,7 +148,7 @@ def test_a_request_made_while_the_downloader_is_stopped_waits_for_it(
     assert dead == [b'{"not": "a retry request"}']
     assert read_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=1) == []
     log = (tmp_path / "downloader.log").read_text()
-    assert "not a retry request was dead-lettered" in log
+    assert "neither a retry request nor a library refusal was dead-lettered" in log
 
 
 def _publish_raw(queue: str, body: bytes) -> None:
@@ -294,7 +295,7 @@ async def test_a_request_is_acknowledged_only_after_it_was_applied(
 
     request = RetryRequest(urls=("https://x.example/a.jpg",))
     await publish_retry_request_async(settings, request)
-    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, retry_max_s=0.5).run())
+    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, _no_refusal, retry_max_s=0.5).run())
     try:
         for _ in range(200):
             if len(applied) >= 2:
@@ -304,4 +305,41 @@ async def test_a_request_is_acknowledged_only_after_it_was_applied(
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
     assert applied == [request.request_id, request.request_id]
+    assert await take_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=0.5) == []
+
+
+async def _no_refusal(refusal: LibraryRefusal) -> list[str]:
+    raise AssertionError(f"no library refusal was sent, yet one came: {refusal}")
+
+
+@pytest.mark.integration
+async def test_a_library_refusal_is_applied_and_acknowledged_only_after(
+    rabbit_queue: str, rabbit_environment: dict[str, str]
+) -> None:
+    """The indexer's refusal of a library photo reaches ``refuse``, not ``apply``; a failing first try
+    leaves it in the queue and it is applied on redelivery."""
+    settings = load_settings(RabbitSettings)
+    refused: list[LibraryRefusal] = []
+
+    async def apply(request: RetryRequest) -> list[str]:
+        raise AssertionError(f"a refusal was read as a retry request: {request}")
+
+    async def refuse(refusal: LibraryRefusal) -> list[str]:
+        refused.append(refusal)
+        if len(refused) == 1:
+            raise OSError("disk I/O error")
+        return list(refusal.paths)
+
+    refusal = LibraryRefusal.of("ab" * 32, ("2024/IMG_0001.jpg",), Reason.CORRUPT_IMAGE, "broken data stream")
+    await asyncio.to_thread(_publish_raw, rabbit_queue, refusal.model_dump_json().encode())
+    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, refuse, retry_max_s=0.5).run())
+    try:
+        for _ in range(200):
+            if len(refused) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    assert refused == [refusal, refusal]
     assert await take_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=0.5) == []

@@ -38,7 +38,7 @@ from testkit.app_driver import running_app
 from testkit.embedding import run_embedding_service
 from testkit.http_server import ImageServer, Route
 from testkit.images import jpeg, png
-from testkit.photo_library import HOSTILE, add_hostile_files, running_downloader
+from testkit.photo_library import HOSTILE, add_hostile_files, broken_past_header, running_downloader
 from testkit.rabbit import rabbit_env
 
 pytestmark = pytest.mark.e2e
@@ -240,3 +240,66 @@ def test_a_photo_folder_is_indexed_in_place_and_follows_every_change(
         assert [(p["kind"], p["path"]) for p in report["problems"]] == [
             ("library_row_without_file", "c.jpg"),
         ]
+
+
+def test_a_photo_the_embedding_service_cannot_decode_gets_its_reason_by_path(tmp_path: Path, rabbit_queue: str) -> None:
+    """The downloader checks a library JPEG from its header (one decode per photo, the embedding
+    service's); a photo broken past its header is refused by the service, and its reason lands in the
+    library's state by path, for every copy, not in the dead-letter queue: `dyimages failures` shows
+    it, the audit balances, and `dyimages retry` reads it again."""
+    good, broken = jpeg(11, size=(96, 72)), broken_past_header(12)
+    root = tmp_path / "photos"
+    (root / "2024").mkdir(parents=True)
+    (root / "good.jpg").write_bytes(good)
+    (root / "2024" / "broken.jpg").write_bytes(broken)
+    (root / "copy of broken.jpg").write_bytes(broken)
+    urls_file = tmp_path / "image_urls.txt"
+    urls_file.write_text("")
+    broken_paths = {"2024/broken.jpg", "copy of broken.jpg"}
+
+    def refused_paths() -> dict[str, str]:
+        return {f.path: Reason.of_error(f.reason).value for f in library_state.failures(library.state, limit=-1)}
+
+    def until_refused(what: str) -> None:
+        deadline = time.monotonic() + 60
+        while refused_paths() != dict.fromkeys(broken_paths, "corrupt_image"):
+            assert time.monotonic() < deadline, (
+                f"{what}: the refusal never reached the library state: {refused_paths()}"
+            )
+            time.sleep(0.2)
+
+    with run_embedding_service(tmp_path / "images", tmp_path, PHOTOS_DIR=str(root)) as embedding:
+        library = Library(tmp_path, rabbit_queue, embedding.url, urls_file)
+        with running_downloader(library.env, tmp_path / "downloader.log"):
+            library.caught_up(3)
+            assert refused_paths() == {}, "the header check passes it: only a decode finds it broken"
+            library.index()
+            until_refused("first read")
+            library.caught_up(3)
+            library.index()  # the message that the broken bytes have no path left
+            assert sources(library.points()) == {sha256_hex(good): (["good.jpg"], [])}
+            status, failures = dyimages(library.env, "failures")
+            assert status == 0
+            assert {row["path"]: row["reason"].split(":")[0] for row in failures["library_files"]} == dict.fromkeys(
+                broken_paths, "corrupt_image"
+            )
+            assert failures["dead_letters"] == []
+            status, report = dyimages(library.env, "audit")
+            assert (status, report["problems"]) == (0, [])
+            assert report["counts"]["library"]["failed"] == 2
+
+            embedded = library.images_embedded()
+            status, retried = dyimages(library.env, "retry", "--url", "2024/broken.jpg")
+            assert (status, retried["matching_paths"]) == (0, ["2024/broken.jpg"])
+            deadline = time.monotonic() + 30
+            while "2024/broken.jpg" in refused_paths():  # read again, sent again
+                assert time.monotonic() < deadline, "the retry never read the photo again"
+                time.sleep(0.2)
+            library.caught_up(3)
+            library.index()
+            until_refused("retried")
+            assert library.images_embedded() == embedded, "still nothing embedded from the broken bytes"
+            library.caught_up(3)
+            library.index()
+        status, report = dyimages(library.env, "audit")
+        assert (status, report["problems"]) == (0, [])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ def camera_photo(index: int, size: tuple[int, int] = PHOTO_SIZE) -> bytes:
 def edge_sizes(side: int) -> list[tuple[int, int]]:
     """4:3 sizes whose shorter side is REDUCING_GAP x ``side`` x 2, 4 or 8 (at most a 12 MP camera's):
     decoded at 1/2, 1/4 or 1/8, they leave the resize the least shrinking to do."""
-    shorts = [REDUCING_GAP * side * factor for factor in (2, 4, 8)]
+    shorts = [math.ceil(REDUCING_GAP * side * factor) for factor in (2, 4, 8)]
     return [(short * 4 // 3, short) for short in shorts if short <= PHOTO_SIZE[1]]
 
 

@@ -18,7 +18,8 @@ state, no byte read) is read from ``dyimages_downloader_library_scan_seconds``; 
 ``cpu_s_per_photo``, per distinct photo, on the photo run: ``scan``, ``read_hash`` (the scanner's own
 CPU counters), ``check`` (the downloader's CPU less those two: the checks and its bookkeeping),
 ``decode`` (the embedding service's read, decode and preprocessing of a photo, timed in this process
-with the service's own functions on every photo of the run), ``model`` (the embedding service's CPU less
+with the service's own functions on every photo of the run; ``decode_cpu_s_by_format`` splits it by
+file suffix, as a HEIC has no reduced decode), ``model`` (the embedding service's CPU less
 that decode) and ``write`` (the indexer's CPU: messages, requests, the store). ``peak_rss_mb``: each service's
 peak PSS (bench.pss, sampled every 2 s), its worker processes included. ``min_cosine_reduced_decode`` and
 ``p1_cosine_reduced_decode``: the cosine between a photo's vector from a full decode and from the reduced
@@ -196,7 +197,7 @@ def run(argv: list[str]) -> dict[str, object]:
             _log(f"photos: {photo_run.per_s:.2f}/s over {photo_run.seconds:.1f} s")
             small_run = _pipeline(small, workdir, "small", embedding)
             _log(f"small images: {small_run.per_s:.2f}/s over {small_run.seconds:.1f} s")
-        decode_s = decode_cpu_s(photos)
+        decode_s, decode_by_format = decode_cpu_s(photos)
         cosines = np.asarray(reduced_decode_cosines(photos), dtype=np.float64)
         rescan_s = _rescan(args.rescan_files, workdir)
         _log(f"rescan of {args.rescan_files} unchanged files: {rescan_s:.3f} s")
@@ -211,7 +212,8 @@ def run(argv: list[str]) -> dict[str, object]:
         "rescan_s": round(rescan_s, 4),
         "rescan_files": args.rescan_files,
         "cpu_s_per_photo": _per_photo(photo_run, decode_s),
-        "cpu_s_per_small_image": _per_photo(small_run, decode_cpu_s(small)),
+        "cpu_s_per_small_image": _per_photo(small_run, decode_cpu_s(small)[0]),
+        "decode_cpu_s_by_format": decode_by_format,
         "peak_rss_mb": {service: photo_run.peak_pss_mib.get(service, math.nan) for service in SERVICES},
         "min_cosine_reduced_decode": round(float(cosines.min()), 6) if cosines.size else math.nan,
         "p1_cosine_reduced_decode": round(float(np.percentile(cosines, 1)), 6) if cosines.size else math.nan,

@@ -190,6 +190,7 @@ class PipelineRun:
         indexer = f"http://127.0.0.1:{indexer_port}/metrics"
         settled = sum(_counters(indexer, "dyimages_indexer_indexed_total").values())
         settled += sum(_counters(indexer, "dyimages_indexer_dead_lettered_total").values())
+        settled += sum(_counters(indexer, "dyimages_indexer_library_refused_total").values())
         return published > 0 and settled >= published
 
     def _check_index(self, qdrant_path: Path, expected: dict[str, list[str]]) -> None:
@@ -221,9 +222,11 @@ def _photo_paths(library: Path, limit: int) -> list[str]:
     return [paths[0] for paths in library_contents(library).values()][:limit]
 
 
-def decode_cpu_s(library: Path) -> float:
+def decode_cpu_s(library: Path) -> tuple[float, dict[str, float]]:
     """CPU seconds per photo of what the embedding service does before the model: read, decode (at reduced
-    scale when the service's default says so), preprocess: its own functions, in this process, one thread."""
+    scale when the service's default says so), preprocess: its own functions, in this process, one photo
+    at a time (the CPU of the decoders' own threads counted: libheif decodes a HEIC's tiles on several).
+    Also the same per format, by file suffix (``jpg``, ``heic``): a HEIC cannot be decoded at reduced scale."""
     from dyimages_common.embeddings.wire import ImageRef
     from embedding.items import ImageLimits, prepare_image
     from embedding.preprocess import ImagePreprocess, input_side
@@ -234,12 +237,15 @@ def decode_cpu_s(library: Path) -> float:
     side = input_side(preprocess) if reduced else None
     limits = ImageLimits(library / ".no-images", 50 * 1024 * 1024, 50_000_000, photos_dir=library, decode_side=side)
     paths = _photo_paths(library, SAMPLES)
-    started = time.process_time()
+    by_format: dict[str, list[float]] = defaultdict(list)
     for path in paths:
+        started = time.process_time()
         pixels = prepare_image(ImageRef(library_path=path), limits, preprocess)
+        by_format[path.rpartition(".")[2].lower()].append(time.process_time() - started)
         if not isinstance(pixels, np.ndarray):
             raise RuntimeError(f"{path}: {pixels}")
-    return (time.process_time() - started) / len(paths)
+    every = [seconds for found in by_format.values() for seconds in found]
+    return sum(every) / len(every), {fmt: round(sum(found) / len(found), 4) for fmt, found in sorted(by_format.items())}
 
 
 def reduced_decode_cosines(library: Path) -> list[float]:

@@ -18,9 +18,10 @@ class CheckedImage:
     size: int
 
 
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Decode ``data`` fully (raises ImageRejected) and name it by its content."""
-    info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int, decode: bool = True) -> CheckedImage:
+    """Check ``data`` (raises ImageRejected; ``decode=False``: a camera's format from its header alone,
+    see ``inspect_image``) and name it by its content."""
+    info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels, decode=decode)
     sha256 = sha256_hex(data)
     return CheckedImage(sha256, stored_path(sha256, info.extension), info, len(data))
 

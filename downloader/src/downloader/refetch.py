@@ -1,11 +1,14 @@
-"""Consuming retry requests (``dyimages retry``, the status page's button) from the control queue.
+"""Consuming the control queue: retry requests (``dyimages retry``, the status page's button) and the
+indexer's refusals of library photos.
 
-The request only names which failed URLs to fetch again (:class:`RetryRequest`); the downloader,
+A retry request only names which failed URLs to fetch again (:class:`RetryRequest`); the downloader,
 the one writer of the URL state, resets them to ``pending`` and queues them like new URLs. A
-request is acknowledged only after the reset is durable, so a downloader stopped halfway gets it
-again. A body that is not a retry request is dead-lettered (``<queue>.dead``, visible in
-``dyimages failures``) with a log line, never retried; one whose handling keeps failing is
-returned to the queue and dead-lettered by RabbitMQ after its delivery limit.
+:class:`~dyimages_common.library.refusal.LibraryRefusal` names a library photo the embedding service
+could not decode; the library's state records its reason per path. A message is acknowledged only
+after its change is durable, so a downloader stopped halfway gets it again. A body that is neither
+is dead-lettered (``<queue>.dead``, visible in ``dyimages failures``) with a log line, never
+retried; one whose handling keeps failing is returned to the queue and dead-lettered by RabbitMQ
+after its delivery limit.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 
 from downloader.publisher import BROKER_ERRORS
 from dyimages_common.backoff import async_retrying
+from dyimages_common.library.refusal import CONTROL_MESSAGE, LibraryRefusal
 from dyimages_common.messaging.rabbit import connect, declare_control_queue
 from dyimages_common.settings import RabbitSettings
 from dyimages_common.urls.refetch import RetryRequest
@@ -30,14 +34,19 @@ log = logging.getLogger(__name__)
 SETUP_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
 
 ApplyRetry = Callable[[RetryRequest], Awaitable[list[str]]]
+ApplyRefusal = Callable[[LibraryRefusal], Awaitable[list[str]]]
 
 
 class RetryRequestConsumer:
-    """Consume ``<RABBITMQ_QUEUE>.control`` and hand each valid request to ``apply`` (one at a time)."""
+    """Consume ``<RABBITMQ_QUEUE>.control``: each valid retry request to ``apply``, each library refusal to
+    ``refuse`` (one message at a time)."""
 
-    def __init__(self, settings: RabbitSettings, apply: ApplyRetry, *, retry_max_s: float = 10.0) -> None:
+    def __init__(
+        self, settings: RabbitSettings, apply: ApplyRetry, refuse: ApplyRefusal, *, retry_max_s: float = 10.0
+    ) -> None:
         self._settings = settings
         self._apply = apply
+        self._refuse = refuse
         self._retry_max_s = retry_max_s
 
     async def run(self) -> None:
@@ -73,13 +82,25 @@ class RetryRequestConsumer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            request = RetryRequest.model_validate_json(message.body)
+            request = CONTROL_MESSAGE.validate_json(message.body)
         except ValidationError as exc:
             log.warning(
-                "control queue: a message that is not a retry request was dead-lettered: %s",
+                "control queue: a message that is neither a retry request nor a library refusal was dead-lettered: %s",
                 exc.errors()[0]["msg"] if exc.errors() else exc,
             )
             await message.reject(requeue=False)
+            return
+        if isinstance(request, LibraryRefusal):
+            async with message.process(requeue=True):  # acknowledged only once the paths are recorded
+                refused = await self._refuse(request)
+            log.warning(
+                "the embedding service refused library photo %s (%s): %s; %d path(s) recorded as refused",
+                request.sha256[:12],
+                request.reason.value,
+                request.detail,
+                len(refused),
+                extra={"sha256": request.sha256, "reason": request.reason.value, "paths": refused[:20]},
+            )
             return
         async with message.process(requeue=True):  # acknowledged only once the reset is durable
             urls = await self._apply(request)

@@ -30,6 +30,7 @@ from downloader.url_file import UrlFileReader
 from downloader.url_status import UrlBook, format_counts
 from dyimages_common.backoff import async_retrying
 from dyimages_common.images.checks import ImageRejected
+from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.process.supervisor import Supervisor, every, finish_within
 from dyimages_common.urls.refetch import RetryRequest
 
@@ -121,7 +122,10 @@ class Downloader:
             self.supervisor.start("summary", every(self.settings.downloader_summary_s, self._log_summary))
             if not once:  # `dyimages retry` and the status page's button, through the control queue
                 consumer = RetryRequestConsumer(
-                    self.settings, self.retry_failed, retry_max_s=self.settings.downloader_broker_retry_max_s
+                    self.settings,
+                    self.retry_failed,
+                    self.refuse_library_files,
+                    retry_max_s=self.settings.downloader_broker_retry_max_s,
                 )
                 self.supervisor.start("retry-requests", consumer.run())
             try:
@@ -158,6 +162,11 @@ class Downloader:
             self._book.set_status(url, "pending", 0)
         await self._schedule(urls)
         return urls
+
+    async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]:
+        """Record a library photo the embedding service refused (here no photo library: nothing to record)."""
+        log.warning("a refusal of library photo %s came, but PHOTOS_DIR is not set here", refusal.sha256[:12])
+        return []
 
     async def _schedule(self, urls: list[str]) -> None:
         new = [url for url in urls if url not in self._book.known]

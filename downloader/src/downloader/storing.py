@@ -23,7 +23,7 @@ from downloader.image_files import CheckedImage, check_image, message_for
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
 from downloader.state_db import UrlStateStore
-from dyimages_common.images.checks import decode_memory, open_memory
+from dyimages_common.images.checks import decode_memory, header_suffices, open_memory
 from dyimages_common.images.storage import remove_stale_temp_files, write_atomic
 
 log = logging.getLogger(__name__)
@@ -56,21 +56,27 @@ class ImageKeeper:
         self._decode_pool.shutdown()
         self._write_pool.shutdown()
 
-    async def check(self, data: bytes) -> CheckedImage:
-        """Check ``data`` in the decode pool, its decode memory reserved in the decode budget meanwhile."""
+    async def check(self, data: bytes, *, decode: bool = True) -> CheckedImage:
+        """Check ``data`` in the decode pool, its decode memory reserved in the decode budget meanwhile.
+
+        ``decode=False`` (a photo of the library, which the embedding service decodes itself): a
+        camera's format is checked from its header alone (``inspect_image``), so only opening it is
+        reserved."""
         loop = asyncio.get_running_loop()
         limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
         # Opening reads the header and builds what Pillow keeps from the metadata (a WebP's canvas too):
         # estimated from the bytes alone first, so that the first open is under the budget as well.
         opening = await loop.run_in_executor(self._decode_pool, lambda: open_memory(data, **limits))
-        reservation = await self.decode_budget.reserve(opening)
-        try:
-            need = await loop.run_in_executor(self._decode_pool, lambda: decode_memory(data, **limits))
-        finally:
-            reservation.release()
+        need = opening
+        if decode or not header_suffices(data):
+            reservation = await self.decode_budget.reserve(opening)
+            try:
+                need = await loop.run_in_executor(self._decode_pool, lambda: decode_memory(data, **limits))
+            finally:
+                reservation.release()
         reservation = await self.decode_budget.reserve(need)
         try:
-            return await loop.run_in_executor(self._decode_pool, lambda: check_image(data, **limits))
+            return await loop.run_in_executor(self._decode_pool, lambda: check_image(data, **limits, decode=decode))
         finally:
             reservation.release()
 

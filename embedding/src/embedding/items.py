@@ -3,7 +3,7 @@
 Each image is checked on its own: a path must name a stored image inside IMAGES_DIR (a library
 path a photo inside PHOTOS_DIR, see :mod:`dyimages_common.library.paths`), the bytes
 must be a real image within the size and pixel limits. It is decoded upright (EXIF Orientation) and,
-for a JPEG, at the smallest DCT scale still three times the model's input side
+for a JPEG, at the smallest DCT scale still 1.5 times the model's input side
 (:func:`dyimages_common.images.decode.open_image`). A bad image becomes an
 :class:`~dyimages_common.embeddings.wire.ItemFailure` (a :class:`~dyimages_common.reasons.Reason` and
 a detail) for that item only; its neighbours in the request are embedded as usual. A request's items travel

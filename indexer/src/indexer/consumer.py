@@ -45,13 +45,14 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from dyimages_common.embeddings.client import ModelIdentity, ModelInfo
-from dyimages_common.messaging.rabbit import Topology, declare_topology
+from dyimages_common.messaging.rabbit import Topology, declare_control_queue, declare_topology
 from dyimages_common.process import exit_codes
 from dyimages_common.process.supervisor import Supervisor, every, finish_within
 from indexer.dead_letters import DeadLetters
 from indexer.embedder import BatchEmbedder, ModelChanged
 from indexer.inbox import Inbox
 from indexer.indexing import BatchIndexer
+from indexer.library_refusals import LibraryRefusals
 from indexer.progress import Progress
 from indexer.queue_watch import QueueWatcher
 from indexer.settings import IndexerSettings
@@ -125,6 +126,7 @@ class Indexer:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             declared = await declare_topology(channel, self.topology.queue)
+            control = await declare_control_queue(channel, self.topology.queue)
             batches = BatchIndexer(
                 self.settings,
                 model=model,
@@ -132,6 +134,7 @@ class Indexer:
                 store=self._store,
                 inbox=self._inbox,
                 dead_letters=DeadLetters(declared.dead_letter_exchange, self.topology, self._inbox),
+                library_refusals=LibraryRefusals(channel, control.name, self._inbox),
                 progress=self.progress,
             )
             consumer_tag = await declared.queue.consume(self._inbox.on_message)

@@ -10,6 +10,12 @@ DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter queue, by reason (a dyimages_common.reasons.Reason value)",
     ["reason"],
 )
+LIBRARY_REFUSED = Counter(
+    "dyimages_indexer_library_refused_total",
+    "Library messages whose photo the embedding service refused, sent back to the downloader's library "
+    "state instead of the dead-letter queue, by reason",
+    ["reason"],
+)
 BATCH_SIZE = Histogram("dyimages_indexer_batch_size", "Messages per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 EMBED_SECONDS = Histogram("dyimages_indexer_embed_seconds", "Time of one /embed request for a batch, retries included")
 UPSERT_SECONDS = Histogram("dyimages_indexer_upsert_seconds", "Time to write one batch to Qdrant, retries included")

@@ -43,6 +43,16 @@ HOSTILE: dict[str, Reason] = {
 }
 
 
+def broken_past_header(seed: int, size: tuple[int, int] = (96, 72)) -> bytes:
+    """A JPEG whose header, limits and end marker are sound but whose scan names a component the frame
+    lacks: only decoding it finds it broken (libjpeg: "Invalid component ID"), which the embedding
+    service does and the downloader's header check of a library photo does not."""
+    data = bytearray(jpeg(seed, size=size))
+    scan = data.index(b"\xff\xda")
+    data[scan + 5] = 9  # the scan's first component id; the frame has 1, 2 and 3
+    return bytes(data)
+
+
 def bomb() -> bytes:
     return encode(Image.new("RGB", (2000, 2000), (200, 30, 30)), "PNG", optimize=True)
 

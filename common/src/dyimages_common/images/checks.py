@@ -26,6 +26,8 @@ Image.MAX_IMAGE_PIXELS = None
 DECODE_OVERHEAD = 2 * 1024 * 1024  # see decode_memory
 ALIASES = {"MPO": "JPEG"}  # a JPEG with a multi-picture index (phones' depth and gain maps): its first picture
 _PREFIX = 16  # bytes Pillow's plugins look at to accept a file
+# Formats whose header, limits and EXIF are known at open, without decoding: the cameras' (inspect_image).
+HEADER_CHECKED = frozenset({"JPEG", "HEIF", "AVIF"})
 register_heif()
 
 
@@ -117,18 +119,34 @@ def decode_fully(image: Image.Image) -> None:
         raise ImageRejected(Reason.CORRUPT_IMAGE, f"image data is truncated or corrupt ({exc})") from None
 
 
-def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, decode: bool = True) -> ImageInfo:
     """Identify and decode ``data`` (JPEG at reduced scale, see ``decode_fully``) within the byte,
     pixel and decode-work limits; return its real format, size and EXIF facts or raise ImageRejected.
+
+    With ``decode=False`` a camera's format (:data:`HEADER_CHECKED`) is checked from its header and
+    structure alone, and must be whole (a JPEG reaches its end-of-image marker, a HEIF's or AVIF's
+    boxes end within the file), so a truncated copy is refused: for
+    a photo the embedding service decodes anyway, a second decode here would cost as much as the
+    model, and the service refuses, with a reason, the rare file whose data is broken past its header.
+    Other formats are decoded either way.
 
     The EXIF block is read from the same opened image after the decode (a PNG's eXIf chunk may follow
     its pixel data), so nothing is decoded twice; broken EXIF never refuses an image (it reads as none).
     """
-    image, _ = open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    image, work = open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
     width, height = image.size  # before the draft decode, which shrinks a JPEG's size
-    decode_fully(image)
     fmt = format_of(image)
+    if decode or fmt not in HEADER_CHECKED:
+        decode_fully(image)
+    elif not work.ends:
+        raise ImageRejected(Reason.CORRUPT_IMAGE, "image data is truncated (the file stops before its last part ends)")
     return ImageInfo(fmt, *FORMATS[fmt], width, height, read_exif(image))
+
+
+def header_suffices(data: bytes) -> bool:
+    """Whether ``inspect_image(data, decode=False)`` leaves ``data`` undecoded (a camera's format)."""
+    fmt = sniff_format(data) or ""
+    return ALIASES.get(fmt, fmt) in HEADER_CHECKED
 
 
 def open_memory(data: bytes, *, max_bytes: int, max_pixels: int) -> int:

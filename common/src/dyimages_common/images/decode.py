@@ -5,10 +5,11 @@
   else. HEIF files are turned by libheif itself (their EXIF Orientation then reads 1).
 * No larger than needed: a JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2, 1) whose both
   sides are still at least :data:`REDUCING_GAP` times ``min_side``, the model's input side, so the
-  resize that follows still shrinks by that much and its antialiasing filter, not the DCT scaling,
-  shapes the pixels the model sees (Pillow's ``reducing_gap``, whose documentation calls 3 or more
-  indistinguishable from a full resample). ``python -m bench decode_cosine`` compares the vectors
-  with those of a full decode (docs/architecture.md).
+  resize that follows still shrinks by that much and its antialiasing filter, not the DCT scaling
+  alone, shapes the pixels the model sees (Pillow's ``reducing_gap`` idea). The gap is the smallest
+  that keeps the vectors within the rule of ``python -m bench decode_cosine`` (docs/architecture.md)
+  and lets a 12 MP photo decode at 1/8 for a 224 px model: decoding the 8x8 blocks' averages only is
+  what makes a large JPEG cheap, as the entropy decode that remains cannot be skipped.
 
 The embedding service (both runtimes), the parity references and the benches all decode through
 :func:`open_image`, so every vector is made from the same pixels.
@@ -16,13 +17,15 @@ The embedding service (both runtimes), the parity references and the benches all
 
 from __future__ import annotations
 
+import math
+
 from PIL import Image
 
 from dyimages_common.images.checks import ImageRejected, format_of, open_checked
 from dyimages_common.images.exif import read_orientation
 from dyimages_common.reasons import Reason
 
-REDUCING_GAP = 3  # the resize after a reduced decode still shrinks at least this many times
+REDUCING_GAP = 1.5  # the resize after a reduced decode still shrinks at least this many times
 
 # EXIF Orientation -> the Pillow operation that turns the stored pixels upright (as ImageOps.exif_transpose).
 TURNS = {
@@ -46,7 +49,7 @@ def reduce_for(image: Image.Image, min_side: int) -> None:
     """Ask a JPEG's decoder for the smallest DCT scale whose both sides are at least
     ``REDUCING_GAP * min_side`` (Pillow's draft picks the largest of 1/8, 1/4, 1/2 that keeps them
     there); other formats decode whole."""
-    target = REDUCING_GAP * min_side
+    target = math.ceil(REDUCING_GAP * min_side)
     if format_of(image) == "JPEG" and min(image.size) > target:
         image.draft("RGB", (target, target))
 

@@ -12,6 +12,7 @@ few thousand Python steps, and what Pillow builds from its metadata is :attr:`De
 * GIF: :mod:`dyimages_common.images.gif_blocks` (blocks and stray bytes before the first image, comments).
 * WebP, HEIF and AVIF are parsed and decoded in C (libwebp, libheif, libavif) in one call whose work is
   bounded by the bytes and the pixel count; Pillow and its plugins hold a copy of the file's bytes.
+  For HEIF and AVIF the top-level box sizes are read to tell a truncated file (:func:`boxes_fit`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,25 @@ def check_decode_work(data: bytes) -> DecodeWork:
         return walk_png(data)
     if data.startswith((b"GIF87a", b"GIF89a")):
         return walk_gif(data)
+    if data[4:8] == b"ftyp":  # HEIF, AVIF: ISO base media boxes
+        return DecodeWork(held_bytes=2 * len(data), ends=boxes_fit(data))
     # WebP, HEIF, AVIF: their plugins read the whole file into one bytes object and pass it to C,
     # which may keep its own copy.
     return DecodeWork(held_bytes=2 * len(data))
+
+
+def boxes_fit(data: bytes) -> bool:
+    """Whether the top-level boxes of an ISO base media file (HEIF, AVIF) end within ``data``: a
+    truncated copy's last box, the coded pixels (``mdat``), claims more bytes than are left. Reads
+    one size per box (a photo has three or four), never the boxes' contents."""
+    position = 0
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position : position + 4], "big")
+        if size == 0:
+            return True  # the last box runs to the end of the file
+        if size == 1:  # a 64-bit size follows the type
+            size = int.from_bytes(data[position + 8 : position + 16], "big")
+        if size < 8:
+            return False
+        position += size
+    return position <= len(data)  # a few stray bytes after the last box are ignored, as libheif does

@@ -34,8 +34,10 @@ _NO_LENGTH_AFTER_SCAN = frozenset({0x01, 0xD8})  # TEM, SOI: libjpeg reads a len
 
 
 def walk_jpeg(data: bytes) -> DecodeWork:
-    """Count a JPEG's markers, scans, fill and parsed metadata; raise TooComplex over a limit."""
+    """Count a JPEG's markers, scans, fill and parsed metadata, and see whether the scans reach EOI;
+    raise TooComplex over a limit."""
     scans = markers = fill = tables = parsed_apps = held = parsed = 0
+    ends = False
     position = 2  # after SOI
     while (marker := _MARKER.search(data, position)) is not None:
         markers += 1
@@ -47,6 +49,7 @@ def walk_jpeg(data: bytes) -> DecodeWork:
             if fill > MAX_JPEG_FILL_BYTES:
                 raise TooComplex(f"more than {MAX_JPEG_FILL_BYTES} fill bytes between JPEG segments")
         elif code == _EOI:
+            ends = True
             break  # libjpeg stops here; anything after is ignored (Pillow reads on past an early EOI)
         if code in (_NO_LENGTH_BEFORE_SCAN if scans == 0 else _NO_LENGTH_AFTER_SCAN):
             position = marker.end()
@@ -72,7 +75,7 @@ def walk_jpeg(data: bytes) -> DecodeWork:
                 if parsed_apps > MAX_JPEG_PARSED_APP_SEGMENTS:
                     raise TooComplex(f"more than {MAX_JPEG_PARSED_APP_SEGMENTS} Exif or Photoshop JPEG segments")
     # Kept segments, the joined Exif and ICC copies, and what the parsed blocks become.
-    return DecodeWork(held_bytes=2 * held + PARSED_METADATA_FACTOR * parsed + 64 * markers)
+    return DecodeWork(held_bytes=2 * held + PARSED_METADATA_FACTOR * parsed + 64 * markers, ends=ends)
 
 
 def _is_parsed(code: int, segment: bytes) -> bool:

@@ -15,7 +15,9 @@ class DecodeWork:
 
     ``held_bytes`` bounds the memory of the Python objects Pillow makes from the file's metadata
     (kept segments, comments, text chunks, parsed EXIF) while it is open; the caller adds the pixel
-    and decoder buffers, which depend on the header (``checks.decode_memory``).
+    and decoder buffers, which depend on the header (``checks.decode_memory``). ``ends`` says the
+    walk reached the format's end marker (a JPEG's EOI): False means the file stops early, truncated.
     """
 
     held_bytes: int = 0
+    ends: bool = True

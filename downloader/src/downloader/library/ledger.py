@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from downloader.library.changes import Known
+from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.library.state import SCHEMA, ImageFacts, library_message
 from dyimages_common.library.walk import NO_STAT, Stat
 from dyimages_common.messaging.messages import MAX_LIBRARY_PATHS
@@ -96,6 +97,31 @@ class LibraryLedger:
         result: list[tuple[str, str]] = []
         self._transaction(lambda: result.extend(self._record(changes)))
         return result
+
+    def refuse_content(self, refusal: LibraryRefusal) -> tuple[list[tuple[str, Stat]], list[tuple[str, str]]]:
+        """Mark each path of ``refusal`` that still holds its bytes ``failed`` with its reason, in one
+        transaction with the message listing the paths left; return those paths (with the stat kept,
+        so an unchanged file is not read again) and the messages (key, body)."""
+        refused: list[tuple[str, Stat]] = []
+        messages: list[tuple[str, str]] = []
+        error = refusal.reason.with_detail(refusal.detail)
+
+        def work() -> None:
+            for path in refusal.paths:
+                row = self._db.execute(
+                    "SELECT size, mtime_ns, ctime_ns, inode FROM files WHERE path = ? AND status = 'done' "
+                    "AND sha256 = ?",
+                    (path, refusal.sha256),
+                ).fetchone()
+                if row is not None:  # else: changed, gone or refused since the message was sent
+                    stat = Stat(*row)
+                    self._write_row(path, stat, "failed", None, error)
+                    refused.append((path, stat))
+            if refused and (message := self._message(refusal.sha256)) is not None:
+                messages.append(message)
+
+        self._transaction(work)
+        return refused, messages
 
     def _transaction(self, work: Callable[[], object]) -> None:
         self._db.execute("BEGIN IMMEDIATE")

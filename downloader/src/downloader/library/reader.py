@@ -4,6 +4,10 @@ Bounded like a download: the file's size is reserved in the downloader's byte bu
 (at most MAX_IMAGE_BYTES, known from the stat without reading), and the checks run in the downloader's
 decode pool under its decode budget (:meth:`downloader.storing.ImageKeeper.check`). A file whose stat
 changed while it was read is not recorded: its bytes may be half old and half new, and it settles again.
+
+A camera's photo (JPEG, HEIF, AVIF) is checked from its header and structure, not decoded: the
+embedding service decodes it once, at the scale the model needs, and a photo it cannot decode comes
+back to this folder's state with its reason (:mod:`dyimages_common.library.refusal`).
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class PhotoReader:
             if await self._known_content(sha256):
                 return Read(path, stat, sha256)  # a rename the inode did not show, a copy, a touch: no check
             try:
-                checked = await self._keeper.check(data)
+                checked = await self._keeper.check(data, decode=False)  # the embedding service decodes it
             except ImageRejected as exc:
                 return Refused(path, exc.reason, exc.detail, stat)
         finally:

@@ -34,6 +34,7 @@ from downloader.library.reader import PhotoReader, with_cpu
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
 from downloader.storing import ImageKeeper
+from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.library.state import library_state_path
 from dyimages_common.library.walk import LibraryMissing, Refusal, Stat, look_at, walk_library
 from dyimages_common.urls.refetch import RetryRequest
@@ -240,6 +241,16 @@ class LibraryScanner:
         _apply(self._known, changes)
         for key, body in messages:
             self.publisher.submit(key, body)
+
+    async def refuse(self, refusal: LibraryRefusal) -> list[str]:
+        """Record the paths of ``refusal`` that still hold its bytes as refused, with its reason; the
+        image's message then lists the paths left (none: its point, if any, goes)."""
+        refused, messages = await self._db(lambda: self.ledger.refuse_content(refusal))
+        for path, stat in refused:
+            self._known[path] = Known(stat, "failed", None)
+        for key, body in messages:
+            self.publisher.submit(key, body)
+        return [path for path, _ in refused]
 
     async def retry(self, request: RetryRequest) -> list[str]:
         """Forget the refused files the request matches; the next look reads them again."""

@@ -2,8 +2,9 @@
 
 The scanner shares the downloader's checks (decode pool and decode budget), its bound on bytes held at
 once and its supervisor (a scanner that dies stops the service), and takes part in what the downloader
-already does for URLs: ``--once`` waits until the library is caught up and confirmed, and a retry
-request (``dyimages retry``) resets the refused library files it matches as well as the failed URLs.
+already does for URLs: ``--once`` waits until the library is caught up and confirmed, a retry
+request (``dyimages retry``) resets the refused library files it matches as well as the failed URLs,
+and the indexer's refusal of a photo the embedding service could not decode is recorded per path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from downloader.library.scanner import LibraryScanner
 from downloader.service import Downloader
 from downloader.settings import DownloaderSettings
+from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.urls.refetch import RetryRequest
 
 
@@ -31,6 +33,11 @@ class LibraryDownloader(Downloader):
             self.supervisor.start("library", self.library.run())
             self.supervisor.start("library-publisher", self.library.publisher.run())
         await super().run(once=once)
+
+    async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]:
+        if self.library is None:
+            return await super().refuse_library_files(refusal)
+        return await self.library.refuse(refusal)
 
     async def retry_failed(self, request: RetryRequest) -> list[str]:
         urls = await super().retry_failed(request)
