@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -295,7 +296,8 @@ async def test_a_request_is_acknowledged_only_after_it_was_applied(
 
     request = RetryRequest(urls=("https://x.example/a.jpg",))
     await publish_retry_request_async(settings, request)
-    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, _no_refusal, retry_max_s=0.5).run())
+    handler = Handler(apply, _no_refusal)
+    consumer = asyncio.create_task(RetryRequestConsumer(settings, handler, retry_max_s=0.5).run())
     try:
         for _ in range(200):
             if len(applied) >= 2:
@@ -306,6 +308,14 @@ async def test_a_request_is_acknowledged_only_after_it_was_applied(
         await asyncio.gather(consumer, return_exceptions=True)
     assert applied == [request.request_id, request.request_id]
     assert await take_messages(Topology.for_queue(rabbit_queue).control_queue, idle_s=0.5) == []
+
+
+@dataclass
+class Handler:
+    """The downloader's side of the control queue, as two functions."""
+
+    retry_failed: Callable[[RetryRequest], Awaitable[list[str]]]
+    refuse_library_files: Callable[[LibraryRefusal], Awaitable[list[str]]]
 
 
 async def _no_refusal(refusal: LibraryRefusal) -> list[str]:
@@ -332,7 +342,7 @@ async def test_a_library_refusal_is_applied_and_acknowledged_only_after(
 
     refusal = LibraryRefusal.of("ab" * 32, ("2024/IMG_0001.jpg",), Reason.CORRUPT_IMAGE, "broken data stream")
     await asyncio.to_thread(_publish_raw, rabbit_queue, refusal.model_dump_json().encode())
-    consumer = asyncio.create_task(RetryRequestConsumer(settings, apply, refuse, retry_max_s=0.5).run())
+    consumer = asyncio.create_task(RetryRequestConsumer(settings, Handler(apply, refuse), retry_max_s=0.5).run())
     try:
         for _ in range(200):
             if len(refused) >= 2:

@@ -44,8 +44,9 @@ import httpx
 import numpy as np
 
 from bench.figures import Limit
+from bench.library_decode import decode_cpu_s, reduced_decode_cosines
 from bench.library_photos import PHOTO_SIZE, SMALL_SIZE, LibrarySpec, make_library, make_stat_library
-from bench.library_run import PipelineRun, decode_cpu_s, reduced_decode_cosines
+from bench.library_run import PipelineRun
 from dyimages_common.library import state as library_state
 from testkit.embedding import embedding_env
 from testkit.procs import free_port, start_module, stop, wait_http_ok

@@ -13,7 +13,7 @@ import logging  # noqa: E402
 import typer  # noqa: E402
 
 from downloader.library.service import LibraryDownloader  # noqa: E402
-from downloader.service import UrlFileMissing, install_signal_handlers  # noqa: E402
+from downloader.service import UrlFileMissing  # noqa: E402
 from downloader.settings import DownloaderSettings  # noqa: E402
 from dyimages_common.process.logs import configure_logging  # noqa: E402
 from dyimages_common.process.metrics import serve_metrics  # noqa: E402
@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 async def _run(settings: DownloaderSettings, once: bool) -> int:
     downloader = LibraryDownloader(settings)
-    install_signal_handlers(downloader)
+    downloader.supervisor.install_signal_handlers("finishing in-flight work, then stopping")
     try:
         await downloader.run(once=once)
     except UrlFileMissing as exc:

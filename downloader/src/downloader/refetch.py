@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
@@ -33,20 +33,22 @@ log = logging.getLogger(__name__)
 # aiormq raises a bare RuntimeError for a channel asked of a connection that just closed.
 SETUP_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
 
-ApplyRetry = Callable[[RetryRequest], Awaitable[list[str]]]
-ApplyRefusal = Callable[[LibraryRefusal], Awaitable[list[str]]]
+
+class ControlHandler(Protocol):
+    """What the control queue's messages ask of the downloader; each returns what it changed."""
+
+    async def retry_failed(self, request: RetryRequest) -> list[str]: ...
+
+    async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]: ...
 
 
 class RetryRequestConsumer:
-    """Consume ``<RABBITMQ_QUEUE>.control``: each valid retry request to ``apply``, each library refusal to
-    ``refuse`` (one message at a time)."""
+    """Consume ``<RABBITMQ_QUEUE>.control``: each valid retry request to the handler's ``retry_failed``,
+    each library refusal to its ``refuse_library_files`` (one message at a time)."""
 
-    def __init__(
-        self, settings: RabbitSettings, apply: ApplyRetry, refuse: ApplyRefusal, *, retry_max_s: float = 10.0
-    ) -> None:
+    def __init__(self, settings: RabbitSettings, handler: ControlHandler, *, retry_max_s: float = 10.0) -> None:
         self._settings = settings
-        self._apply = apply
-        self._refuse = refuse
+        self._handler = handler
         self._retry_max_s = retry_max_s
 
     async def run(self) -> None:
@@ -92,7 +94,7 @@ class RetryRequestConsumer:
             return
         if isinstance(request, LibraryRefusal):
             async with message.process(requeue=True):  # acknowledged only once the paths are recorded
-                refused = await self._refuse(request)
+                refused = await self._handler.refuse_library_files(request)
             log.warning(
                 "the embedding service refused library photo %s (%s): %s; %d path(s) recorded as refused",
                 request.sha256[:12],
@@ -103,7 +105,7 @@ class RetryRequestConsumer:
             )
             return
         async with message.process(requeue=True):  # acknowledged only once the reset is durable
-            urls = await self._apply(request)
+            urls = await self._handler.retry_failed(request)
         log.info(
             "retry request %s from %s (%s): %d failed URL(s) back to pending",
             request.request_id,

@@ -122,10 +122,7 @@ class Downloader:
             self.supervisor.start("summary", every(self.settings.downloader_summary_s, self._log_summary))
             if not once:  # `dyimages retry` and the status page's button, through the control queue
                 consumer = RetryRequestConsumer(
-                    self.settings,
-                    self.retry_failed,
-                    self.refuse_library_files,
-                    retry_max_s=self.settings.downloader_broker_retry_max_s,
+                    self.settings, self, retry_max_s=self.settings.downloader_broker_retry_max_s
                 )
                 self.supervisor.start("retry-requests", consumer.run())
             try:
@@ -163,9 +160,7 @@ class Downloader:
         await self._schedule(urls)
         return urls
 
-    async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]:
-        """Record a library photo the embedding service refused (here no photo library: nothing to record)."""
-        log.warning("a refusal of library photo %s came, but PHOTOS_DIR is not set here", refusal.sha256[:12])
+    async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]:  # no PHOTOS_DIR: nothing to record
         return []
 
     async def _schedule(self, urls: list[str]) -> None:
@@ -273,7 +268,3 @@ class Downloader:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._publisher.wait_idle(), timeout=grace)
         await self.supervisor.cancel_helpers()
-
-
-def install_signal_handlers(downloader: Downloader) -> None:
-    downloader.supervisor.install_signal_handlers("finishing in-flight work, then stopping")

@@ -7,10 +7,11 @@ search's own :class:`~search_app.search.model.Hit`, the same model ``dyimages se
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dyimages_common.store.types import Order
 from search_app.search.collapse import NEAR_DUPLICATE_COSINE
@@ -23,6 +24,7 @@ MAX_FILTER_VALUES = 20
 MAX_SIDE = 100_000
 THUMBNAIL_PX = (32, 1024)
 FormatName = Literal[tuple(FORMAT_NAMES)]  # type: ignore[valid-type]
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class SearchParams(BaseModel):
@@ -46,6 +48,14 @@ class SearchParams(BaseModel):
     folder: str = Field(
         "", max_length=MAX_TEXT_CHARS, description="Only photos of the photo folder in this folder or below it."
     )
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _a_calendar_day(cls, value: object) -> object:
+        """A day as the schema says, YYYY-MM-DD: pydantic alone would read a number as a Unix time."""
+        if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+            raise ValueError("a day is written YYYY-MM-DD")
+        return value
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:

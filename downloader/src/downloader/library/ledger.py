@@ -56,6 +56,20 @@ class Changes:
         return bool(self.read or self.refused or self.renamed or self.gone)
 
 
+def apply_to_known(known: dict[str, Known], changes: Changes) -> None:
+    """Keep the scanner's in-memory copy of the state in step with what was just recorded."""
+    for old, new, stat in changes.renamed:
+        entry = known.pop(old, None)
+        if entry is not None:
+            known[new] = Known(stat, entry.status, entry.sha256)
+    for path in changes.gone:
+        known.pop(path, None)
+    for read in changes.read:
+        known[read.path] = Known(read.stat, "done", read.sha256)
+    for refused in changes.refused:
+        known[refused.path] = Known(refused.stat, "failed", None)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 

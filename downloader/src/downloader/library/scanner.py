@@ -29,7 +29,7 @@ from typing import TypeVar
 from downloader.budget import ByteBudget
 from downloader.library import metrics
 from downloader.library.changes import Known, Settling, plan_changes
-from downloader.library.ledger import Changes, LibraryLedger, Read, Refused
+from downloader.library.ledger import Changes, LibraryLedger, Read, Refused, apply_to_known
 from downloader.library.reader import PhotoReader, with_cpu
 from downloader.publisher import Publisher
 from downloader.settings import DownloaderSettings
@@ -44,20 +44,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHUNK = 64  # files recorded per transaction while a pass reads
 SCAN_SHARE = 10  # a look at the folder comes at most every SCAN_SHARE times its duration
-
-
-def _apply(known: dict[str, Known], changes: Changes) -> None:
-    """Keep the in-memory copy of the state in step with what was just recorded."""
-    for old, new, stat in changes.renamed:
-        entry = known.pop(old, None)
-        if entry is not None:
-            known[new] = Known(stat, entry.status, entry.sha256)
-    for path in changes.gone:
-        known.pop(path, None)
-    for read in changes.read:
-        known[read.path] = Known(read.stat, "done", read.sha256)
-    for refused in changes.refused:
-        known[refused.path] = Known(refused.stat, "failed", None)
 
 
 class LibraryScanner:
@@ -238,7 +224,7 @@ class LibraryScanner:
         if not changes:
             return
         messages = await self._db(lambda: self.ledger.record(changes))
-        _apply(self._known, changes)
+        apply_to_known(self._known, changes)
         for key, body in messages:
             self.publisher.submit(key, body)
 
