@@ -36,6 +36,12 @@ FIGURES: list[tuple[str, str, Callable[[Any], float], str]] = [
     ("python -m bench library", "photos_per_s", lambda r: 1e6 / r / 86400, "a million in {} days on 2 cores"),
     (
         "python -m bench library",
+        "",
+        lambda line: line["decode_cpu_s_by_format"]["jpg"] / line["cpu_s_per_photo"]["model"],
+        "which adds about {} of the model's time",
+    ),
+    (
+        "python -m bench library",
         "decode_cpu_s_by_format",
         lambda by_format: by_format["heic"] / by_format["jpg"],
         "HEIC photo costs about {} times a JPEG's to decode",
@@ -63,8 +69,9 @@ def quiet_line(command: str) -> dict:
 
 
 def field(line: dict, path: str) -> object:
+    """The field at ``path`` (dotted), or the whole line for ``""``."""
     value: object = line
-    for name in path.split("."):
+    for name in path.split(".") if path else ():
         assert isinstance(value, dict), path
         value = value[name]
     assert isinstance(value, int | float | dict), path

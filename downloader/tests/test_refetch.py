@@ -21,7 +21,7 @@ import aio_pika
 import pytest
 from pydantic import ValidationError
 
-from downloader.refetch import RetryRequestConsumer
+from downloader.refetch import ControlQueueConsumer
 from downloader.state_db import UrlStateStore
 from dyimages_common.library.refusal import LibraryRefusal
 from dyimages_common.library.state import library_state_path
@@ -297,7 +297,7 @@ async def test_a_request_is_acknowledged_only_after_it_was_applied(
     request = RetryRequest(urls=("https://x.example/a.jpg",))
     await publish_retry_request_async(settings, request)
     handler = Handler(apply, _no_refusal)
-    consumer = asyncio.create_task(RetryRequestConsumer(settings, handler, retry_max_s=0.5).run())
+    consumer = asyncio.create_task(ControlQueueConsumer(settings, handler, retry_max_s=0.5).run())
     try:
         for _ in range(200):
             if len(applied) >= 2:
@@ -342,7 +342,7 @@ async def test_a_library_refusal_is_applied_and_acknowledged_only_after(
 
     refusal = LibraryRefusal.of("ab" * 32, ("2024/IMG_0001.jpg",), Reason.CORRUPT_IMAGE, "broken data stream")
     await asyncio.to_thread(_publish_raw, rabbit_queue, refusal.model_dump_json().encode())
-    consumer = asyncio.create_task(RetryRequestConsumer(settings, Handler(apply, refuse), retry_max_s=0.5).run())
+    consumer = asyncio.create_task(ControlQueueConsumer(settings, Handler(apply, refuse), retry_max_s=0.5).run())
     try:
         for _ in range(200):
             if len(refused) >= 2:

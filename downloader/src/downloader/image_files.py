@@ -18,11 +18,13 @@ class CheckedImage:
     size: int
 
 
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int, decode: bool = True) -> CheckedImage:
+def check_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, decode: bool = True, sha256: str | None = None
+) -> CheckedImage:
     """Check ``data`` (raises ImageRejected; ``decode=False``: a camera's format from its header alone,
-    see ``inspect_image``) and name it by its content."""
+    see ``inspect_image``) and name it by its content (``sha256`` when the caller hashed it already)."""
     info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels, decode=decode)
-    sha256 = sha256_hex(data)
+    sha256 = sha256 or sha256_hex(data)
     return CheckedImage(sha256, stored_path(sha256, info.extension), info, len(data))
 
 

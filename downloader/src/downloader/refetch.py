@@ -42,7 +42,7 @@ class ControlHandler(Protocol):
     async def refuse_library_files(self, refusal: LibraryRefusal) -> list[str]: ...
 
 
-class RetryRequestConsumer:
+class ControlQueueConsumer:
     """Consume ``<RABBITMQ_QUEUE>.control``: each valid retry request to the handler's ``retry_failed``,
     each library refusal to its ``refuse_library_files`` (one message at a time)."""
 

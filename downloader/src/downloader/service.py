@@ -21,7 +21,7 @@ from downloader.budget import ByteBudget
 from downloader.fetch import Fetched, Fetcher, FetchFailed, open_session
 from downloader.guard import AddressPolicy
 from downloader.publisher import Publisher
-from downloader.refetch import RetryRequestConsumer
+from downloader.refetch import ControlQueueConsumer
 from downloader.settings import DownloaderSettings
 from downloader.slots import DownloadSlots
 from downloader.state_db import UrlStateStore
@@ -121,7 +121,7 @@ class Downloader:
             self.supervisor.start("feeder", self._feed())
             self.supervisor.start("summary", every(self.settings.downloader_summary_s, self._log_summary))
             if not once:  # `dyimages retry` and the status page's button, through the control queue
-                consumer = RetryRequestConsumer(
+                consumer = ControlQueueConsumer(
                     self.settings, self, retry_max_s=self.settings.downloader_broker_retry_max_s
                 )
                 self.supervisor.start("retry-requests", consumer.run())

@@ -16,6 +16,7 @@ import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 
 from downloader import metrics
 from downloader.budget import ByteBudget
@@ -56,12 +57,12 @@ class ImageKeeper:
         self._decode_pool.shutdown()
         self._write_pool.shutdown()
 
-    async def check(self, data: bytes, *, decode: bool = True) -> CheckedImage:
+    async def check(self, data: bytes, *, decode: bool = True, sha256: str | None = None) -> CheckedImage:
         """Check ``data`` in the decode pool, its decode memory reserved in the decode budget meanwhile.
 
         ``decode=False`` (a photo of the library, which the embedding service decodes itself): a
         camera's format is checked from its header alone (``inspect_image``), so only opening it is
-        reserved."""
+        reserved. ``sha256``: the bytes' hash when the caller has it (a library file is hashed as read)."""
         loop = asyncio.get_running_loop()
         limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
         # Opening reads the header and builds what Pillow keeps from the metadata (a WebP's canvas too):
@@ -76,7 +77,8 @@ class ImageKeeper:
                 reservation.release()
         reservation = await self.decode_budget.reserve(need)
         try:
-            return await loop.run_in_executor(self._decode_pool, lambda: check_image(data, **limits, decode=decode))
+            checking = partial(check_image, data, **limits, decode=decode, sha256=sha256)
+            return await loop.run_in_executor(self._decode_pool, checking)
         finally:
             reservation.release()
 

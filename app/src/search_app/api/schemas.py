@@ -24,7 +24,7 @@ MAX_FILTER_VALUES = 20
 MAX_SIDE = 100_000
 THUMBNAIL_PX = (32, 1024)
 FormatName = Literal[tuple(FORMAT_NAMES)]  # type: ignore[valid-type]
-ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class SearchParams(BaseModel):

@@ -112,11 +112,11 @@ class LibraryLedger:
         self._transaction(lambda: result.extend(self._record(changes)))
         return result
 
-    def refuse_content(self, refusal: LibraryRefusal) -> tuple[list[tuple[str, Stat]], list[tuple[str, str]]]:
+    def refuse_content(self, refusal: LibraryRefusal) -> tuple[list[Refused], list[tuple[str, str]]]:
         """Mark each path of ``refusal`` that still holds its bytes ``failed`` with its reason, in one
         transaction with the message listing the paths left; return those paths (with the stat kept,
         so an unchanged file is not read again) and the messages (key, body)."""
-        refused: list[tuple[str, Stat]] = []
+        refused: list[Refused] = []
         messages: list[tuple[str, str]] = []
         error = refusal.reason.with_detail(refusal.detail)
 
@@ -130,7 +130,7 @@ class LibraryLedger:
                 if row is not None:  # else: changed, gone or refused since the message was sent
                     stat = Stat(*row)
                     self._write_row(path, stat, "failed", None, error)
-                    refused.append((path, stat))
+                    refused.append(Refused(path, refusal.reason, refusal.detail, stat))
             if refused and (message := self._message(refusal.sha256)) is not None:
                 messages.append(message)
 

@@ -86,7 +86,7 @@ class PhotoReader:
             if await self._known_content(sha256):
                 return Read(path, stat, sha256)  # a rename the inode did not show, a copy, a touch: no check
             try:
-                checked = await self._keeper.check(data, decode=False)  # the embedding service decodes it
+                checked = await self._keeper.check(data, decode=False, sha256=sha256)  # the service decodes it
             except ImageRejected as exc:
                 return Refused(path, exc.reason, exc.detail, stat)
         finally:

@@ -232,11 +232,10 @@ class LibraryScanner:
         """Record the paths of ``refusal`` that still hold its bytes as refused, with its reason; the
         image's message then lists the paths left (none: its point, if any, goes)."""
         refused, messages = await self._db(lambda: self.ledger.refuse_content(refusal))
-        for path, stat in refused:
-            self._known[path] = Known(stat, "failed", None)
+        apply_to_known(self._known, Changes(refused=refused))
         for key, body in messages:
             self.publisher.submit(key, body)
-        return [path for path, _ in refused]
+        return [row.path for row in refused]
 
     async def retry(self, request: RetryRequest) -> list[str]:
         """Forget the refused files the request matches; the next look reads them again."""
