@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.embedding import EmbeddingService
+from testkit.embedding import EmbeddingService, other_weights_service
 from testkit.indexed_library import Library, PictureSpec, index_pictures, library_env, record_downloads
 from testkit.rabbit import delete_topology, rabbit_env, require_rabbitmq, unique_queue_name
 
@@ -59,6 +59,23 @@ def library(
     index_pictures(lib, LIBRARY, tmp / "indexer.log")
     record_downloads(lib.state_db, lib.pictures, FAILED_DOWNLOADS)
     return lib
+
+
+@pytest.fixture(scope="session")
+def docs_library(tmp_path_factory: pytest.TempPathFactory, shared_images_dir: Path) -> Iterator[Library]:
+    """The same twelve images, embedded by weights made from a fixed seed: the examples the docs show are
+    then the same on every machine (the suite's own tiny model is drawn at random once per machine)."""
+    require_rabbitmq()
+    queue = unique_queue_name("app-docs")
+    tmp = tmp_path_factory.mktemp("docs-library")
+    try:
+        with other_weights_service(shared_images_dir, tmp, seed=0) as embedding:
+            lib = new_library(tmp, shared_images_dir, queue, embedding)
+            index_pictures(lib, LIBRARY, tmp / "indexer.log")
+            record_downloads(lib.state_db, lib.pictures, FAILED_DOWNLOADS)
+            yield lib
+    finally:
+        delete_topology(queue)
 
 
 @pytest.fixture

@@ -45,16 +45,16 @@ curl -s -w ' %{http_code}\n' '$BASE/api/v1/search?q=-people'
 EXAMPLES = [(title, command.replace("$BASE", BASE)) for title, command in parse_examples(SCRIPT)]
 
 
-def test_the_examples_are_what_the_api_answers(library: Library, tmp_path: Path) -> None:
-    picture = library.pictures[3]
+def test_the_examples_are_what_the_api_answers(docs_library: Library, tmp_path: Path) -> None:
+    picture = docs_library.pictures[3]
     (tmp_path / "photo.jpg").write_bytes(picture.data)
     outputs = []
-    with api_server({**library.env, "REDIS_URL": ""}, tmp_path / "api.log") as url:
+    with api_server({**docs_library.env, "REDIS_URL": ""}, tmp_path / "api.log") as url:
         for _, command in EXAMPLES:
             run = subprocess.run(
                 ["bash", "-c", command.replace(BASE, url)],
                 cwd=tmp_path,
-                env={**os.environ, "SHA": library.pictures[0].sha256},
+                env={**os.environ, "SHA": docs_library.pictures[0].sha256},
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -33,9 +33,9 @@ dyimages failures --json | jq -c '.downloads[] | {url, reason, explanation}'
 EXAMPLES = parse_examples(SCRIPT)
 
 
-def test_the_examples_are_what_the_command_prints(library: Library, tmp_path: Path) -> None:
+def test_the_examples_are_what_the_command_prints(docs_library: Library, tmp_path: Path) -> None:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, **library.env, "REDIS_URL": "", "PATH": path}
+    env = {**os.environ, **docs_library.env, "REDIS_URL": "", "PATH": path}
     outputs = []
     for _, command in EXAMPLES:
         run = subprocess.run(
